@@ -1,0 +1,44 @@
+"""Shared CLI plumbing: the common options and the one place that turns errors into exits."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from ikemgr.config.load import DEFAULT_PATH, load
+from ikemgr.config.schema import Config
+from ikemgr.errors import EXIT_OK, IkemgrError
+from ikemgr.result import Result, render
+
+ConfigOpt = typer.Option(
+    DEFAULT_PATH, "--config", "-c", envvar="IKEMGR_CONFIG",
+    help="The ikemgr YAML config.", show_default=True,
+)
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def load_config(path: Path) -> Config:
+    return load(path)
+
+
+def run(command: str, as_json: bool, fn: Callable[[], Result]) -> None:
+    """Run a command body; print its Result or its error; exit with the right code."""
+    try:
+        result = fn()
+    except IkemgrError as e:
+        if as_json:
+            import json
+
+            payload = {"command": command, "ok": False, "exit_code": e.exit_code,
+                       "error": e.to_json()}
+            sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        else:
+            for line in e.lines():
+                typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(e.exit_code) from None
+    render(result, as_json)
+    if result.exit_code != EXIT_OK:
+        raise typer.Exit(result.exit_code)

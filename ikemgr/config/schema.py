@@ -1,0 +1,505 @@
+"""The declarative config: one YAML file describes the whole gateway.
+
+Addresses and prefixes are typed (``ipaddress`` objects, v4 or v6) so that IPv6 pools,
+campus prefixes and VLANs can be added later by lifting the "IPv4 only for now" checks,
+not by rewriting the model. Derived values (SNAT address = broadcast − 2, table id and
+name of a VLAN) are filled in here, once, and never recomputed in templates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from ikemgr.core.identity import DEFAULT_ACCOUNT_PATTERN, DEFAULT_PATTERN
+
+# --------------------------------------------------------------------------- scalar types
+
+
+def _address(v: object) -> object:
+    if isinstance(v, IPv4Address | IPv6Address):
+        return v
+    try:
+        return ipaddress.ip_address(str(v).strip())
+    except ValueError:
+        raise ValueError(f"{v} is not an IP address") from None
+
+
+def _network(v: object) -> object:
+    if isinstance(v, IPv4Network | IPv6Network):
+        return v
+    text = str(v).strip()
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as e:
+        if "host bits set" in str(e):
+            raise ValueError(f"{text} has host bits set (did you mean "
+                             f"{ipaddress.ip_network(text, strict=False)}?)") from None
+        raise ValueError(f"{text} is not a network") from None
+
+
+def _interface(v: object) -> object:
+    if isinstance(v, IPv4Interface | IPv6Interface):
+        return v
+    text = str(v).strip()
+    if "/" not in text:
+        raise ValueError(f"{text} needs a prefix length (address/len)")
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise ValueError(f"{text} is not an address/prefix") from None
+
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+
+
+def _ifname(v: str) -> str:
+    if not _IFNAME_RE.fullmatch(v) or v in (".", ".."):
+        raise ValueError(f"{v!r} is not a Linux interface name (1-15 of A-Z a-z 0-9 _ . : @ -)")
+    return v
+
+
+_TABLE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+
+
+def _table_name(v: str) -> str:
+    if not _TABLE_NAME_RE.fullmatch(v):
+        raise ValueError(f"{v!r} is not a routing table name (letter, then letters/digits/_/-)")
+    return v
+
+
+_FQDN_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                      r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _fqdn(v: str) -> str:
+    if not _FQDN_RE.fullmatch(v):
+        raise ValueError(f"{v!r} is not a host name")
+    return v
+
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _token(v: str) -> str:
+    """Names that end up inside rendered config files: no spaces, quotes or braces."""
+    if not _TOKEN_RE.fullmatch(v):
+        raise ValueError(f"{v!r} must be 1-64 of letters, digits, '_', '.', '-'")
+    return v
+
+
+_PROPOSAL_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def _proposal(v: str) -> str:
+    if not _PROPOSAL_RE.fullmatch(v):
+        raise ValueError(f"{v!r} is not a strongSwan proposal (e.g. aes256-sha256-modp2048)")
+    return v
+
+
+def _abs_path(v: Path) -> Path:
+    if not v.is_absolute():
+        raise ValueError(f"{v} must be an absolute path")
+    if any(c in str(v) for c in "\n\"'{}"):
+        raise ValueError(f"{v!s} contains characters not allowed in a path here")
+    return v
+
+
+def _mss(v: object) -> object:
+    if v == "pmtu":
+        return v
+    if isinstance(v, int) and not isinstance(v, bool) and 536 <= v <= 1460:
+        return v
+    raise ValueError(f"{v!r} must be 'pmtu' or an MSS between 536 and 1460")
+
+
+MssClamp = Annotated[int | str, BeforeValidator(_mss)]
+IPAddress = Annotated[IPv4Address | IPv6Address, BeforeValidator(_address)]
+IPNetwork = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
+IPInterface = Annotated[IPv4Interface | IPv6Interface, BeforeValidator(_interface)]
+IfName = Annotated[str, AfterValidator(_ifname)]
+TableName = Annotated[str, AfterValidator(_table_name)]
+Hostname = Annotated[str, AfterValidator(_fqdn)]
+Token = Annotated[str, AfterValidator(_token)]
+Proposal = Annotated[str, AfterValidator(_proposal)]
+AbsPath = Annotated[Path, AfterValidator(_abs_path)]
+TableId = Annotated[int, Field(ge=1, le=2**32 - 1)]
+Priority = Annotated[int, Field(ge=1, le=32765)]
+
+#: Kernel-reserved routing tables: unspec, default, main, local.
+RESERVED_TABLES = frozenset({0, 253, 254, 255})
+
+
+def _v4_only(value: object, what: str) -> None:
+    """IPv6 is modelled but not implemented yet: refuse it with a clear message."""
+    if getattr(value, "version", 4) != 4:
+        raise ValueError(f"{what}: IPv6 is not supported yet")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+class RoutingTable(Strict):
+    id: TableId
+    name: TableName
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: int) -> int:
+        if v in RESERVED_TABLES:
+            raise ValueError(f"table id {v} is reserved by the kernel (0, 253, 254, 255)")
+        return v
+
+
+class Uplink(Strict):
+    """One interface of the gateway with its own address and next hop."""
+
+    interface: IfName
+    address: IPInterface = Field(description="the gateway's address with prefix, e.g. 192.0.2.1/24")
+    gateway: IPAddress = Field(description="next hop on this segment")
+
+    @model_validator(mode="after")
+    def _gateway_on_link(self) -> Uplink:
+        _v4_only(self.address, "address")
+        if self.gateway not in self.address.network:
+            raise ValueError(f"gateway: {self.gateway} is not inside {self.address.network}")
+        if self.gateway == self.address.ip:
+            raise ValueError(f"gateway: {self.gateway} equals the interface address")
+        return self
+
+
+class Outside(Uplink):
+    """KUINS-II side (ens1): IKE is served here; the Internet is SNATed to this address."""
+
+
+class CampusSide(Uplink):
+    """KUINS-III client segment (ens2): the pool lives here; campus traffic leaves here."""
+
+    table: RoutingTable = RoutingTable(id=200, name="gwk3")
+
+
+class Gateway(Strict):
+    fqdn: Hostname
+    cert: AbsPath = Path("/etc/swanctl/x509/gateway.crt")
+    key: AbsPath = Path("/etc/swanctl/private/gateway.key")
+    ca: AbsPath = Path("/etc/swanctl/x509ca/ca.crt")
+    outside: Outside
+    campus: CampusSide
+
+
+# --------------------------------------------------------------------------- pool
+
+
+class Pool(Strict):
+    """Virtual IPs handed out to every client: a range inside the campus client segment."""
+
+    name: Token = "ikemgr-pool"
+    first: IPAddress
+    last: IPAddress
+    network: IPNetwork | None = Field(
+        None, description="segment the range lives in; default: the campus-side segment. "
+        "Base rules and SNAT match this network (as the seed does with -s 10.1.0.0/24)")
+    dns: list[IPAddress] = Field(default_factory=list, max_length=2)
+
+    @model_validator(mode="after")
+    def _order(self) -> Pool:
+        _v4_only(self.first, "first")
+        if self.first.version != self.last.version:
+            raise ValueError("last: first and last must be of the same address family")
+        if int(self.last) < int(self.first):
+            raise ValueError(f"last: {self.last} is below first {self.first}")
+        return self
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    @property
+    def range_text(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
+# --------------------------------------------------------------------------- lab VLANs
+
+
+class Vlan(Strict):
+    """A lab VLAN the gateway is attached to (Kyoto's ens3.N), named by its management number."""
+
+    number: Annotated[int, Field(ge=1, le=999_999_999, description="VLAN management number")]
+    interface: IfName
+    subnet: IPNetwork
+    gateway: IPAddress
+    snat: IPAddress | None = Field(None, description="default: broadcast − 2")
+    table: TableId | None = Field(None, description="routing table id; default: the number")
+    table_name: TableName | None = Field(None, description="default: gw<number>")
+    description: str = Field("", max_length=200)
+
+    @field_validator("number", mode="before")
+    @classmethod
+    def _number_text(cls, v: object) -> object:
+        if isinstance(v, str):
+            if not (v.isascii() and v.isdigit()) or len(v) > 9 or (len(v) > 1 and v[0] == "0"):
+                raise ValueError(f"{v!r} is not a management number (1-9 digits, no leading 0)")
+            return int(v)
+        if isinstance(v, bool):
+            raise ValueError("must be a number")
+        return v
+
+    @model_validator(mode="after")
+    def _derive_and_check(self) -> Vlan:
+        _v4_only(self.subnet, "subnet")
+        net = self.subnet
+        if net.num_addresses < 8:
+            raise ValueError(f"subnet: {net} is too small (needs at least a /29)")
+        if self.gateway not in net:
+            raise ValueError(f"gateway: {self.gateway} is not inside subnet {net}")
+        if self.gateway in (net.network_address, net.broadcast_address):
+            raise ValueError(f"gateway: {self.gateway} is the network or broadcast address")
+        snat = self.snat if self.snat is not None else net.broadcast_address - 2
+        if snat not in net:
+            raise ValueError(f"snat: {snat} is not inside subnet {net}")
+        if snat in (net.network_address, net.broadcast_address):
+            raise ValueError(f"snat: {snat} is the network or broadcast address of {net}")
+        if snat == self.gateway:
+            raise ValueError(f"snat: {snat} equals the VLAN gateway")
+        table = self.table if self.table is not None else self.number
+        if table in RESERVED_TABLES:
+            raise ValueError(f"table: id {table} is reserved by the kernel (0, 253, 254, 255)")
+        name = self.table_name if self.table_name is not None else f"gw{self.number}"
+        _table_name(name)
+        object.__setattr__(self, "snat", snat)
+        object.__setattr__(self, "table", table)
+        object.__setattr__(self, "table_name", name)
+        return self
+
+    # after validation these are never None; typed accessors for callers
+    @property
+    def snat_address(self) -> IPv4Address | IPv6Address:
+        assert self.snat is not None
+        return self.snat
+
+    @property
+    def table_id(self) -> int:
+        assert self.table is not None
+        return self.table
+
+    @property
+    def table_label(self) -> str:
+        assert self.table_name is not None
+        return self.table_name
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+class Routing(Strict):
+    base_priority: Priority = Field(30001, description="from <pool> to <campus> lookup <campus table>")
+    user_priority: Priority = Field(
+        29000, description="per-user rules / per-VLAN fwmark rules (must be below base_priority)")
+    charon_table: TableId = 220
+    charon_priority: Priority = 30000
+    install_routes: bool = Field(
+        False, description="charon.install_routes; needed with kernel-libipsec (TUN device)")
+    rule_protocol: Annotated[int, Field(ge=1, le=255)] = Field(
+        99, description="rtnetlink protocol stamped on every rule/route ikemgr owns")
+
+    @model_validator(mode="after")
+    def _bands(self) -> Routing:
+        if self.user_priority >= self.base_priority:
+            raise ValueError("user_priority: must be below base_priority so user rules win")
+        if self.charon_table in RESERVED_TABLES:
+            raise ValueError(f"charon_table: {self.charon_table} is reserved by the kernel")
+        return self
+
+
+DEFAULT_IKE_PROPOSALS = [
+    # first the groups clients send their KE for, so no INVALID_KE round trip (strongSwan/
+    # Android: x25519; Apple: ecp256/modp2048; Windows: modp2048/modp1024)
+    "aes256-sha256-x25519",
+    "aes256gcm16-prfsha256-ecp256",
+    "aes256-sha256-ecp256",
+    "aes256-sha256-modp2048",
+    "aes256-sha1-modp1024",
+    "default",
+]
+DEFAULT_ESP_PROPOSALS = [
+    # "-modpnone" makes PFS optional: Windows and Apple do not use PFS on the first CHILD_SA's
+    # rekey by default; demanding it breaks them after the first rekey (docs/operator.md)
+    "aes256gcm16-modpnone",
+    "aes256-sha256-modpnone",
+    "aes256-sha1-modpnone",
+    "aes128gcm16-modpnone",
+    "default",
+]
+
+
+class Strongswan(Strict):
+    connection: Token = "ikemgr"
+    vici_socket: str = Field("unix:///var/run/charon.vici", pattern=r"^(unix://[^\s\"'{}]+|tcp://[^\s\"'{}]+)$")
+    swanctl_dir: AbsPath = Path("/etc/swanctl")
+    kernel_ipsec: Literal["netlink", "libipsec"] = Field(
+        "netlink", description="libipsec = userspace ESP over TUN (hosts without kernel ESP)")
+    proposals: list[Proposal] = Field(default_factory=lambda: list(DEFAULT_IKE_PROPOSALS), min_length=1)
+    esp_proposals: list[Proposal] = Field(default_factory=lambda: list(DEFAULT_ESP_PROPOSALS), min_length=1)
+    dpd_delay: Annotated[int, Field(ge=0, le=3600)] = 30
+    rekey_time: Annotated[int, Field(ge=0)] = Field(14400, description="IKE rekey seconds; 0 = off")
+    mobike: bool = True
+    fragmentation: bool = True
+    encap: bool = Field(False, description="force UDP encapsulation (required by kernel-libipsec)")
+    unique: Literal["never", "no", "keep", "replace"] = "never"
+    farp: bool = Field(True, description="answer ARP for VIPs on the campus segment (farp plugin)")
+    threads: Annotated[int, Field(ge=16, le=256)] = 16
+    updown: AbsPath | None = Field(None, description="updown script (hook mode); None = daemon mode")
+
+
+class Radius(Strict):
+    address: IPAddress = ipaddress.ip_address("127.0.0.1")
+    auth_port: Annotated[int, Field(ge=1, le=65535)] = 1812
+    acct_port: Annotated[int, Field(ge=1, le=65535)] = 1813
+    secret_file: AbsPath = Path("/etc/ikemgr/radius.secret")
+    accounting: bool = False
+    nas_identifier: Token = "ikemgr"
+
+
+class Firewall(Strict):
+    backend: Literal["nftables", "iptables"] = "nftables"
+    table: Token = Field("ikemgr", description="nftables table / iptables chain prefix owned by ikemgr")
+    mss_clamp: MssClamp = Field(
+        1360, description="TCP MSS for forwarded SYNs from/to the pool; 'pmtu' = clamp to path MTU")
+
+
+class Policy(Strict):
+    backend: Literal["marks", "rules"] = "marks"
+    identity_pattern: str = DEFAULT_PATTERN
+    account_pattern: str = DEFAULT_ACCOUNT_PATTERN
+    reconcile_interval: Annotated[int, Field(ge=1, le=86400)] = 60
+    state_dir: AbsPath = Path("/var/lib/ikemgr")
+    lock_file: AbsPath = Path("/run/ikemgr.lock")
+
+    @field_validator("identity_pattern", "account_pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+        if not (v.startswith("^") and v.endswith("$")):
+            raise ValueError("must be anchored with ^ and $")
+        return v
+
+
+class Database(Strict):
+    url: str = Field("sqlite:////var/lib/ikemgr/ikemgr.db",
+                     description="SQLAlchemy URL; postgresql+psycopg://… in production")
+    password_file: AbsPath | None = None
+
+
+class Ldap(Strict):
+    """The campus directory (FreeRADIUS password checks, optional account checks in sync)."""
+
+    uri: str = Field("ldap://127.0.0.1", pattern=r"^ldaps?://[^\s\"'{}]+$")
+    base_dn: str = "dc=example,dc=ac,dc=jp"
+    bind_dn: str | None = None
+    bind_password_file: AbsPath | None = None
+    user_filter: str = "(uid=%{%{Stripped-User-Name}:-%{User-Name}})"
+    start_tls: bool = False
+
+
+# --------------------------------------------------------------------------- top level
+
+
+class Config(Strict):
+    gateway: Gateway
+    pool: Pool
+    campus_prefixes: list[IPNetwork] = Field(min_length=1, description="the paper's 全学内 list")
+    vlans: list[Vlan] = Field(default_factory=list)
+    routing: Routing = Routing()
+    strongswan: Strongswan = Strongswan()
+    radius: Radius = Radius()
+    firewall: Firewall = Firewall()
+    policy: Policy = Policy()
+    database: Database = Database()
+    ldap: Ldap = Ldap()
+
+    @model_validator(mode="after")
+    def _cross(self) -> Config:
+        campus = self.gateway.campus
+        seg = self.pool.network if self.pool.network is not None else campus.address.network
+        for end in (self.pool.first, self.pool.last):
+            if end not in seg:
+                raise ValueError(f"pool: {end} is outside the client segment {seg}")
+        for reserved in (campus.address.ip, campus.gateway):
+            if int(self.pool.first) <= int(reserved) <= int(self.pool.last):
+                raise ValueError(f"pool: range {self.pool.range_text} contains {reserved}")
+        object.__setattr__(self.pool, "network", seg)
+        for p in self.campus_prefixes:
+            _v4_only(p, "campus_prefixes")
+        seen_tables: dict[int, str] = {
+            campus.table.id: "gateway.campus.table",
+            self.routing.charon_table: "routing.charon_table",
+        }
+        if campus.table.id == self.routing.charon_table:
+            raise ValueError("gateway.campus.table.id: equals routing.charon_table")
+        seen_names = {campus.table.name: "gateway.campus.table"}
+        seen_numbers: set[int] = set()
+        seen_ifs: dict[str, str] = {
+            self.gateway.outside.interface: "gateway.outside",
+            campus.interface: "gateway.campus",
+        }
+        for i, v in enumerate(self.vlans):
+            where = f"vlans[{i}]"
+            if v.number in seen_numbers:
+                raise ValueError(f"{where}.number: {v.number} appears twice")
+            seen_numbers.add(v.number)
+            if v.table_id in seen_tables:
+                raise ValueError(f"{where}.table: id {v.table_id} already used by "
+                                 f"{seen_tables[v.table_id]}")
+            seen_tables[v.table_id] = where
+            if v.table_label in seen_names:
+                raise ValueError(f"{where}.table_name: {v.table_label} already used by "
+                                 f"{seen_names[v.table_label]}")
+            seen_names[v.table_label] = where
+            if v.interface in seen_ifs:
+                raise ValueError(f"{where}.interface: {v.interface} already used by "
+                                 f"{seen_ifs[v.interface]}")
+            seen_ifs[v.interface] = where
+        if self.strongswan.kernel_ipsec == "libipsec" and not self.strongswan.encap:
+            raise ValueError("strongswan.encap: must be true with kernel_ipsec: libipsec "
+                             "(kernel-libipsec only does UDP-encapsulated ESP)")
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def pool_network(self) -> IPv4Network | IPv6Network:
+        assert self.pool.network is not None
+        return self.pool.network
+
+    def vlan(self, number: int) -> Vlan | None:
+        for v in self.vlans:
+            if v.number == number:
+                return v
+        return None

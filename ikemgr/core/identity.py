@@ -1,0 +1,110 @@
+"""The identity grammar: what `account` and `account@NNNNNN` may look like.
+
+Identities come from strongSwan (EAP identity of a live SA), from updown environment
+variables and from allow-list sources. They are untrusted text: they are checked for
+type, UTF-8, length and control characters *before* any regular expression runs, they
+are matched against one pattern compiled once, and they are never used as a pattern,
+a shell argument or a path. The seed's updown script grepped the list with the
+identity as a regex, so ``.*@123456`` matched every entry; here it is simply refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ikemgr.errors import IdentityRejected
+
+DEFAULT_PATTERN = r"^[a-z0-9._-]{1,64}@[0-9]{1,9}$"
+DEFAULT_ACCOUNT_PATTERN = r"^[a-z0-9._-]{1,64}$"
+#: Upper bound checked before any regex runs (characters after decoding, bytes before).
+MAX_CHARS = 128
+MAX_BYTES = 512
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """A validated identity. ``vlan`` is the lab VLAN management number, or None."""
+
+    account: str
+    vlan: int | None
+
+    def __str__(self) -> str:
+        return self.account if self.vlan is None else f"{self.account}@{self.vlan}"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A log-safe rendering of untrusted input: escaped, quoted, truncated."""
+    if isinstance(value, bytes | bytearray):
+        text = repr(bytes(value[: limit + 1]))
+    else:
+        text = repr(str(value)[: limit + 1])
+    if len(text) > limit + 2:
+        text = text[:limit] + "…"
+    return text
+
+
+class IdentityGrammar:
+    """Compiled once from config; ``parse`` is pure and raises IdentityRejected."""
+
+    def __init__(
+        self,
+        pattern: str = DEFAULT_PATTERN,
+        account_pattern: str = DEFAULT_ACCOUNT_PATTERN,
+        max_chars: int = MAX_CHARS,
+    ) -> None:
+        self.pattern = pattern
+        self._vlan_re = re.compile(pattern)
+        self._account_re = re.compile(account_pattern)
+        self.max_chars = max_chars
+
+    def _text(self, value: object) -> str:
+        if isinstance(value, bytes | bytearray):
+            if len(value) > MAX_BYTES:
+                raise IdentityRejected("too long", shown(value))
+            try:
+                value = bytes(value).decode("utf-8", errors="strict")
+            except UnicodeDecodeError:
+                raise IdentityRejected("not valid UTF-8", shown(value)) from None
+        if not isinstance(value, str):
+            raise IdentityRejected(f"not a string ({type(value).__name__})", shown(value))
+        if not value:
+            raise IdentityRejected("empty", shown(value))
+        if len(value) > self.max_chars:
+            raise IdentityRejected(f"longer than {self.max_chars} characters", shown(value))
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise IdentityRejected("contains control characters", shown(value))
+        return value
+
+    def _account(self, account: str, full: str) -> str:
+        if account.startswith((".", "-")) or ".." in account:
+            raise IdentityRejected("account has a leading dot/dash or '..'", shown(full))
+        return account
+
+    def parse(self, value: object) -> Identity:
+        """Accept ``account`` or ``account@NNNNNN``; anything else raises IdentityRejected."""
+        text = self._text(value)
+        if "@" not in text:
+            if not self._account_re.fullmatch(text):
+                raise IdentityRejected("account does not match the account grammar", shown(text))
+            return Identity(self._account(text, text), None)
+        return self.parse_vlan_identity(text)
+
+    def parse_vlan_identity(self, value: object) -> Identity:
+        """Accept only ``account@NNNNNN`` (allow-list entries must name a VLAN)."""
+        text = self._text(value)
+        if text.count("@") != 1:
+            raise IdentityRejected("must contain exactly one '@'", shown(text))
+        if not self._vlan_re.fullmatch(text):
+            raise IdentityRejected("does not match the identity grammar", shown(text))
+        account, _, number = text.partition("@")
+        if not (number.isascii() and number.isdigit()):
+            raise IdentityRejected("VLAN number is not decimal digits", shown(text))
+        if len(number) > 1 and number.startswith("0"):
+            raise IdentityRejected("VLAN number has leading zeros", shown(text))
+        if not account:
+            raise IdentityRejected("empty account", shown(text))
+        vlan = int(number)
+        if vlan < 1:
+            raise IdentityRejected("VLAN number must be at least 1", shown(text))
+        return Identity(self._account(account, text), vlan)

@@ -1,0 +1,65 @@
+"""Commands return a Result; one renderer prints it (human text via rich, or --json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ikemgr.errors import EXIT_OK
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A table for humans; in --json output the rows appear as a list of dicts."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class Result:
+    command: str
+    data: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[str, ...] = ()
+    tables: tuple[TableData, ...] = ()
+    errors: tuple[str, ...] = ()
+    exit_code: int = EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "ok": self.exit_code == EXIT_OK,
+            "exit_code": self.exit_code,
+            "data": self.data,
+            "messages": list(self.messages),
+            "errors": list(self.errors),
+        }
+
+
+def _jsonable(o: Any) -> Any:
+    return str(o)
+
+
+def render(result: Result, as_json: bool, console: Console | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=_jsonable) + "\n")
+        return
+    out = console or Console(highlight=False, soft_wrap=True)
+    for msg in result.messages:
+        out.print(msg, markup=False)
+    for t in result.tables:
+        table = Table(title=t.title, title_justify="left")
+        for c in t.columns:
+            table.add_column(c)
+        for row in t.rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for e in result.errors:
+        err.print(f"error: {e}", markup=False)

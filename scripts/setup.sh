@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Set up ikemgr on a Debian 12 machine as root: system packages + a venv with ikemgr installed.
+# Idempotent and quiet when everything is already there. Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${IKEMGR_VENV:-$ROOT/.venv}
+
+PKGS=(
+  # strongSwan: charon + swanctl/VICI + pki; openssl/gcm (standard), curve25519 (extra),
+  # kernel-libipsec/eap-radius/farp (charon-extra), eap-mschapv2 (extauth)
+  strongswan-charon strongswan-swanctl strongswan-pki
+  libstrongswan-standard-plugins libstrongswan-extra-plugins
+  libcharon-extra-plugins libcharon-extauth-plugins
+  # authentication
+  freeradius freeradius-utils freeradius-ldap slapd ldap-utils
+  # allow-list store (production backend, tested for real)
+  postgresql
+  # kernel state
+  iproute2 iptables nftables libnftables1 conntrack
+  # lab tools
+  tcpdump iputils-ping procps psmisc
+  # python
+  python3 python3-venv python3-dev gcc
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Daemons are started by ikemgr/tests themselves, never by the package install.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating venv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.ikemgr-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing ikemgr and its Python dependencies into $VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -e ".[test]"
+  touch "$stamp"
+fi
+echo "setup: ok ($("$VENV/bin/ikemgr" --version 2>/dev/null || echo 'ikemgr installed'))"
