@@ -326,6 +326,9 @@ class Routing(Strict):
         False, description="charon.install_routes; needed with kernel-libipsec (TUN device)")
     rule_protocol: Annotated[int, Field(ge=1, le=255)] = Field(
         99, description="rtnetlink protocol stamped on every rule/route ikemgr owns")
+    rt_tables_file: AbsPath = Field(
+        Path("/etc/iproute2/rt_tables.d/ikemgr.conf"),
+        description="names for ikemgr's tables, so `ip rule` shows lookup gw123456")
 
     @model_validator(mode="after")
     def _bands(self) -> Routing:
