@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from ikemgr.core.identity import DEFAULT_ACCOUNT_PATTERN, DEFAULT_PATTERN
+from ikemgr.lab.model import LabConfig
 
 # --------------------------------------------------------------------------- scalar types
 
@@ -326,6 +327,8 @@ class Routing(Strict):
         False, description="charon.install_routes; needed with kernel-libipsec (TUN device)")
     rule_protocol: Annotated[int, Field(ge=1, le=255)] = Field(
         99, description="rtnetlink protocol stamped on every rule/route ikemgr owns")
+    rp_filter: Literal[0, 2] = Field(
+        2, description="reverse-path filter: 2 = loose (needed: lab VLANs have no route in main), 0 = off")
     rt_tables_file: AbsPath = Field(
         Path("/etc/iproute2/rt_tables.d/ikemgr.conf"),
         description="names for ikemgr's tables, so `ip rule` shows lookup gw123456")
@@ -350,12 +353,13 @@ DEFAULT_IKE_PROPOSALS = [
     "default",
 ]
 DEFAULT_ESP_PROPOSALS = [
-    # "-modpnone" makes PFS optional: Windows and Apple do not use PFS on the first CHILD_SA's
-    # rekey by default; demanding it breaks them after the first rekey (docs/operator.md)
-    "aes256gcm16-modpnone",
-    "aes256-sha256-modpnone",
-    "aes256-sha1-modpnone",
-    "aes128gcm16-modpnone",
+    # "-modpnone" at the end makes PFS optional: the groups are accepted when a client offers
+    # them, and a client that sends no KE on rekey (Windows, older Apple defaults) is not
+    # refused — requiring PFS drops such clients at the first CHILD_SA rekey (docs/operator.md)
+    "aes256gcm16-ecp256-modp2048-modpnone",
+    "aes256-sha256-ecp256-modp2048-modpnone",
+    "aes256-sha1-modp2048-modp1024-modpnone",
+    "aes128gcm16-ecp256-modpnone",
     "default",
 ]
 
@@ -377,6 +381,9 @@ class Strongswan(Strict):
     farp: bool = Field(True, description="answer ARP for VIPs on the campus segment (farp plugin)")
     threads: Annotated[int, Field(ge=16, le=256)] = 16
     updown: AbsPath | None = Field(None, description="updown script (hook mode); None = daemon mode")
+    local_ts: list[IPNetwork] = Field(
+        default_factory=lambda: [ipaddress.ip_network("0.0.0.0/0")], min_length=1,
+        description="traffic selectors offered to clients; 0.0.0.0/0 = full tunnel as in the seed")
 
 
 class Radius(Strict):
@@ -432,6 +439,67 @@ class Ldap(Strict):
     start_tls: bool = False
 
 
+# --------------------------------------------------------------------------- allow-list sync
+
+_SQL_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
+
+
+class SqlSource(Strict):
+    """A registration database: a query or a view returning columns account, vlan[, valid_until]."""
+
+    kind: Literal["sql"]
+    name: Token
+    url: str = Field(description="SQLAlchemy URL of the registration database")
+    password_file: AbsPath | None = None
+    query: str | None = Field(None, description="SELECT returning account, vlan[, valid_from, valid_until, "
+                              "note]; written by the operator, never built from data")
+    view: str | None = Field(None, description="a view/table name (schema.name) instead of a query")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SqlSource:
+        if (self.query is None) == (self.view is None):
+            raise ValueError("give exactly one of query or view")
+        if self.view is not None and not _SQL_IDENT_RE.fullmatch(self.view):
+            raise ValueError(f"view: {self.view!r} is not a plain [schema.]name")
+        return self
+
+
+class FileSource(Strict):
+    """A list file of account@NNNNNN lines (the seed's $USERLIST)."""
+
+    kind: Literal["file"]
+    name: Token
+    path: AbsPath
+    end_marker: str | None = Field(
+        None, max_length=64, description="if set, the last non-blank line must equal it (truncation guard)")
+
+
+SyncSource = Annotated[SqlSource | FileSource, Field(discriminator="kind")]
+
+
+class Sync(Strict):
+    """Where the allow-list comes from and the valves that protect it."""
+
+    sources: list[SyncSource] = Field(default_factory=list)
+    max_removal_share: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.2, description="refuse a sync removing more than this share of grants unless --force")
+    terminate_revoked: bool = Field(False, description="terminate the SA of a user whose grant is revoked")
+    lock_file: AbsPath = Path("/run/ikemgr-sync.lock")
+    lock_timeout: Annotated[float, Field(ge=0, le=3600)] = Field(
+        30, description="seconds to wait for a concurrent sync before giving up")
+    timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        30, description="seconds a source may take to connect and answer")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Sync:
+        seen: set[str] = set()
+        for i, src in enumerate(self.sources):
+            if src.name in seen or src.name == "manual":
+                raise ValueError(f"sources[{i}].name: {src.name!r} is already used (or reserved)")
+            seen.add(src.name)
+        return self
+
+
 # --------------------------------------------------------------------------- top level
 
 
@@ -447,6 +515,8 @@ class Config(Strict):
     policy: Policy = Policy()
     database: Database = Database()
     ldap: Ldap = Ldap()
+    sync: Sync = Sync()
+    lab: LabConfig | None = Field(None, description="the namespace lab around the gateway (ikemgr lab)")
 
     @model_validator(mode="after")
     def _cross(self) -> Config:

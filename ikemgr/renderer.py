@@ -1,0 +1,38 @@
+"""Config → every file of the gateway, as Output values (no writing here)."""
+
+from __future__ import annotations
+
+from ikemgr.adapters.templates import Output, render_template
+from ikemgr.config.schema import Config
+from ikemgr.core import contexts
+from ikemgr.core.gateway import base_state
+
+
+def gateway_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list[Output]:
+    header = contexts.HEADER.format(source=source)
+    base = base_state(cfg)
+    outs = [
+        Output("swanctl/conf.d/ikemgr.conf",
+               render_template("swanctl/conf.d/ikemgr.conf.j2", **contexts.swanctl_context(cfg, header))),
+        Output("strongswan.d/charon.conf",
+               render_template("strongswan.d/charon.conf.j2", **contexts.charon_context(cfg, header))),
+        Output("strongswan.d/charon/eap-radius.conf",
+               render_template("strongswan.d/charon/eap-radius.conf.j2",
+                               **contexts.eap_radius_context(cfg, secrets, header)),
+               mode=0o600, secret=True),
+        Output("sysctl.d/90-ikemgr.conf",
+               render_template("sysctl.d/90-ikemgr.conf.j2", header=header,
+                               settings=contexts.sysctl_settings(cfg))),
+        Output("ikemgr/routing.ip",
+               render_template("ikemgr/routing.ip.j2", header=header, protocol=base.protocol,
+                               lines=contexts.routing_lines(base))),
+    ]
+    for plugin, load in contexts.plugin_loads(cfg).items():
+        outs.append(Output(f"strongswan.d/charon/{plugin}.conf",
+                           render_template("strongswan.d/charon/plugin-load.conf.j2", header=header,
+                                           plugin=plugin, load=contexts.yes_no(load))))
+    return outs
+
+
+def all_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list[Output]:
+    return gateway_outputs(cfg, secrets, source)
