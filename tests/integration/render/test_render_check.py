@@ -1,0 +1,78 @@
+"""`ikemgr render` end to end: files on disk, then the swanctl config loaded by a real charon."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ikemgr.adapters.checkers import check_swanctl
+from ikemgr.cli import app
+from ikemgr.errors import CheckFailed
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    secret = tmp_path / "radius.secret"
+    secret.write_text("s3cret-for-tests\n")
+    text = (ROOT / "examples" / "campus.yaml").read_text()
+    cfg = tmp_path / "campus.yaml"
+    cfg.write_text(text.replace("/etc/ikemgr/radius.secret", str(secret)))
+    return cfg
+
+
+def _netns() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return {ln.split()[0] for ln in out.splitlines() if ln.strip()}
+
+
+def test_render_check_loads_into_real_charon(config: Path, tmp_path: Path) -> None:
+    before = _netns()
+    out = tmp_path / "etc"
+    r = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out), "--check"])
+    assert r.exit_code == 0, r.output
+    assert "check: charon loaded connection kuins and pool kuins-pool" in r.output
+    assert (out / "swanctl/conf.d/ikemgr.conf").is_file()
+    assert oct((out / "strongswan.d/charon/eap-radius.conf").stat().st_mode & 0o777) == "0o600"
+    assert "s3cret-for-tests" in (out / "strongswan.d/charon/eap-radius.conf").read_text()
+    assert _netns() == before  # the check namespace is gone
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out)])
+    assert again.exit_code == 0 and "no changes" in again.output
+    assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def test_render_check_json_lists_conn_and_pool(config: Path, tmp_path: Path) -> None:
+    import json
+
+    r = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(tmp_path / "o"), "--check",
+                                 "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)["data"]
+    assert "kuins: IKEv2" in data["check"]["list_conns"]
+    assert "kuins-pool" in data["check"]["list_pools"] and "10.1.0.10" in data["check"]["list_pools"]
+    assert not (tmp_path / "o").exists()  # dry run
+
+
+def test_a_bad_proposal_is_caught_by_charon(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "etc"
+    assert CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out)]).exit_code == 0
+    conf = out / "swanctl/conf.d/ikemgr.conf"
+    conf.write_text(conf.read_text().replace("aes256-sha256-x25519", "aes999-sha256-x25519"))
+    with pytest.raises(CheckFailed, match="invalid value for: proposals"):
+        check_swanctl(out, "kuins", "kuins-pool", Path("/nonexistent/gateway.crt"), Path("/nonexistent/gateway.key"),
+                      "vpn.example.ac.jp")
+
+
+def test_render_refuses_missing_secret_file(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text().replace(str(tmp_path / "radius.secret"), "/nonexistent/radius.secret"))
+    r = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2
+    assert r.output.strip() == "error: radius.secret_file: /nonexistent/radius.secret: no such file"
+    assert not os.path.exists(tmp_path / "o")

@@ -1,0 +1,44 @@
+"""The identity grammar refuses hostile input before any regex sees it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ikemgr.core.identity import Identity, IdentityGrammar
+from ikemgr.errors import IdentityRejected
+
+G = IdentityGrammar()
+
+HOSTILE = [
+    "a@1; rm -rf /", ".*@123456", "alice@123456\n", "alice@123456\x00", "alice@123456 ", " alice@123456",
+    "a@1@2", "@123456", "alice@", "alice@0123456", "alice@1234567890", "ALICE@123456", "al ice@123456",
+    "$(id)@123456", "`id`@123456", "alice@12x", "..@123456", "../etc@1", "a..b@1", ".alice@1", "-alice@1",
+    "alice@１２３", "al|ce@1", "a'b@1", 'a"b@1', "a\\b@1", "a;b", "x" * 65 + "@1", "x" * 300,
+    b"\xff\xfe@123456", b"alice@123456\x00", "alice@-1", "alice@+1", "alice@1.0", "",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_identities_are_rejected(value: object) -> None:
+    with pytest.raises(IdentityRejected) as e:
+        G.parse(value)
+    assert "\n" not in str(e.value) and "\x00" not in str(e.value)
+
+
+def test_good_identities() -> None:
+    assert G.parse("alice@123456") == Identity("alice", 123456)
+    assert G.parse(b"bob.k-1_x@7") == Identity("bob.k-1_x", 7)
+    assert G.parse("carol") == Identity("carol", None)
+    with pytest.raises(IdentityRejected):
+        G.parse_vlan_identity("carol")
+
+
+@given(st.text(max_size=200) | st.binary(max_size=600))
+def test_parse_never_crashes_and_round_trips(value: object) -> None:
+    try:
+        ident = G.parse(value)
+    except IdentityRejected:
+        return
+    assert G.parse(str(ident)) == ident
