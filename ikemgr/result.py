@@ -50,7 +50,9 @@ def render(result: Result, as_json: bool, console: Console | None = None) -> Non
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=_jsonable) + "\n")
         return
-    out = console or Console(highlight=False, soft_wrap=True)
+    # a pipe or a log file gets full-width tables, not rich's 80-column default
+    out = console or Console(highlight=False, soft_wrap=True,
+                             width=None if sys.stdout.isatty() else 200)
     for msg in result.messages:
         out.print(msg, markup=False)
     for t in result.tables:
