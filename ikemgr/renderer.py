@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ikemgr.adapters.firewall import firewall_outputs, rt_tables_output
 from ikemgr.adapters.templates import Output, render_template
 from ikemgr.config.schema import Config
 from ikemgr.core import contexts
@@ -35,4 +36,4 @@ def gateway_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list
 
 
 def all_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list[Output]:
-    return gateway_outputs(cfg, secrets, source)
+    return [*gateway_outputs(cfg, secrets, source), *firewall_outputs(cfg), rt_tables_output(cfg)]

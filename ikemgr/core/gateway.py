@@ -109,7 +109,7 @@ def base_state(cfg: Config) -> BaseState:
     rules = [RuleSpec(cfg.routing.base_priority, campus.table.id, src=pool, dst=prefix)
              for prefix in cfg.campus_prefixes]
     snat = [SnatSpec(gw.outside.interface, pool, gw.outside.address.ip,
-                     "pool to the Internet: the gateway's global address")]
+                     "pool to the Internet via the global address")]
     for v in cfg.vlans:
         tables.append(TableSpec(v.table_id, v.table_label, f"vlan {v.number}"))
         routes.append(RouteSpec(v.table_id, v.subnet, v.interface, prefsrc=v.snat_address))
