@@ -7,9 +7,11 @@ from ikemgr.adapters.templates import Output, render_template
 from ikemgr.config.schema import Config
 from ikemgr.core import contexts
 from ikemgr.core.gateway import base_state
+from ikemgr.core.radius import radius_outputs
+from ikemgr.core.secrets import Secrets
 
 
-def gateway_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list[Output]:
+def gateway_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
     header = contexts.HEADER.format(source=source)
     base = base_state(cfg)
     outs = [
@@ -35,5 +37,10 @@ def gateway_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list
     return outs
 
 
-def all_outputs(cfg: Config, secrets: contexts.Secrets, source: str) -> list[Output]:
-    return [*gateway_outputs(cfg, secrets, source), *firewall_outputs(cfg), rt_tables_output(cfg)]
+#: FreeRADIUS files go below the render root like Debian's /etc/freeradius/3.0.
+RADDB_PREFIX = "freeradius/3.0/"
+
+
+def all_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
+    return [*gateway_outputs(cfg, secrets, source), *firewall_outputs(cfg), rt_tables_output(cfg),
+            *radius_outputs(cfg, secrets, prefix=RADDB_PREFIX)]

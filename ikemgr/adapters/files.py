@@ -9,6 +9,7 @@ longer produces, and only those.
 from __future__ import annotations
 
 import difflib
+import grp
 import json
 import os
 import stat
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ikemgr.adapters.templates import Output
+from ikemgr.errors import ApplyFailed
 
 MANIFEST = "ikemgr/manifest.json"
 
@@ -28,11 +30,24 @@ class Change:
     diff: str = ""
 
 
-def atomic_write(target: Path, data: bytes, mode: int) -> None:
+def group_id(group: str | None) -> int:
+    if group is None:
+        return -1
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ApplyFailed(f"group {group} does not exist (is the package that owns it installed?)") from None
+
+
+def atomic_write(target: Path, data: bytes, mode: int, group: str | None = None) -> None:
+    """Write via a temp file + rename: a symlink in the way is replaced, never followed."""
+    gid = group_id(group)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
+        if gid != -1:
+            os.fchown(fd, -1, gid)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,6 +78,8 @@ def plan_one(root: Path, out: Output) -> Change:
         return Change(out.path, "updated", _diff(out.path, old, out.text, out.secret))
     if stat.S_IMODE(st.st_mode) != out.mode:
         return Change(out.path, "mode", f"{out.path}: mode {stat.S_IMODE(st.st_mode):o} -> {out.mode:o}\n")
+    if out.group is not None and st.st_gid != group_id(out.group):
+        return Change(out.path, "mode", f"{out.path}: group -> {out.group}\n")
     return Change(out.path, "unchanged")
 
 
@@ -86,7 +103,7 @@ def sync_outputs(root: Path, outputs: list[Output], dry_run: bool = False) -> li
     for c in changes:
         if c.action in ("created", "updated", "mode"):
             o = by_path[c.path]
-            atomic_write(root / o.path, o.text.encode(), o.mode)
+            atomic_write(root / o.path, o.text.encode(), o.mode, o.group)
         elif c.action == "removed":
             (root / c.path).unlink(missing_ok=True)
     manifest = json.dumps({"files": sorted(produced)}, indent=1) + "\n"

@@ -48,9 +48,12 @@ class Output:
     text: str
     mode: int = 0o644
     secret: bool = False
+    #: owning group (e.g. "freerad" for FreeRADIUS files holding a secret); None = leave as is
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if self.path.startswith("/") or ".." in Path(self.path).parts:
             raise ValueError(f"output path must be relative and inside the root: {self.path}")
-        if self.secret and self.mode & 0o077:
+        # a secret may be group-readable only when the group is named (0640 root:freerad)
+        if self.secret and self.mode & (0o007 if self.group else 0o077):
             raise ValueError(f"{self.path} holds a secret but mode {self.mode:o} lets others read it")

@@ -10,7 +10,8 @@ import typer
 
 from ikemgr.config.load import DEFAULT_PATH, load
 from ikemgr.config.schema import Config
-from ikemgr.errors import EXIT_OK, IkemgrError
+from ikemgr.core.secrets import Secrets
+from ikemgr.errors import EXIT_OK, ConfigError, ConfigProblem, IkemgrError
 from ikemgr.result import Result, render
 
 ConfigOpt = typer.Option(
@@ -22,6 +23,31 @@ JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
 
 def load_config(path: Path) -> Config:
     return load(path)
+
+
+def read_secret(path: Path, field: str) -> str:
+    """The first line of a secret file the config names; errors name the config field."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(field, None, f"{path}: no such file")]) from None
+    except PermissionError:
+        raise ConfigError([ConfigProblem(field, None, f"{path}: permission denied")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([ConfigProblem(field, None, f"{path}: {getattr(e, 'strerror', None) or e}")]) \
+            from None
+    value = text.splitlines()[0] if text else ""
+    if not value:
+        raise ConfigError([ConfigProblem(field, None, f"{path} is empty")])
+    return value
+
+
+def load_secrets(cfg: Config) -> Secrets:
+    """Every secret the rendered files need, read from the files the config names."""
+    bind = None
+    if cfg.ldap.bind_password_file is not None:
+        bind = read_secret(cfg.ldap.bind_password_file, "ldap.bind_password_file")
+    return Secrets(read_secret(cfg.radius.secret_file, "radius.secret_file"), bind)
 
 
 def run(command: str, as_json: bool, fn: Callable[[], Result]) -> None:

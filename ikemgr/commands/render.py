@@ -9,35 +9,15 @@ import typer
 
 from ikemgr.adapters import files
 from ikemgr.adapters.checkers import check_swanctl
-from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, run
+from ikemgr.adapters.templates import Output
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
 from ikemgr.config.schema import Config
-from ikemgr.core.contexts import Secrets
-from ikemgr.errors import ConfigError, ConfigProblem
 from ikemgr.renderer import all_outputs
 from ikemgr.result import Result, TableData
 
 
-def read_secret(path: Path, field: str) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(field, None, f"{path}: no such file")]) from None
-    except PermissionError:
-        raise ConfigError([ConfigProblem(field, None, f"{path}: permission denied")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigProblem(field, None, f"{path}: not UTF-8")]) from None
-    return text.strip("\n")
-
-
-def load_secrets(cfg: Config) -> Secrets:
-    return Secrets(radius=read_secret(cfg.radius.secret_file, "radius.secret_file"))
-
-
-def outputs_for(cfg: Config, source: str) -> list:
-    try:
-        return all_outputs(cfg, load_secrets(cfg), source)
-    except ValueError as e:  # a secret that cannot be written safely
-        raise ConfigError([ConfigProblem("radius.secret_file", None, str(e))]) from None
+def outputs_for(cfg: Config, source: str) -> list[Output]:
+    return all_outputs(cfg, load_secrets(cfg), source)
 
 
 def register(app: typer.Typer) -> None:

@@ -393,6 +393,16 @@ class Radius(Strict):
     secret_file: AbsPath = Path("/etc/ikemgr/radius.secret")
     accounting: bool = False
     nas_identifier: Token = "ikemgr"
+    client_address: IPAddress = Field(
+        ipaddress.ip_address("127.0.0.1"),
+        description="address the gateway (charon eap-radius) sends from, as seen by FreeRADIUS")
+    require_message_authenticator: bool = Field(
+        True, description="charon's eap-radius always sends Message-Authenticator; demand it")
+    raddb_dir: AbsPath = Field(Path("/etc/freeradius/3.0"),
+                               description="where the rendered FreeRADIUS files go")
+    timeout: Annotated[float, Field(gt=0, le=60)] = Field(
+        3.0, description="seconds `ikemgr radius check` waits for each try")
+    retries: Annotated[int, Field(ge=1, le=10)] = 2
 
 
 class Firewall(Strict):
@@ -428,15 +438,143 @@ class Database(Strict):
     password_file: AbsPath | None = None
 
 
+_LDAP_ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+
+
+def _ldap_attr(v: str) -> str:
+    if not _LDAP_ATTR_RE.fullmatch(v):
+        raise ValueError(f"{v!r} is not an LDAP attribute name")
+    return v
+
+
+def _no_quotes(v: str, what: str) -> str:
+    """Values that end up inside a double-quoted FreeRADIUS config string."""
+    if any(c in v for c in "\"`\\") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+        raise ValueError(f"{what} must not contain quotes, backslashes or control characters")
+    return v
+
+
+def _dn(v: str) -> str:
+    _no_quotes(v, "a DN")
+    if "=" not in v or len(v) > 512:
+        raise ValueError(f"{v!r} is not a DN (e.g. dc=example,dc=ac,dc=jp)")
+    return v
+
+
+def _ldap_filter(v: str) -> str:
+    _no_quotes(v, "an LDAP filter")
+    depth = 0
+    for c in v:
+        depth += (c == "(") - (c == ")")
+        if depth < 0:
+            break
+    if not (v.startswith("(") and v.endswith(")")) or depth != 0 or len(v) > 1024:
+        raise ValueError(f"{v!r} is not a parenthesised LDAP filter")
+    return v
+
+
+LdapAttr = Annotated[str, AfterValidator(_ldap_attr)]
+Dn = Annotated[str, AfterValidator(_dn)]
+LdapFilter = Annotated[str, AfterValidator(_ldap_filter)]
+
+
 class Ldap(Strict):
-    """The campus directory (FreeRADIUS password checks, optional account checks in sync)."""
+    """The campus directory (FreeRADIUS password checks, optional account checks in sync).
+
+    Passwords are checked by binding as the user (works with any hash the directory keeps).
+    EAP-MSCHAPv2 cannot work that way: it needs the NT hash (``nt_hash_attribute``) or the
+    cleartext (``cleartext_attribute``) readable by ``bind_dn`` (docs/authentication.md).
+    """
 
     uri: str = Field("ldap://127.0.0.1", pattern=r"^ldaps?://[^\s\"'{}]+$")
-    base_dn: str = "dc=example,dc=ac,dc=jp"
-    bind_dn: str | None = None
+    base_dn: Dn = "dc=example,dc=ac,dc=jp"
+    bind_dn: Dn | None = None
     bind_password_file: AbsPath | None = None
-    user_filter: str = "(uid=%{%{Stripped-User-Name}:-%{User-Name}})"
+    user_filter: LdapFilter = "(uid=%{%{Stripped-User-Name}:-%{User-Name}})"
     start_tls: bool = False
+    disabled_filter: LdapFilter | None = Field(
+        "(shadowExpire=1)", description="accounts matching this are refused (nis schema, the "
+        "`usermod -e 1` lock); None = no check")
+    nt_hash_attribute: LdapAttr | None = Field(
+        "sambaNTPassword", description="hex NT hash for EAP-MSCHAPv2; None = not stored")
+    cleartext_attribute: LdapAttr | None = Field(
+        None, description="attribute holding the cleartext password (discouraged)")
+    tls_ca_file: AbsPath | None = None
+    tls_require_cert: Literal["never", "allow", "demand", "hard"] = "demand"
+
+    @model_validator(mode="after")
+    def _bind_pair(self) -> Ldap:
+        if (self.bind_dn is None) != (self.bind_password_file is None):
+            raise ValueError("bind_password_file: bind_dn and bind_password_file go together")
+        return self
+
+
+# --------------------------------------------------------------------------- EAP
+
+EapMethod = Literal["mschapv2", "gtc", "ttls", "tls", "md5"]
+DEFAULT_EAP_METHODS: tuple[EapMethod, ...] = ("mschapv2", "gtc", "ttls")
+
+#: RDN types an allowed-subject rule may name (never CN: that part is the holder's own).
+SUBJECT_RDN_TYPES = ("C", "ST", "L", "O", "OU", "DC")
+_RDN_VALUE_RE = re.compile(r"^[A-Za-z0-9 .'&()_-]{1,64}$")
+
+
+def _subject(v: str) -> str:
+    """``O=Example University`` or ``C=JP, O=Example University``: typed RDNs, not a regex."""
+    out = []
+    for p in (p.strip() for p in v.split(",")):
+        typ, eq, value = p.partition("=")
+        typ, value = typ.strip(), value.strip()
+        if not eq or typ not in SUBJECT_RDN_TYPES:
+            raise ValueError(f"{p!r}: each part must be TYPE=value with TYPE one of "
+                             f"{', '.join(SUBJECT_RDN_TYPES)}")
+        if not _RDN_VALUE_RE.fullmatch(value):
+            raise ValueError(f"{value!r}: RDN values may use letters, digits, space and . ' & ( ) _ -")
+        out.append(f"{typ}={value}")
+    return ", ".join(out)
+
+
+SubjectRule = Annotated[str, AfterValidator(_subject)]
+
+
+class Eap(Strict):
+    """EAP methods FreeRADIUS offers and the EAP-TLS certificate rules."""
+
+    methods: list[EapMethod] = Field(
+        default_factory=lambda: list(DEFAULT_EAP_METHODS), min_length=1,
+        description="offered methods; native Windows/macOS/iOS/Android clients use mschapv2")
+    default_method: EapMethod = "mschapv2"
+    server_cert: AbsPath = Path("/etc/freeradius/3.0/certs/ikemgr-server.pem")
+    server_key: AbsPath = Path("/etc/freeradius/3.0/certs/ikemgr-server.key")
+    ca_file: AbsPath = Field(Path("/etc/freeradius/3.0/certs/ikemgr-ca.pem"),
+                             description="CA(s) that issue client certificates (EAP-TLS)")
+    tls_allowed_subject: SubjectRule | None = Field(
+        None, description="RDNs a client certificate subject must carry, e.g. 'O=Example University'")
+    tls_cn_is_account: bool = Field(
+        True, description="the certificate CN must equal the account part of the EAP identity")
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    tls_max_version: Literal["1.2", "1.3"] = "1.2"
+
+    @model_validator(mode="after")
+    def _methods(self) -> Eap:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError("methods: a method appears twice")
+        if self.default_method not in self.methods:
+            raise ValueError(f"default_method: {self.default_method} is not in methods")
+        if "tls" in self.methods and self.tls_allowed_subject is None:
+            raise ValueError("tls_allowed_subject: required when 'tls' is offered (otherwise every "
+                             "certificate of the CA, of any organisation, would be accepted)")
+        if float(self.tls_min_version) > float(self.tls_max_version):
+            raise ValueError("tls_min_version: above tls_max_version")
+        return self
+
+    @property
+    def subject_rdns(self) -> tuple[tuple[str, str], ...]:
+        """The allowed-subject rule as (type, value) pairs, in order."""
+        if self.tls_allowed_subject is None:
+            return ()
+        pairs = (p.partition("=") for p in self.tls_allowed_subject.split(", "))
+        return tuple((t, v) for t, _, v in pairs)
 
 
 # --------------------------------------------------------------------------- allow-list sync
@@ -477,6 +615,34 @@ class FileSource(Strict):
 SyncSource = Annotated[SqlSource | FileSource, Field(discriminator="kind")]
 
 
+_LDAP_ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
+
+
+class AccountCheck(Strict):
+    """Suspend (never delete) the grants of accounts missing or disabled in the directory (ldap.*)."""
+
+    enabled: bool = False
+    attribute: str = Field("uid", description="the attribute that holds the account name")
+    base_dn: str | None = Field(None, description="default: ldap.base_dn")
+    disabled_filter: str | None = Field(
+        None, max_length=512, description="LDAP filter matching disabled accounts, e.g. "
+        "(pwdAccountLockedTime=*); None = only missing accounts are suspended")
+
+    @field_validator("attribute")
+    @classmethod
+    def _attr(cls, v: str) -> str:
+        if not _LDAP_ATTR_RE.fullmatch(v):
+            raise ValueError(f"{v!r} is not an LDAP attribute name")
+        return v
+
+    @field_validator("disabled_filter")
+    @classmethod
+    def _filter(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("(") and v.endswith(")") and v.count("(") == v.count(")")):
+            raise ValueError(f"{v!r} is not a parenthesised LDAP filter")
+        return v
+
+
 class Sync(Strict):
     """Where the allow-list comes from and the valves that protect it."""
 
@@ -489,6 +655,9 @@ class Sync(Strict):
         30, description="seconds to wait for a concurrent sync before giving up")
     timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
         30, description="seconds a source may take to connect and answer")
+    interval: Annotated[int, Field(ge=60, le=86400)] = Field(
+        900, description="seconds between periodic syncs (systemd timer)")
+    account_check: AccountCheck = AccountCheck()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Sync:
@@ -515,16 +684,28 @@ class Config(Strict):
     policy: Policy = Policy()
     database: Database = Database()
     ldap: Ldap = Ldap()
+    eap: Eap = Eap()
     sync: Sync = Sync()
     lab: LabConfig | None = Field(None, description="the namespace lab around the gateway (ikemgr lab)")
+
+    @model_validator(mode="after")
+    def _password_store(self) -> Config:
+        """EAP-MSCHAPv2/MD5 need a readable NT hash or cleartext; an LDAP bind cannot do them."""
+        has_nt = self.ldap.nt_hash_attribute is not None or self.ldap.cleartext_attribute is not None
+        if "mschapv2" in self.eap.methods and not has_nt:
+            raise ValueError("eap.methods: mschapv2 needs ldap.nt_hash_attribute or "
+                             "ldap.cleartext_attribute")
+        if "md5" in self.eap.methods and self.ldap.cleartext_attribute is None:
+            raise ValueError("eap.methods: md5 needs ldap.cleartext_attribute")
+        return self
 
     @model_validator(mode="after")
     def _cross(self) -> Config:
         campus = self.gateway.campus
         seg = self.pool.network if self.pool.network is not None else campus.address.network
-        for end in (self.pool.first, self.pool.last):
+        for name, end in (("first", self.pool.first), ("last", self.pool.last)):
             if end not in seg:
-                raise ValueError(f"pool: {end} is outside the client segment {seg}")
+                raise ValueError(f"pool.{name}: {end} is outside the client segment {seg}")
         for reserved in (campus.address.ip, campus.gateway):
             if int(self.pool.first) <= int(reserved) <= int(self.pool.last):
                 raise ValueError(f"pool: range {self.pool.range_text} contains {reserved}")

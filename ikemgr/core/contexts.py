@@ -5,19 +5,11 @@ Every value a template prints is computed here; templates only place them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ikemgr.config.schema import Config
 from ikemgr.core.gateway import BaseState
+from ikemgr.core.secrets import Secrets, check_secret
 
 HEADER = "rendered by ikemgr from {source}; changes here are overwritten by `ikemgr render`"
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Secrets read by the command layer from the files the config names."""
-
-    radius: str
 
 
 def yes_no(value: bool) -> str:
@@ -60,17 +52,6 @@ def charon_context(cfg: Config, header: str) -> dict[str, object]:
     }
 
 
-def check_secret(secret: str, what: str) -> str:
-    """Secrets are placed inside double quotes in strongswan.conf syntax: refuse what breaks it."""
-    if not secret:
-        raise ValueError(f"{what} is empty")
-    if len(secret) > 128:
-        raise ValueError(f"{what} is longer than 128 characters")
-    if any(c in secret for c in '"\\') or any(ord(c) < 0x20 or ord(c) == 0x7F for c in secret):
-        raise ValueError(f"{what} contains a quote, backslash or control character")
-    return secret
-
-
 def eap_radius_context(cfg: Config, secrets: Secrets, header: str) -> dict[str, object]:
     r = cfg.radius
     return {
@@ -80,7 +61,7 @@ def eap_radius_context(cfg: Config, secrets: Secrets, header: str) -> dict[str, 
         "address": str(r.address),
         "auth_port": r.auth_port,
         "acct_port": r.acct_port,
-        "secret": check_secret(secrets.radius, "radius secret"),
+        "secret": check_secret(secrets.radius, "RADIUS secret"),
     }
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ikemgr.config.load import load
-from ikemgr.core.contexts import Secrets
+from ikemgr.core.secrets import Secrets
+from ikemgr.errors import UsageError
 from ikemgr.renderer import all_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,14 +45,17 @@ def test_secret_files_are_private_and_others_public() -> None:
     outputs = all_outputs(load(CASES["campus"]), SECRET, "campus.yaml")
     modes = {o.path: o.mode for o in outputs}
     assert modes["strongswan.d/charon/eap-radius.conf"] == 0o600
-    assert all(o.mode & 0o077 == 0 for o in outputs if "golden-secret" in o.text)
+    holders = [o for o in outputs if "golden-secret" in o.text]
+    assert {o.path for o in holders} == {"strongswan.d/charon/eap-radius.conf", "freeradius/3.0/clients.conf"}
+    for o in holders:  # 0600 root, or 0640 root:freerad for the RADIUS server's own file
+        assert o.secret and (o.mode == 0o600 or (o.mode == 0o640 and o.group == "freerad")), o.path
     assert modes["swanctl/conf.d/ikemgr.conf"] == 0o644
 
 
 def test_secret_that_would_break_the_syntax_is_refused() -> None:
     cfg = load(CASES["minimal"])
-    for bad in ('a"b', "a\\b", "line\nbreak", ""):
-        with pytest.raises(ValueError):
+    for bad in ('a"b', "a\\b", "line\nbreak", "", "with space", "x" * 129):
+        with pytest.raises(UsageError):
             all_outputs(cfg, Secrets(radius=bad), "x")
 
 

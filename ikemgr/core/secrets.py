@@ -1,0 +1,30 @@
+"""Secrets read by the command layer, checked once before they reach any config file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ikemgr.errors import UsageError
+
+
+def check_secret(value: str, what: str) -> str:
+    """Printable ASCII without spaces, quotes or backslashes: safe inside a quoted string in
+    strongswan.conf and FreeRADIUS syntax alike."""
+    if not value:
+        raise UsageError(f"{what} is empty")
+    if len(value) > 128:
+        raise UsageError(f"{what} is longer than 128 characters")
+    if any(not (0x21 <= ord(c) <= 0x7E) or c in "'\"\\" for c in value):
+        raise UsageError(f"{what} may only use printable ASCII without spaces, quotes or backslashes")
+    return value
+
+
+@dataclass(frozen=True)
+class Secrets:
+    radius: str
+    ldap_bind_password: str | None = None
+
+    def __post_init__(self) -> None:
+        check_secret(self.radius, "RADIUS secret")
+        if self.ldap_bind_password is not None:
+            check_secret(self.ldap_bind_password, "LDAP bind password")
