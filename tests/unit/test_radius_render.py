@@ -60,7 +60,8 @@ def test_prefix_places_the_set_below_a_root() -> None:
 
 
 def test_default_methods_and_no_tls_without_tls() -> None:
-    outs = _by_path(radius_outputs(_cfg(), RadiusSecrets("s3cret!x")))
+    defaults = {"methods": ["mschapv2", "gtc", "ttls"], "tls_allowed_subject": None}
+    outs = _by_path(radius_outputs(_cfg(eap=defaults), RadiusSecrets("s3cret!x")))
     eap = outs["mods-enabled/eap"].text
     assert "default_eap_type = mschapv2" in eap
     assert re.search(r"^\tgtc \{\n\t\tauth_type = LDAP", eap, re.M)
