@@ -8,20 +8,20 @@ never means editing this file.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import sys
+from typing import Any
 
 import typer
 
 import ikemgr.commands
 from ikemgr import __version__
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    help="ikemgr: a strongSwan IKEv2 campus gateway and its per-user policy routing, "
+HELP = (
+    "ikemgr: a strongSwan IKEv2 campus gateway and its per-user policy routing, "
     "from one declarative config.\n\nExit codes: 0 ok, 1 failed, 2 bad input (config, "
-    "arguments, identity), 3 backend unavailable, 4 refused by a safety valve.",
+    "arguments, identity), 3 backend unavailable, 4 refused by a safety valve."
 )
 
 
@@ -31,24 +31,48 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def root(
+def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     """ikemgr: a strongSwan IKEv2 campus gateway and its policy routing from one config."""
 
 
-def _register_all() -> None:
-    for mod in sorted(pkgutil.iter_modules(ikemgr.commands.__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"ikemgr.commands.{mod.name}")
-        module.register(app)
+def command_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(ikemgr.commands.__path__)
+                  if not m.name.startswith("_"))
 
 
-_register_all()
+def build_app(only: str | None = None) -> typer.Typer:
+    """The command tree; ``only`` loads a single subcommand module (see ``_requested``)."""
+    app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, help=HELP)
+    app.callback()(_root)
+    for name in command_modules():
+        if only is None or name == only:
+            importlib.import_module(f"ikemgr.commands.{name}").register(app)
+    return app
+
+
+def _requested(argv: list[str]) -> str | None:
+    """The one subcommand module a command line needs, or None for all of them.
+
+    charon waits for its updown script, so `ikemgr hook` should not import the store,
+    the firewall backends and the lab; the root help and shell completion see every command.
+    """
+    if any(k.endswith("_COMPLETE") for k in os.environ):
+        return None
+    first = next((a for a in argv[1:] if not a.startswith("-")), None)
+    return first if first in command_modules() else None
+
+
+def __getattr__(name: str) -> Any:
+    # `from ikemgr.cli import app` (tests, embedding) gets the full tree, built on first use
+    if name == "app":
+        app = build_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    build_app(_requested(sys.argv))()

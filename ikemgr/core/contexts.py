@@ -67,10 +67,13 @@ def eap_radius_context(cfg: Config, secrets: Secrets, header: str) -> dict[str, 
 
 def plugin_loads(cfg: Config) -> dict[str, bool]:
     """Optional charon plugins whose Debian default is not what this gateway needs."""
-    return {
+    loads = {
         "kernel-libipsec": cfg.strongswan.kernel_ipsec == "libipsec",
         "farp": cfg.strongswan.farp,
     }
+    if cfg.strongswan.updown is not None:  # hook mode: charon runs `updown =` only with this plugin
+        loads["updown"] = True
+    return loads
 
 
 def sysctl_prefix(scope: str) -> str:
