@@ -8,16 +8,15 @@ instances run side by side without touching /etc or /var.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from ikemgr.adapters.files import atomic_write
+from ikemgr.adapters.procs import stop_group
 from ikemgr.adapters.templates import Output
 from ikemgr.errors import BackendUnavailable, CheckFailed
 
@@ -138,16 +137,7 @@ class RadiusdInstance:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group we started, then SIGKILL if it lingers."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
+        stop_group(proc, timeout)
 
     def __enter__(self) -> RadiusdInstance:
         return self.start()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from socket import AF_INET
 from typing import Any
 
+from ikemgr.adapters.files import atomic_write
 from ikemgr.core.baseplan import Observed, Plan
 from ikemgr.core.gateway import RouteSpec, RuleSpec
 from ikemgr.errors import ApplyFailed, BackendUnavailable
@@ -248,18 +248,7 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> bool:
     if read_text(path) == text:
         return False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, text.encode(), mode)
     except OSError as e:
         raise ApplyFailed(f"cannot write {path}: {e.strerror}") from None
     return True

@@ -17,12 +17,12 @@ import base64
 import hashlib
 import os
 import secrets
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ikemgr.adapters.procs import stop_group
 from ikemgr.adapters.radius import nt_password_hash
 from ikemgr.errors import ApplyFailed, BackendUnavailable
 
@@ -202,16 +202,7 @@ class SlapdInstance:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        except ProcessLookupError:
-            pass
+        stop_group(proc, timeout)
 
     def __enter__(self) -> SlapdInstance:
         return self.start()
