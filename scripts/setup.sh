@@ -19,7 +19,7 @@ PKGS=(
   # kernel state
   iproute2 iptables nftables libnftables1 conntrack
   # lab tools
-  tcpdump iputils-ping procps psmisc
+  tcpdump iputils-ping procps psmisc ethtool
   # python
   python3 python3-venv python3-dev gcc
 )

@@ -1,0 +1,307 @@
+"""charon's VICI socket, decoded at the edge into ``Sa`` values.
+
+Two sessions, as charon wants: one registered for events (it belongs to the event stream
+from then on) and one for commands (``list-sas``, ``get-pools``). The wire codec is the
+vici package's own (``vici.protocol``); the socket path always comes from the config,
+because every lab charon has its own.
+
+What charon 5.9.8 really sends (../shared notes §6): keys are text, values bytes; the EAP
+identity is ``remote-eap-id`` (only when it differs from the IKE id), else
+``remote-xauth-id``, else ``remote-id``; VIPs are in ``remote-vips``; ``up`` is present
+only on up; a half-open SA (INVALID_KE retry) sends a down with no VIPs, state CONNECTING,
+named ``(unnamed)``; ``ike-update`` adds non-dict top-level keys; ``ike-rekey`` nests the
+SAs under ``old``/``new``.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, ip_address
+from typing import Any
+
+from vici.protocol import Message, Packet, Transport
+
+from ikemgr.core.model import Sa
+from ikemgr.errors import BackendUnavailable
+
+log = logging.getLogger("ikemgr.vici")
+
+EVENTS = ("ike-updown", "ike-rekey", "ike-update", "child-updown", "child-rekey")
+
+
+# --------------------------------------------------------------------------- decoding (pure)
+
+
+def _text(v: object) -> str:
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode("utf-8", errors="replace")
+    return "" if v is None else str(v)
+
+
+def _int(v: object) -> int:
+    t = _text(v)
+    return int(t) if t.isascii() and t.isdigit() else 0
+
+
+def vips_of(d: Mapping[str, Any]) -> tuple[IPv4Address, ...]:
+    """IPv4 VIPs of an SA dict; IPv6 is skipped (not supported yet) and logged."""
+    out: list[IPv4Address] = []
+    raw = d.get("remote-vips") or []
+    if not isinstance(raw, list):
+        return ()
+    for item in raw:
+        try:
+            addr = ip_address(_text(item))
+        except ValueError:
+            log.warning("ignoring unparsable VIP %r", _text(item)[:64])
+            continue
+        if isinstance(addr, IPv4Address):
+            out.append(addr)
+        else:
+            log.info("ignoring IPv6 VIP %s (IPv6 policy is not supported yet)", addr)
+    return tuple(out)
+
+
+def identity_of(d: Mapping[str, Any]) -> str | bytes | None:
+    """The EAP identity, raw: the grammar checks UTF-8 and length itself."""
+    for key in ("remote-eap-id", "remote-xauth-id", "remote-id"):
+        v = d.get(key)
+        if isinstance(v, bytes | bytearray | str) and len(v) > 0:
+            return bytes(v) if isinstance(v, bytearray) else v
+    return None
+
+
+def sa_of(conn: str, d: Mapping[str, Any]) -> Sa | None:
+    """One IKE_SA dict → Sa (None if it has no unique id: not an SA)."""
+    uid = _text(d.get("uniqueid"))
+    if not uid:
+        return None
+    bin_, bout = 0, 0
+    children = d.get("child-sas")
+    if isinstance(children, Mapping):
+        for c in children.values():
+            if isinstance(c, Mapping):
+                bin_ += _int(c.get("bytes-in"))
+                bout += _int(c.get("bytes-out"))
+    est = d.get("established")
+    return Sa(
+        uniqueid=uid,
+        identity_raw=identity_of(d),
+        vips=vips_of(d),
+        state=_text(d.get("state")),
+        conn=conn,
+        remote_host=_text(d.get("remote-host")),
+        established=_int(est) if est is not None else None,
+        bytes_in=bin_,
+        bytes_out=bout,
+    )
+
+
+@dataclass(frozen=True)
+class SaUpdate:
+    """What one event says about one SA: it is there (``present``) or it went away."""
+
+    event: str
+    sa: Sa
+    present: bool
+
+
+def parse_event(name: str, msg: Mapping[str, Any]) -> list[SaUpdate]:
+    """One VICI event → updates, in the order the SAs appear."""
+    out: list[SaUpdate] = []
+    for conn, d in msg.items():
+        if not isinstance(d, Mapping):
+            continue  # "up": b"yes", ike-update's local-host … keys
+        if "uniqueid" not in d and isinstance(d.get("old"), Mapping):
+            # ike-rekey: the old SA hands its VIPs over to the new one
+            old, new = sa_of(conn, d["old"]), sa_of(conn, d.get("new") or {})
+            if old is not None:
+                out.append(SaUpdate(name, old, False))
+            if new is not None:
+                out.append(SaUpdate(name, new, new.live))
+            continue
+        sa = sa_of(conn, d)
+        if sa is None:
+            continue
+        # a live state means it is there; anything else (DELETING, CONNECTING…) means it
+        # is not, and the engine ignores "gone" for SAs it never knew (half-open SAs)
+        out.append(SaUpdate(name, sa, sa.live))
+    return out
+
+
+def parse_list_sas(items: Iterable[Mapping[str, Any]]) -> list[Sa]:
+    out: list[Sa] = []
+    for item in items:
+        for conn, d in item.items():
+            if isinstance(d, Mapping):
+                sa = sa_of(conn, d)
+                if sa is not None:
+                    out.append(sa)
+    return out
+
+
+def parse_leases(pools: Mapping[str, Any]) -> dict[IPv4Address, str]:
+    """get-pools leases → {VIP: identity} of online leases (a second source for VIP → user)."""
+    out: dict[IPv4Address, str] = {}
+    for pool in pools.values():
+        if not isinstance(pool, Mapping):
+            continue
+        leases = pool.get("leases")
+        if not isinstance(leases, Mapping):
+            continue
+        for lease in leases.values():
+            if not isinstance(lease, Mapping) or _text(lease.get("status")) != "online":
+                continue
+            try:
+                addr = ip_address(_text(lease.get("address")))
+            except ValueError:
+                continue
+            if isinstance(addr, IPv4Address):
+                out[addr] = _text(lease.get("identity"))
+    return out
+
+
+# --------------------------------------------------------------------------- transport
+
+
+def connect(uri: str, timeout: float = 5.0) -> socket.socket:
+    """unix:///path or tcp://host:port → a connected socket; BackendUnavailable otherwise."""
+    try:
+        if uri.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(uri[len("unix://"):])
+        elif uri.startswith("tcp://"):
+            host, _, port = uri[len("tcp://"):].rpartition(":")
+            sock = socket.create_connection((host, int(port)), timeout=timeout)
+        else:
+            raise BackendUnavailable("vici", f"unsupported socket URI {uri!r}")
+    except OSError as e:
+        raise BackendUnavailable("vici", f"{uri}: {e.strerror or e}") from None
+    sock.settimeout(None)
+    return sock
+
+
+class _Wire:
+    """Request/response over one socket with the vici codec; errors → BackendUnavailable."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.transport = Transport(sock)
+
+    def _recv(self) -> Any:
+        try:
+            return Packet.parse(self.transport.receive())
+        except (OSError, struct.error) as e:
+            raise BackendUnavailable("vici", f"connection lost: {e}") from None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class CommandSession(_Wire):
+    """list-sas and get-pools; streamed requests collect their events."""
+
+    def _streamed(self, command: str, event: str, message: dict[str, Any] | None) -> list[Any]:
+        self._send(Packet.register_event(event))
+        self._expect_confirm(event)
+        body = Message.serialize(message) if message else None
+        self._send(Packet.request(command, body))
+        items: list[Any] = []
+        while True:
+            p = self._recv()
+            if p.response_type == Packet.EVENT:
+                items.append(Message.deserialize(p.payload))
+                continue
+            if p.response_type != Packet.CMD_RESPONSE:
+                raise BackendUnavailable("vici", f"{command}: unexpected response {p.response_type}")
+            break
+        self._send(Packet.unregister_event(event))
+        self._expect_confirm(event)
+        return items
+
+    def _send(self, packet: bytes) -> None:
+        try:
+            self.transport.send(packet)
+        except OSError as e:
+            raise BackendUnavailable("vici", f"connection lost: {e}") from None
+
+    def _expect_confirm(self, event: str) -> None:
+        p = self._recv()
+        while p.response_type == Packet.EVENT:
+            p = self._recv()
+        if p.response_type != Packet.EVENT_CONFIRM:
+            raise BackendUnavailable("vici", f"charon refused event {event!r}")
+
+    def request(self, command: str, message: dict[str, Any] | None = None) -> Any:
+        self._send(Packet.request(command, Message.serialize(message) if message else None))
+        p = self._recv()
+        if p.response_type != Packet.CMD_RESPONSE:
+            raise BackendUnavailable("vici", f"{command}: unexpected response {p.response_type}")
+        return Message.deserialize(p.payload)
+
+    def list_sas(self) -> list[Sa]:
+        return parse_list_sas(self._streamed("list-sas", "list-sa", {"noblock": "yes"}))
+
+    def leases(self) -> dict[IPv4Address, str]:
+        return parse_leases(self.request("get-pools", {"leases": "yes"}))
+
+
+class EventSession(_Wire):
+    """Registered for the policy events; ``batch`` returns what arrived together."""
+
+    def register(self, events: Iterable[str] = EVENTS) -> None:
+        for e in events:
+            try:
+                self.transport.send(Packet.register_event(e))
+            except OSError as err:
+                raise BackendUnavailable("vici", f"connection lost: {err}") from None
+            p = self._recv()
+            if p.response_type != Packet.EVENT_CONFIRM:
+                raise BackendUnavailable("vici", f"charon refused event {e!r}")
+
+    def batch(self, timeout: float, limit: int = 1024) -> list[tuple[str, dict[str, Any]]]:
+        """Wait up to ``timeout`` s for one event, then take every event already queued.
+
+        Returns [] on an idle tick. Events that arrive together are handled as one batch:
+        one decision pass, one atomic kernel change.
+        """
+        out: list[tuple[str, dict[str, Any]]] = []
+        wait: float = timeout
+        while len(out) < limit:
+            try:
+                ready, _, _ = select.select([self.sock], [], [], wait)
+            except (OSError, ValueError) as e:
+                raise BackendUnavailable("vici", f"connection lost: {e}") from None
+            if not ready:
+                break
+            p = self._recv()
+            wait = 0.0
+            if p.response_type != Packet.EVENT:
+                continue
+            try:
+                msg = Message.deserialize(p.payload)
+            except Exception as e:  # a malformed event must not stop the watcher
+                log.warning("dropping undecodable %r event: %s", p.event_type, e)
+                continue
+            out.append((_text(p.event_type), msg))
+        return out
+
+
+def decode(o: Any) -> Any:
+    """bytes → text everywhere (for JSON dumps and status output)."""
+    if isinstance(o, bytes | bytearray):
+        return _text(o)
+    if isinstance(o, Mapping):
+        return {str(k): decode(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [decode(v) for v in o]
+    return o

@@ -1,0 +1,67 @@
+"""`ikemgr hook`: the same decision, run from strongSwan's updown (no daemon)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, run
+from ikemgr.result import Result
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("hook")
+    def hook(
+        config: Path = ConfigOpt,
+        as_json: bool = JsonOpt,
+        netns: str | None = typer.Option(None, "--netns", help="Apply policy inside this netns."),
+        allow_file: Path | None = typer.Option(None, "--allow-file", help="Allow-list text file "
+                                               "instead of the database."),
+        lock_file: Path | None = typer.Option(None, "--lock-file", help="Override policy.lock_file."),
+        log_format: str = typer.Option("text", "--log-format", help="text or json."),
+    ) -> None:
+        """Run the policy decision for one updown call (charon's updown = the shipped wrapper).
+
+        Reads PLUTO_VERB, PLUTO_UNIQUEID, PLUTO_PEER_SOURCEIP and PLUTO_XAUTH_ID (else
+        PLUTO_PEER_ID). Idempotent per traffic-selector pair; serialised with watch.
+        """
+        from ikemgr.adapters.netns import check_netns
+        from ikemgr.adapters.state import HookSas
+        from ikemgr.adapters.updown_env import parse_env
+        from ikemgr.errors import UsageError
+        from ikemgr.reconcile import build_engine, close_engine, setup_logging
+
+        def body() -> Result:
+            if log_format not in ("text", "json"):
+                raise UsageError("--log-format must be text or json")
+            setup_logging(log_format)
+            cfg = load_config(config)
+            call = parse_env(os.environ)
+            if call.update is None:
+                return Result("hook", data={"verb": call.verb, "changed": False},
+                              messages=(f"{call.verb}: nothing to do",))
+            if netns is not None:
+                check_netns(netns)
+            engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
+            lock, engine.lock = engine.lock, None
+            assert lock is not None
+            try:
+                with lock:  # the SA file, the kernel and the generation change together
+                    store = HookSas(cfg.policy.state_dir)
+                    engine.replace_sas(store.load().values())
+                    engine.refresh_allow()
+                    upd = call.update
+                    touch = () if upd.present else upd.sa.vips
+                    report = engine.events([upd], touch=touch)
+                    store.save(dict(engine.sas))
+            finally:
+                lock.close()
+                close_engine(engine)
+            lines = tuple(report.plan.lines()) if report else ()
+            return Result("hook", data={"verb": call.verb, "uniqueid": call.update.sa.uniqueid,
+                                        "changed": bool(lines), "plan": list(lines)},
+                          messages=lines or (f"{call.verb}: nothing to change",))
+
+        run("hook", as_json, body)

@@ -1,0 +1,63 @@
+"""`ikemgr watch`: the policy daemon on charon's VICI events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ikemgr.commands._common import ConfigOpt, load_config, run
+from ikemgr.metrics import Metrics
+from ikemgr.result import Result
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("watch")
+    def watch(
+        config: Path = ConfigOpt,
+        netns: str | None = typer.Option(None, "--netns", help="Apply policy inside this network "
+                                         "namespace (the lab); the VICI socket path is reachable anyway."),
+        metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                                help="Serve Prometheus metrics on 127.0.0.1:PORT."),
+        log_format: str = typer.Option("text", "--log-format", help="text or json (one line per record)."),
+        allow_file: Path | None = typer.Option(None, "--allow-file", help="Read the allow-list from a text "
+                                               "file (account@NNNNNN per line), not the database."),
+        lock_file: Path | None = typer.Option(None, "--lock-file", help="Override policy.lock_file."),
+        conntrack_flush: bool = typer.Option(True, "--conntrack-flush/--no-conntrack-flush",
+                                             help="Delete conntrack entries of VIPs whose path changed."),
+        tick: float = typer.Option(0.5, "--tick", min=0.05, max=10.0,
+                                   help="Seconds between idle checks (signals, allow-list polls)."),
+    ) -> None:
+        """Follow charon's events and keep each VIP's policy equal to the decision.
+
+        Full reconcile on start, on reconnect (charon restarted), on SIGHUP, on allow-list
+        change and every policy.reconcile_interval seconds. SIGTERM stops it and leaves
+        the rules in place: the next start reconciles.
+        """
+        from ikemgr.adapters.netns import check_netns
+        from ikemgr.errors import UsageError
+        from ikemgr.reconcile import Watcher, build_engine, close_engine, setup_logging
+
+        def body() -> Result:
+            if log_format not in ("text", "json"):
+                raise UsageError("--log-format must be text or json")
+            setup_logging(log_format)
+            cfg = load_config(config)
+            if netns is not None:
+                check_netns(netns)
+            metrics = Metrics() if metrics_port else None
+            engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file,
+                                  metrics=metrics, flush_conntrack=conntrack_flush)
+            engine.long_lived = True
+            try:
+                if metrics is not None and metrics_port:
+                    metrics.serve(metrics_port)
+                w = Watcher(engine, cfg.strongswan.vici_socket, tick=tick)
+                w.install_signals()
+                w.run()
+            finally:
+                close_engine(engine)
+            return Result("watch", data={"rules": len(engine.owned), "reconnects": w.reconnects},
+                          messages=(f"stopped; {len(engine.owned)} rules left in place",))
+
+        run("watch", False, body)

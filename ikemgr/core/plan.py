@@ -1,0 +1,71 @@
+"""desired vs actual → the smallest change set (pure).
+
+A plan is a set of element changes keyed by VIP: adding a rule, removing one, or moving a
+VIP to another VLAN (remove + add in the same atomic batch). It also says which lab
+VLANs gain their first user or lose their last one, because the ``marks`` backend keeps
+one fwmark rule per VLAN that currently has users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from ikemgr.core.model import UserRule
+
+
+@dataclass(frozen=True)
+class Plan:
+    add: tuple[UserRule, ...] = ()
+    remove: tuple[UserRule, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.add and not self.remove
+
+    @property
+    def changed_vips(self) -> frozenset[IPv4Address]:
+        """VIPs whose path changes: their conntrack entries must go so SNAT follows."""
+        return frozenset(r.vip for r in self.add) | frozenset(r.vip for r in self.remove)
+
+    def lines(self) -> list[str]:
+        out = [f"- {r.vip} vlan {r.vlan} table {r.table_id} priority {r.priority}" for r in self.remove]
+        out += [f"+ {r.vip} vlan {r.vlan} table {r.table_id} priority {r.priority}" for r in self.add]
+        return out
+
+
+def diff(desired: Mapping[IPv4Address, UserRule], actual: Mapping[IPv4Address, UserRule],
+         scope: frozenset[IPv4Address] | None = None) -> Plan:
+    """Changes that turn ``actual`` into ``desired``; with ``scope``, only for those VIPs."""
+    vips = (set(desired) | set(actual)) if scope is None else scope
+    add: list[UserRule] = []
+    remove: list[UserRule] = []
+    for vip in vips:
+        want, have = desired.get(vip), actual.get(vip)
+        if want == have:
+            continue
+        if have is not None:
+            remove.append(have)
+        if want is not None:
+            add.append(want)
+    return Plan(tuple(sorted(add)), tuple(sorted(remove)))
+
+
+def apply(plan: Plan, actual: Mapping[IPv4Address, UserRule]) -> dict[IPv4Address, UserRule]:
+    """What ``actual`` becomes once the plan is applied (used for the in-memory index)."""
+    out = dict(actual)
+    for r in plan.remove:
+        if out.get(r.vip) == r:
+            del out[r.vip]
+    for r in plan.add:
+        out[r.vip] = r
+    return out
+
+
+def vlans_in_use(rules: Mapping[IPv4Address, UserRule]) -> dict[int, int]:
+    """table id → number of VIPs routed into it."""
+    out: dict[int, int] = {}
+    for r in rules.values():
+        out[r.table_id] = out.get(r.table_id, 0) + 1
+    return out

@@ -1,0 +1,80 @@
+"""THE decision: live SAs ⋈ allow-list ⋈ config → the rule each VIP must have (pure).
+
+Every path that changes policy (VICI events, the updown hook, allow-list changes, the
+periodic and start-up reconcile) ends here with the same inputs, so they cannot
+disagree. Identities are parsed by the compiled grammar and compared as values; they are
+never used as a pattern or a shell argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+
+from ikemgr.config.schema import Config
+from ikemgr.core.identity import IdentityGrammar, shown
+from ikemgr.core.model import LIVE_STATES, Decision, DesiredState, Outcome, Sa, UserRule
+from ikemgr.errors import IdentityRejected
+
+
+def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
+           grammar: IdentityGrammar) -> Decision:
+    """The outcome for one SA (whether it is live is the caller's filter)."""
+    try:
+        ident = grammar.parse(sa.identity_raw)
+    except IdentityRejected as e:
+        return Decision(sa.uniqueid, e.shown, Outcome.REJECTED_IDENTITY, sa.vips, reason=e.reason)
+    name = str(ident)
+    if not sa.vips:
+        return Decision(sa.uniqueid, name, Outcome.NO_VIP, sa.vips, ident.account, ident.vlan,
+                        "SA has no IPv4 virtual IP")
+    if ident.vlan is None:
+        return Decision(sa.uniqueid, name, Outcome.NO_VLAN, sa.vips, ident.account, None,
+                        "identity names no lab VLAN")
+    if cfg.vlan(ident.vlan) is None:
+        return Decision(sa.uniqueid, name, Outcome.UNKNOWN_VLAN, sa.vips, ident.account, ident.vlan,
+                        "VLAN is not in the config")
+    if (ident.account, ident.vlan) not in allowed:
+        return Decision(sa.uniqueid, name, Outcome.NOT_ON_LIST, sa.vips, ident.account, ident.vlan,
+                        "pair is not on the allow-list")
+    return Decision(sa.uniqueid, name, Outcome.ALLOWED, sa.vips, ident.account, ident.vlan)
+
+
+def desired_state(sas: Iterable[Sa], allowed: frozenset[tuple[str, int]], cfg: Config,
+                  grammar: IdentityGrammar) -> DesiredState:
+    """Rules for the VIPs of the given live SAs.
+
+    A VIP held by several SAs (make-before-break reauth, ``unique = never``) keeps its rule
+    while any allowed SA holds it; if two allowed SAs disagree on the VLAN, the newest SA
+    (highest unique id) wins, so a re-login with another VLAN takes effect at once.
+    Passing only the SAs that hold some VIPs yields exactly the rules of those VIPs, which
+    is how incremental reconciles reuse this function.
+    """
+    rules: dict[IPv4Address, UserRule] = {}
+    decisions: list[Decision] = []
+    prio = cfg.routing.user_priority
+    for sa in sorted(sas, key=Sa.sort_key):
+        if sa.state not in LIVE_STATES:
+            continue
+        d = decide(sa, allowed, cfg, grammar)
+        decisions.append(d)
+        if d.outcome is not Outcome.ALLOWED:
+            continue
+        assert d.vlan is not None
+        vlan = cfg.vlan(d.vlan)
+        assert vlan is not None
+        for vip in sa.vips:
+            rules[vip] = UserRule(vip, d.vlan, vlan.table_id, prio)
+    return DesiredState(rules, tuple(decisions))
+
+
+def describe(d: Decision) -> dict[str, object]:
+    """The structured log record of a decision (values already log-safe)."""
+    out: dict[str, object] = {"event": "decision", "uniqueid": shown(d.uniqueid, 24),
+                              "identity": d.identity, "outcome": str(d.outcome),
+                              "vips": [str(v) for v in d.vips]}
+    if d.vlan is not None:
+        out["vlan"] = d.vlan
+    if d.reason:
+        out["reason"] = d.reason
+    return out

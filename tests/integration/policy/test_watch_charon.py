@@ -1,0 +1,376 @@
+"""`ikemgr watch` against real charons: a gateway and a client in their own namespaces,
+IKEv2 with PSK (EAP through FreeRADIUS is the e2e lab's business; the policy only needs
+real SAs, real VICI events and real VIPs from charon's pool)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ikemgr.adapters import vici
+from ikemgr.adapters.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
+
+from .conftest import IKEMGR, Lab, sh
+
+pytestmark = pytest.mark.root
+
+GW_CONF = """connections {
+  kuins {
+    version = 2
+    pools = pool
+    encap = yes
+    unique = never
+    rekey_time = 0s
+    proposals = aes256-sha256-x25519
+    local { auth = psk
+            id = vpn.example.test }
+    remote { auth = psk
+             id = %any }
+    children { kuins { local_ts = 10.20.0.0/16
+                       esp_proposals = aes256-sha256
+                       rekey_time = 0s
+                       %UPDOWN% } }
+  }
+}
+pools { pool { addrs = 10.1.0.10-10.1.0.250 } }
+secrets { ike-all { secret = "lab-psk-not-secret" } }
+"""
+
+CLIENT_CONN = """  {name} {{
+    version = 2
+    remote_addrs = {gw}
+    vips = 0.0.0.0
+    encap = yes
+    rekey_time = {ike_rekey}
+    reauth_time = {reauth}
+    over_time = 60s
+    proposals = aes256-sha256-x25519
+    local {{ auth = psk
+             id = {ident} }}
+    remote {{ auth = psk
+              id = vpn.example.test }}
+    children {{ {name} {{ remote_ts = 10.20.0.0/16
+                         esp_proposals = aes256-sha256
+                         rekey_time = {child_rekey}
+                         life_time = 60s }} }}
+  }}
+"""
+USERS = {"alice": "alice@123456", "bob": "bob@123456", "carol": "carol@123457",
+         # short lifetimes: frank's IKE_SA rekeys every ~3 s and his CHILD_SA every ~2 s,
+         # gina reauthenticates (make-before-break) every ~3 s; the hard lifetimes stay long
+         # (over_time, life_time), or charon would delete the old SA before its successor is up
+         "frank": "frank@123457", "gina": "gina@123456"}
+LIFETIMES = {"frank": {"ike_rekey": "3s", "child_rekey": "2s"}, "gina": {"reauth": "3s"}}
+
+
+def client_conn(name: str, ident: str, gw: str) -> str:
+    times = {"ike_rekey": "0s", "child_rekey": "0s", "reauth": "0s", **LIFETIMES.get(name, {})}
+    return CLIENT_CONN.format(name=name, ident=ident, gw=gw, **times)
+SECRETS = 'secrets { ike-all { secret = "lab-psk-not-secret" } }\n'
+
+
+@dataclass
+class Ike:
+    lab: Lab
+    gw: CharonInstance
+    client: CharonInstance
+    client2: CharonInstance  # alice's second device
+    backend: str
+    cfg: Path
+    allow: Path
+    watch_log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    metrics_port: int = 0
+
+    def start_watch(self) -> None:
+        self.watch_log.parent.mkdir(exist_ok=True)
+        out = open(self.watch_log, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self.proc = subprocess.Popen(
+                [str(IKEMGR), "watch", "--config", str(self.cfg), "--netns", self.lab.ns, "--allow-file",
+                 str(self.allow), "--log-format", "json", "--tick", "0.1",
+                 *(["--metrics-port", str(self.metrics_port)] if self.metrics_port else [])],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            out.close()
+        wait_for(lambda: self.log_events("connected"), 20, "watch did not connect")
+
+    def kill_watch(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=10)
+        self.proc = None
+        return rc
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.watch_log.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("event") == event:
+                out.append(rec)
+        return out
+
+    def enable_hook(self) -> None:
+        """Hook mode: charon runs the shipped updown wrapper, which runs `ikemgr hook`."""
+        wrapper = IKEMGR.parents[2] / "scripts" / "ikemgr-updown"
+        line = f"updown = {wrapper} --config {self.cfg} --allow-file {self.allow}"
+        (self.gw.swanctl_dir / "conf.d" / "test.conf").write_text(GW_CONF.replace("%UPDOWN%", line))
+        self.gw.load_all()
+
+    def _inst(self, name: str) -> CharonInstance:
+        return self.client2 if name == "alice2" else self.client
+
+    def initiate(self, name: str) -> None:
+        self._inst(name).swanctl("--initiate", "--child", name, "--timeout", "20")
+
+    def terminate(self, name: str) -> None:
+        self._inst(name).swanctl("--terminate", "--ike", name, "--timeout", "20")
+
+    def vips(self) -> dict[str, str]:
+        """identity → VIP, as the gateway's charon sees it (list-sas)."""
+        s = vici.CommandSession(vici.connect(self.gw.uri))
+        try:
+            out: dict[str, str] = {}
+            for sa in s.list_sas():
+                ident = sa.identity_raw.decode() if isinstance(sa.identity_raw, bytes) else str(sa.identity_raw)
+                for v in sa.vips:
+                    out.setdefault(f"{ident}#{sa.uniqueid}", str(v))
+            return out
+        finally:
+            s.close()
+
+
+def wait_for(cond: Callable[[], object], timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(what)
+
+
+@pytest.fixture(params=["marks", "rules"])
+def ike(tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ike]:
+    # charon hands its PATH to updown scripts: let the wrapper find this checkout's ikemgr
+    monkeypatch.setenv("PATH", f"{IKEMGR.parent}:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}")
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    if not Path("/usr/lib/ipsec/charon").exists():
+        pytest.skip("charon is not installed")
+    ns = "ikt-p-" + secrets.token_hex(3)
+    cns, c2ns = ns + "c", ns + "d"
+    gw = client = client2 = None
+    lab = Lab(ns, tmp_path)
+    try:
+        for n in (ns, cns, c2ns):
+            sh("ip", "netns", "add", n)
+            sh("ip", "-n", n, "link", "set", "lo", "up")
+        for i, (peer, gw_addr, c_addr) in enumerate(((cns, "192.0.2.1/24", "192.0.2.100/24"),
+                                                     (c2ns, "198.18.5.1/24", "198.18.5.100/24"))):
+            sh("ip", "link", "add", f"o-{peer[-7:]}", "type", "veth", "peer", "name", f"c-{peer[-7:]}")
+            sh("ip", "link", "set", f"o-{peer[-7:]}", "netns", ns, "name", f"out{i}")
+            sh("ip", "link", "set", f"c-{peer[-7:]}", "netns", peer, "name", "eth0")
+            sh("ip", "-n", ns, "addr", "add", gw_addr, "dev", f"out{i}")
+            sh("ip", "-n", peer, "addr", "add", c_addr, "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", f"out{i}", "up")
+            sh("ip", "-n", peer, "link", "set", "eth0", "up")
+        # kernel-libipsec routes the VIP via ipsec0 with a source inside local_ts
+        sh("ip", "-n", ns, "addr", "add", "10.20.0.1/32", "dev", "lo")
+        plugins = [*BASE_PLUGINS, *LIBIPSEC_PLUGINS]
+        gw = CharonInstance(tmp_path / "gw", netns=ns, plugins=[*plugins, "updown"])
+        client = CharonInstance(tmp_path / "client", netns=cns, plugins=plugins,
+                                charon_settings="    make_before_break = yes\n")
+        client2 = CharonInstance(tmp_path / "client2", netns=c2ns, plugins=plugins)
+        conns = "".join(client_conn(n, i, "192.0.2.1") for n, i in USERS.items())
+        conn2 = client_conn("alice2", "alice@123456", "198.18.5.1")
+        for inst, text in ((gw, GW_CONF.replace("%UPDOWN%", "")), (client, "connections {\n" + conns + "}\n" + SECRETS),
+                           (client2, "connections {\n" + conn2 + "}\n" + SECRETS)):
+            inst.prepare()
+            (inst.swanctl_dir / "conf.d" / "test.conf").write_text(text)
+            inst.start()
+            inst.load_all()
+        allow = tmp_path / "allow.txt"
+        allow.write_text("alice@123456\ncarol@123457\nfrank@123457\ngina@123456\n")
+        cfg = lab.config(request.param, strongswan={"vici_socket": gw.uri})
+        yield Ike(lab, gw, client, client2, request.param, cfg, allow, tmp_path / "watch.log")
+    finally:
+        for inst in (client, client2, gw):
+            if inst is not None:
+                inst.stop()
+        for n in (ns, cns, c2ns):
+            sh("ip", "netns", "del", n, check=False)
+
+
+def _vip_of(ike: Ike, ident: str, exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    def find() -> str | None:
+        for k, v in ike.vips().items():
+            if k.startswith(ident + "#") and v not in exclude:
+                return v
+        return None
+
+    return wait_for(find, 10, f"no SA for {ident}")
+
+
+def test_watch_follows_real_charon(ike: Ike) -> None:
+    lab = ike.lab
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        ike.metrics_port = s.getsockname()[1]
+    try:
+        ike.start_watch()
+        ike.initiate("alice")
+        va = _vip_of(ike, "alice@123456")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 5, "alice's rule did not appear")
+        ike.initiate("bob")
+        vb = _vip_of(ike, "bob@123456")
+        ike.initiate("alice2")  # alice's second device (charon's pool may give it the same VIP)
+        holders = wait_for(lambda: [k for k in ike.vips() if k.startswith("alice@123456#")]
+                           if len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 2 else None,
+                           10, "second device did not connect")
+        alice_vips = {ike.vips()[h] for h in holders}
+        assert va in alice_vips
+        wait_for(lambda: lab.routed(ike.backend) == dict.fromkeys(alice_vips, 123456), 5, "second device")
+        assert vb not in lab.routed(ike.backend)
+        ike.terminate("alice2")
+        wait_for(lambda: len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 1, 10, "down")
+        time.sleep(0.3)
+        assert lab.routed(ike.backend) == {va: 123456}  # the first device keeps its rule
+
+        # IKE rekey: a new IKE_SA takes over the VIP; the rule must not change at all
+        changes = len(ike.log_events("rule-add")) + len(ike.log_events("rule-remove"))
+        ike.client.swanctl("--rekey", "--ike", "alice")
+        wait_for(lambda: [k for k in ike.vips() if k.startswith("alice@123456#")] != ["alice@123456#1"],
+                 5, "rekey did not happen")
+        time.sleep(0.5)
+        assert lab.routed(ike.backend) == {va: 123456}
+        assert len(ike.log_events("rule-add")) + len(ike.log_events("rule-remove")) == changes
+        # reauth, make-before-break: charon's pool may hand out another of alice's leases;
+        # the new VIP's rule comes before the old one goes (never a gap)
+        ike.client.swanctl("--rekey", "--ike", "alice", "--reauth")
+        time.sleep(1.0)
+        va = _vip_of(ike, "alice@123456")
+        assert lab.routed(ike.backend) == {va: 123456}
+        log = [(r["event"], r["vip"], r["batch"]) for r in
+               (json.loads(x) for x in ike.watch_log.read_text().splitlines()) if r.get("event") in
+               ("rule-add", "rule-remove")]
+        new_events = log[changes:]
+        assert len(new_events) <= 2
+        if new_events:
+            # the new VIP's policy is in before the old one goes: an earlier batch, or the
+            # same batch (one atomic kernel change)
+            add_b = [b for ev, vip, b in new_events if ev == "rule-add" and vip == va]
+            rm_b = [b for ev, _vip, b in new_events if ev == "rule-remove"]
+            assert add_b and all(add_b[0] <= b for b in rm_b), new_events
+
+        # Prometheus metrics on 127.0.0.1
+        body = urllib.request.urlopen(f"http://127.0.0.1:{ike.metrics_port}/metrics", timeout=5).read().decode()
+        assert 'ikemgr_active_sessions{vlan="123456"} 1.0' in body
+        assert 'ikemgr_decisions_total{outcome="not-on-list"}' in body
+        assert "ikemgr_event_to_rule_seconds_count" in body
+
+        # status and dry-run agree with the kernel
+        p = lab.ikemgr("status", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
+                       str(ike.allow), "--json")
+        assert p.returncode == 0, p.stderr
+        users = {u["vip"]: u for u in json.loads(p.stdout)["data"]["users"]}
+        assert users[va]["vlan"] == 123456 and users[va]["in_kernel"] is True
+        assert users[vb]["outcome"] == "not-on-list" and users[vb]["in_kernel"] is False
+
+        # kill -9 while users come and go; the restart repairs the kernel
+        assert ike.kill_watch() == -signal.SIGKILL
+        ike.terminate("alice")
+        ike.initiate("carol")
+        vc = _vip_of(ike, "carol@123457")
+        assert lab.routed(ike.backend) == {va: 123456}  # nobody watched: stale
+        p = lab.ikemgr("reconcile", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
+                       str(ike.allow), "--dry-run", "--json")
+        assert p.returncode == 0, p.stderr
+        dry = json.loads(p.stdout)["data"]
+        assert [r["vip"] for r in dry["add"]] == [vc] and [r["vip"] for r in dry["remove"]] == [va]
+        assert lab.routed(ike.backend) == {va: 123456}  # a dry run changes nothing
+        ike.start_watch()
+        wait_for(lambda: lab.routed(ike.backend) == {vc: 123457}, 5, "restart did not reconcile")
+
+        # charon restarts: watch reconnects with backoff and reconciles (carol's SA is gone)
+        ike.gw.stop()
+        wait_for(lambda: ike.log_events("backend-down"), 10, "watch did not notice charon going")
+        ike.gw.start()
+        ike.gw.load_all()
+        wait_for(lambda: len(ike.log_events("connected")) >= 3, 20, "watch did not reconnect")
+        wait_for(lambda: lab.routed(ike.backend) == {}, 5, "stale rule after charon restart")
+        ike.initiate("alice")
+        va = _vip_of(ike, "alice@123456")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 5, "no rule after reconnect")
+
+        # SIGTERM: clean exit, rules stay for the next start
+        assert ike.kill_watch(signal.SIGTERM) == 0
+        assert lab.routed(ike.backend) == {va: 123456}
+        assert ike.log_events("stopped")
+    finally:
+        if ike.proc is not None:
+            ike.kill_watch()
+
+
+def test_hook_mode_with_real_charon(ike: Ike) -> None:
+    """The same scenario through charon's updown → scripts/ikemgr-updown → ikemgr hook."""
+    lab = ike.lab
+    ike.enable_hook()
+    ike.initiate("alice")
+    va = _vip_of(ike, "alice@123456")
+    wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 10, "alice's rule did not appear")
+    ike.initiate("bob")
+    vb = _vip_of(ike, "bob@123456")
+    ike.initiate("alice2")
+    alice = wait_for(lambda: {v for k, v in ike.vips().items() if k.startswith("alice@123456#")}
+                     if len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 2 else None,
+                     10, "second device did not connect")
+    wait_for(lambda: lab.routed(ike.backend) == dict.fromkeys(alice, 123456), 10, "second device")
+    assert vb not in lab.routed(ike.backend)
+    ike.terminate("alice2")
+    wait_for(lambda: len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 1, 10, "down")
+    time.sleep(1.5)  # the down hook runs after the SA is gone from list-sas
+    assert lab.routed(ike.backend) == {va: 123456}
+    ike.terminate("alice")
+    wait_for(lambda: lab.routed(ike.backend) == {}, 10, "alice's rule stayed after logout")
+    log = ike.gw.log.read_text(errors="replace")
+    assert "rule added" in log and "rule removed" in log  # the hook's own lines, via charon's log
+
+
+def test_short_lifetimes_do_not_flap(ike: Ike) -> None:
+    """Rekeys and make-before-break reauths every few seconds: the policy never changes."""
+    lab = ike.lab
+    try:
+        ike.start_watch()
+        ike.initiate("frank")
+        ike.initiate("gina")
+        vf, vg = _vip_of(ike, "frank@123457"), _vip_of(ike, "gina@123456")
+        want = {vf: 123457, vg: 123456}
+        wait_for(lambda: lab.routed(ike.backend) == want, 5, "rules did not appear")
+        adds = len(ike.log_events("rule-add"))
+        assert adds == 2 and not ike.log_events("rule-remove")
+        uids = set(ike.vips())
+        end = time.monotonic() + 9
+        while time.monotonic() < end:  # the policy holds at every look, not only at the end
+            assert lab.routed(ike.backend) == want
+            time.sleep(0.2)
+        assert not set(ike.vips()) & uids, "no rekey/reauth happened: every SA should be new"
+        assert len(ike.log_events("rule-add")) == adds and not ike.log_events("rule-remove")
+    finally:
+        if ike.proc is not None:
+            ike.kill_watch()

@@ -1,0 +1,179 @@
+"""The engine's bookkeeping (SA index, owned index, batching, logging) over an in-memory
+backend. The same engine against the real kernel is in tests/integration/policy/."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from ikemgr.adapters.policy_backend import KernelView
+from ikemgr.adapters.state import FileAllowList, SnapshotAllowList
+from ikemgr.adapters.vici import SaUpdate, parse_event
+from ikemgr.config.load import load
+from ikemgr.core.identity import IdentityGrammar
+from ikemgr.core.model import Sa, UserRule
+from ikemgr.core.plan import Plan
+from ikemgr.errors import BackendUnavailable
+from ikemgr.reconcile import Engine
+
+CFG = load(Path(__file__).resolve().parents[2] / "examples" / "campus.yaml")
+VIP = IPv4Address("10.1.0.10")
+
+
+class MemoryBackend:
+    """Records applied plans; ``kernel`` plays the kernel for read()."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.kernel: dict[IPv4Address, UserRule] = {}
+        self.plans: list[Plan] = []
+        self.reads = 0
+
+    def ensure(self) -> None: ...
+
+    def read(self) -> KernelView:
+        self.reads += 1
+        return KernelView(dict(self.kernel))
+
+    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None:
+        self.plans.append(plan)
+        self.kernel = dict(after)
+
+    def close(self) -> None: ...
+
+
+class Pairs:
+    def __init__(self, *pairs: tuple[str, int]) -> None:
+        self.pairs = frozenset(pairs)
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        return self.pairs
+
+
+def engine(*pairs: tuple[str, int]) -> tuple[Engine, MemoryBackend]:
+    b = MemoryBackend()
+    return Engine(CFG, b, Pairs(*pairs)), b
+
+
+def up(uid: str, ident: str, *vips: str, state: str = "ESTABLISHED") -> SaUpdate:
+    sa = Sa(uid, ident, tuple(IPv4Address(v) for v in vips), state)
+    return SaUpdate("ike-updown", sa, sa.live)
+
+
+def test_up_down_cycle_and_duplicate_events() -> None:
+    e, b = engine(("alice", 123456))
+    e.full([])
+    e.events([up("7", "alice@123456", "10.1.0.10")])
+    assert b.kernel == {VIP: UserRule(VIP, 123456, 123456, 29000)}
+    assert e.events([up("7", "alice@123456", "10.1.0.10")]) is None  # child-updown repeat
+    e.events([up("7", "alice@123456", "10.1.0.10", state="DELETING")])
+    assert b.kernel == {} and len(b.plans) == 2
+    assert b.reads == 1  # one kernel read at start; events use the index
+
+
+def test_second_device_and_make_before_break() -> None:
+    e, b = engine(("alice", 123456))
+    e.full([])
+    e.events([up("1", "alice@123456", "10.1.0.10"), up("2", "alice@123456", "10.1.0.11")])
+    assert set(b.kernel) == {VIP, IPv4Address("10.1.0.11")}
+    # reauth of device 1: new SA 3 gets the same VIP before SA 1 goes
+    e.events([up("3", "alice@123456", "10.1.0.10")])
+    e.events([up("1", "alice@123456", "10.1.0.10", state="DELETING")])
+    e.events([up("2", "alice@123456", "10.1.0.11", state="DELETING")])
+    assert set(b.kernel) == {VIP}
+    assert len(b.plans) == 2  # one add batch, one remove: no flap for 10.1.0.10
+
+
+def test_ike_rekey_causes_no_change() -> None:
+    e, b = engine(("alice", 123456))
+    e.full([])
+    e.events([up("4", "alice@123456", "10.1.0.10")])
+    old = {"uniqueid": b"4", "state": b"REKEYED", "remote-eap-id": b"alice@123456",
+           "remote-vips": [b"10.1.0.10"]}
+    new = {**old, "uniqueid": b"5", "state": b"ESTABLISHED"}
+    assert e.events(parse_event("ike-rekey", {"kuins": {"old": old, "new": new}})) is not None
+    assert len(b.plans) == 1 and set(e.sas) == {"5"}
+
+
+def test_half_open_down_is_ignored() -> None:
+    e, b = engine(("alice", 123456))
+    e.full([])
+    assert e.events([SaUpdate("ike-updown", Sa("9", b"%any", (), "CONNECTING"), False)]) is None
+    assert b.plans == []
+
+
+def test_full_reconcile_repairs_the_kernel_and_allow_list_change_recomputes() -> None:
+    e, b = engine(("alice", 123456))
+    stale = IPv4Address("10.1.0.99")
+    b.kernel = {stale: UserRule(stale, 123457, 123457, 29000)}
+    r = e.full([Sa("1", "alice@123456", (VIP,), "ESTABLISHED")])
+    assert b.kernel == {VIP: UserRule(VIP, 123456, 123456, 29000)}
+    assert len(r.plan.add) == 1 and len(r.plan.remove) == 1
+    e.allow = Pairs()
+    assert e.refresh_allow() is True
+    e.recompute()
+    assert b.kernel == {}
+
+
+def test_one_log_line_per_decision(caplog: pytest.LogCaptureFixture) -> None:
+    e, _ = engine(("alice", 123456))
+    e.full([])
+    caplog.set_level(logging.INFO, logger="ikemgr.policy")
+    for _ in range(3):
+        e.events([up("7", "$(reboot)@123456", "10.1.0.10")])
+        e.events([up("8", "bob@123456", "10.1.0.11")])
+        e.full([Sa("7", "$(reboot)@123456", (VIP,), "ESTABLISHED"),
+                Sa("8", "bob@123456", (IPv4Address("10.1.0.11"),), "ESTABLISHED")])
+    decisions = [r for r in caplog.records if r.getMessage() == "decision"]
+    assert [(r.fields["uniqueid"], r.fields["outcome"]) for r in decisions] == [  # type: ignore[attr-defined]
+        ("'7'", "rejected-identity"), ("'8'", "not-on-list")]
+
+
+def test_snapshot_serves_the_last_good_allow_list(tmp_path: Path) -> None:
+    g = IdentityGrammar()
+    f = tmp_path / "allow.txt"
+    f.write_text("alice@123456\n# comment\n.*@123456\nbob@0123\ncarol@123457  # lab B\n")
+    snap = SnapshotAllowList(FileAllowList(f, g), tmp_path / "state")
+    now = datetime.now(UTC)
+    good = frozenset({("alice", 123456), ("carol", 123457)})
+    assert snap.active_pairs(now) == good and not snap.stale
+    f.unlink()
+    assert snap.active_pairs(now) == good and snap.stale
+    fresh = SnapshotAllowList(FileAllowList(f, g), tmp_path / "state")  # after a restart too
+    assert fresh.active_pairs(now) == good
+    with pytest.raises(BackendUnavailable, match="^db unavailable"):
+        SnapshotAllowList(FileAllowList(f, g), tmp_path / "empty").active_pairs(now)
+
+
+def test_watch_unit_renders_with_computed_values() -> None:
+    from ikemgr.adapters.templates import render_template
+    from ikemgr.reconcile import watch_unit_context
+
+    ctx = watch_unit_context(CFG, "# generated by ikemgr", Path("/etc/ikemgr/ikemgr.yaml"), metrics_port=9108)
+    text = render_template("systemd/ikemgr-watch.service.j2", **ctx)
+    assert "ExecStart=/usr/bin/ikemgr watch --config /etc/ikemgr/ikemgr.yaml --log-format json " \
+           "--metrics-port 9108\n" in text
+    assert "StateDirectory=ikemgr\n" in text and "ReadWritePaths=/var/lib/ikemgr /run\n" in text
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in text
+
+
+def test_kernel_rule_batch_lines_match_the_netlink_request() -> None:
+    from ipaddress import ip_network
+
+    from ikemgr.adapters.policy_backend import KernelRule
+
+    r = KernelRule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.0.0.0/8"))  # type: ignore[arg-type]
+    assert r.ip_args(99) == "priority 29000 from 10.1.0.10/32 to 10.0.0.0/8 lookup 123456 protocol 99"
+    assert r.nl(99) == {"family": 2, "priority": 29000, "protocol": 99, "src": "10.1.0.10", "src_len": 32,
+                        "dst": "10.0.0.0", "dst_len": 8, "table": 123456}
+    g = KernelRule(29000, 0, fwmark=0, fwmask=0xFFFFFFFF, action="goto", goto=29002)
+    assert g.ip_args(99) == "priority 29000 fwmark 0x0/0xffffffff goto 29002 protocol 99"
+    assert KernelRule(29002, action="nop").ip_args(99) == "priority 29002 nop protocol 99"
+    assert KernelRule(29001, 300, fwmark=300).ip_args(99) == \
+        "priority 29001 fwmark 0x12c/0xffffffff lookup 300 protocol 99"  # table ids above 255
