@@ -615,32 +615,15 @@ class FileSource(Strict):
 SyncSource = Annotated[SqlSource | FileSource, Field(discriminator="kind")]
 
 
-_LDAP_ATTR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
-
-
 class AccountCheck(Strict):
     """Suspend (never delete) the grants of accounts missing or disabled in the directory (ldap.*)."""
 
     enabled: bool = False
-    attribute: str = Field("uid", description="the attribute that holds the account name")
-    base_dn: str | None = Field(None, description="default: ldap.base_dn")
-    disabled_filter: str | None = Field(
-        None, max_length=512, description="LDAP filter matching disabled accounts, e.g. "
-        "(pwdAccountLockedTime=*); None = only missing accounts are suspended")
-
-    @field_validator("attribute")
-    @classmethod
-    def _attr(cls, v: str) -> str:
-        if not _LDAP_ATTR_RE.fullmatch(v):
-            raise ValueError(f"{v!r} is not an LDAP attribute name")
-        return v
-
-    @field_validator("disabled_filter")
-    @classmethod
-    def _filter(cls, v: str | None) -> str | None:
-        if v is not None and not (v.startswith("(") and v.endswith(")") and v.count("(") == v.count(")")):
-            raise ValueError(f"{v!r} is not a parenthesised LDAP filter")
-        return v
+    attribute: LdapAttr = Field("uid", description="the attribute that holds the account name")
+    base_dn: Dn | None = Field(None, description="default: ldap.base_dn")
+    disabled_filter: LdapFilter | None = Field(
+        None, description="filter matching disabled accounts; default: ldap.disabled_filter "
+        "(the same accounts RADIUS refuses)")
 
 
 class Sync(Strict):

@@ -1,0 +1,342 @@
+"""The allow-list as values: fetched entries → validated grants → a sync plan.
+
+Pure: no database, no files, no clock (``now`` is always passed in). Sources hand over
+``RawEntry`` values exactly as they read them (text, bytes, whatever a database driver
+returned); everything untrusted is decided here, once, with the same identity grammar
+that ``watch`` uses. The plan is what ``sync --dry-run`` prints and what the store
+applies in one transaction; the mass-revocation valve looks only at the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from ikemgr.core.identity import IdentityGrammar, shown
+from ikemgr.errors import IdentityRejected, Refused
+
+#: Source name of grants made by hand (``ikemgr grant add``); sync never touches them.
+MANUAL = "manual"
+MAX_NOTE = 200
+
+GrantKey = tuple[str, int, str]  # (account, vlan, source)
+
+
+class RawEntry(NamedTuple):
+    """One entry as a source read it. ``vlan`` is None when ``account`` holds ``account@NNNNNN``."""
+
+    source: str
+    where: str
+    account: object
+    vlan: object = None
+    valid_from: object = None
+    valid_until: object = None
+    note: object = None
+
+
+class Grant(NamedTuple):
+    """account may use lab VLAN ``vlan`` while valid_from ≤ now < valid_until and not suspended.
+
+    A NamedTuple rather than a dataclass: a sync builds 100,000s of these, and tuple
+    construction, hashing and ordering are several times cheaper.
+    """
+
+    account: str
+    vlan: int
+    source: str
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    note: str = ""
+    suspended: bool = False
+
+    @property
+    def key(self) -> GrantKey:
+        return (self.account, self.vlan, self.source)
+
+    @property
+    def pair(self) -> tuple[str, int]:
+        return (self.account, self.vlan)
+
+    def expired(self, now: datetime) -> bool:
+        return self.valid_until is not None and self.valid_until <= now
+
+    def active(self, now: datetime) -> bool:
+        if self.suspended or self.expired(now):
+            return False
+        return self.valid_from is None or self.valid_from <= now
+
+    def same_terms(self, other: Grant) -> bool:
+        return self[3:6] == other[3:6]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A bad entry: where it came from and why; ``shown`` is the escaped, truncated value."""
+
+    source: str
+    where: str
+    reason: str
+    shown: str
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.where}: {self.shown} rejected: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The good grants of a batch of sources, keyed by (account, vlan, source), and the rest."""
+
+    grants: dict[GrantKey, Grant]
+    rejected: tuple[Rejection, ...] = ()
+    duplicates: int = 0
+    #: keys listed by a source with a valid_until already in the past
+    source_expired: frozenset[GrantKey] = frozenset()
+
+
+def active_pairs(grants: Iterable[Grant], now: datetime) -> frozenset[tuple[str, int]]:
+    """The (account, vlan) pairs in force at ``now``; the store computes the same in SQL."""
+    return frozenset(g.pair for g in grants if g.active(now))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def as_utc(value: object, what: str) -> datetime | None:
+    """A timestamp from a source: None, an aware/naive datetime (naive = UTC) or ISO 8601 text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if len(text) > 40:
+            raise ValueError(f"{what} is not a timestamp")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{what} {shown(text, 40)} is not an ISO 8601 timestamp") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{what} is not a timestamp ({type(value).__name__})")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _identity_value(entry: RawEntry) -> object:
+    """Join separate account/vlan columns into the one string the grammar checks."""
+    if entry.vlan is None:
+        return entry.account
+    vlan = entry.vlan
+    if isinstance(vlan, bool):
+        raise IdentityRejected("VLAN column is not a number", shown(vlan))
+    if isinstance(vlan, int):
+        vlan_text: object = str(vlan)
+    elif isinstance(vlan, str | bytes | bytearray):
+        vlan_text = vlan
+    else:
+        raise IdentityRejected(f"VLAN column is not a number ({type(vlan).__name__})", shown(vlan))
+    account = entry.account
+    if isinstance(account, bytes | bytearray) or isinstance(vlan_text, bytes | bytearray):
+        a = bytes(account) if isinstance(account, bytes | bytearray) else str(account).encode()
+        v = bytes(vlan_text) if isinstance(vlan_text, bytes | bytearray) else str(vlan_text).encode()
+        return a + b"@" + v
+    if not isinstance(account, str):
+        raise IdentityRejected(f"account column is not text ({type(account).__name__})", shown(account))
+    if "@" in account:
+        raise IdentityRejected("account column contains '@'", shown(account))
+    return f"{account}@{vlan_text}"
+
+
+def check_note(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"note is not text ({type(value).__name__})")
+    if len(value) > MAX_NOTE or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("note is longer than 200 characters or contains control characters")
+    return value
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two valid_until values; None means open-ended and wins."""
+    if a is None or b is None:
+        return None
+    return max(a, b)
+
+
+def validate(entries: Iterable[RawEntry], grammar: IdentityGrammar, now: datetime) -> Validated:
+    """Check every entry with the identity grammar; keep the good ones, report the rest.
+
+    Duplicates of one (account, vlan) in one source are merged (widest validity), so a
+    registration DB listing a pair twice does not make the plan flap.
+    """
+    good: dict[GrantKey, Grant] = {}
+    rejected: list[Rejection] = []
+    expired: set[GrantKey] = set()
+    duplicates = 0
+    for e in entries:
+        try:
+            ident = grammar.parse_vlan_identity(_identity_value(e))
+        except IdentityRejected as err:
+            rejected.append(Rejection(e.source, e.where, err.reason, err.shown))
+            continue
+        assert ident.vlan is not None
+        if e.valid_from is None and e.valid_until is None and e.note is None:
+            g = Grant(ident.account, ident.vlan, e.source)  # the common case, kept cheap
+        else:
+            try:
+                valid_from = as_utc(e.valid_from, "valid_from")
+                valid_until = as_utc(e.valid_until, "valid_until")
+                note = check_note(e.note)
+            except ValueError as err:
+                rejected.append(Rejection(e.source, e.where, str(err), shown(str(ident))))
+                continue
+            if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+                rejected.append(Rejection(e.source, e.where, "valid_until is not after valid_from",
+                                          shown(str(ident))))
+                continue
+            g = Grant(ident.account, ident.vlan, e.source, valid_from, valid_until, note)
+            if g.expired(now):
+                expired.add(g.key)
+                continue
+        key = g[:3]
+        old = good.get(key)
+        if old is not None:
+            duplicates += 1
+            g = old._replace(valid_until=_later(old.valid_until, g.valid_until),
+                             valid_from=None if old.valid_from is None or g.valid_from is None
+                             else min(old.valid_from, g.valid_from))
+        good[key] = g
+    return Validated(good, tuple(rejected), duplicates, frozenset(expired - good.keys()))
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What a sync would change. ``current`` counts the live grants of the synced sources."""
+
+    added: tuple[Grant, ...] = ()
+    removed: tuple[Grant, ...] = ()
+    expired: tuple[Grant, ...] = ()
+    updated: tuple[tuple[Grant, Grant], ...] = ()
+    rejected: tuple[Rejection, ...] = ()
+    duplicates: int = 0
+    current: int = 0
+    unchanged: int = 0
+    sources: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.expired or self.updated)
+
+    @property
+    def removal_share(self) -> float:
+        """Removed (not expired) grants as a share of the live grants before the sync."""
+        return len(self.removed) / self.current if self.current else 0.0
+
+    def revoked_pairs(self) -> frozenset[tuple[str, int]]:
+        return frozenset(g.pair for g in self.removed + self.expired)
+
+    def granted_pairs(self) -> frozenset[tuple[str, int]]:
+        return frozenset(g.pair for g in self.added)
+
+    def per_vlan(self) -> dict[int, dict[str, int]]:
+        """Counts per VLAN for the plan table: added / removed / expired / updated."""
+        out: dict[int, dict[str, int]] = {}
+
+        def bump(vlan: int, kind: str) -> None:
+            row = out.setdefault(vlan, {"added": 0, "removed": 0, "expired": 0, "updated": 0})
+            row[kind] += 1
+
+        for g in self.added:
+            bump(g.vlan, "added")
+        for g in self.removed:
+            bump(g.vlan, "removed")
+        for g in self.expired:
+            bump(g.vlan, "expired")
+        for _, g in self.updated:
+            bump(g.vlan, "updated")
+        return dict(sorted(out.items()))
+
+    def summary(self) -> dict[str, int]:
+        return {"added": len(self.added), "removed": len(self.removed), "expired": len(self.expired),
+                "updated": len(self.updated), "rejected": len(self.rejected),
+                "unchanged": self.unchanged, "current": self.current}
+
+
+def diff(current: Iterable[Grant], desired: Validated, now: datetime,
+         sources: Iterable[str] = ()) -> SyncPlan:
+    """Compare the stored grants of the synced sources with what the sources now say.
+
+    A stored grant the sources no longer list is *removed*, unless it has already run out
+    (or the source lists it with a past valid_until): then it is *expired*, which does not
+    count towards the mass-revocation valve. Suspension is the store's business and is
+    carried over unchanged.
+    """
+    added: list[Grant] = []
+    removed: list[Grant] = []
+    expired: list[Grant] = []
+    updated: list[tuple[Grant, Grant]] = []
+    unchanged = 0
+    live = 0
+    seen: set[GrantKey] = set()
+    want = desired.grants
+    for cur in current:
+        key = cur[:3]
+        seen.add(key)
+        vu = cur.valid_until
+        ran_out = vu is not None and vu <= now
+        if not ran_out:
+            live += 1
+        new = want.get(key)
+        if new is None:
+            if ran_out or key in desired.source_expired:
+                expired.append(cur)
+            else:
+                removed.append(cur)
+        elif cur[3:6] == new[3:6]:
+            unchanged += 1
+        else:
+            updated.append((cur, new._replace(suspended=cur.suspended)))
+    for key, g in desired.grants.items():
+        if key not in seen:
+            added.append(g)
+    return SyncPlan(tuple(sorted(added)), tuple(sorted(removed)), tuple(sorted(expired)),
+                    tuple(sorted(updated)), desired.rejected, desired.duplicates, live, unchanged,
+                    tuple(sources))
+
+
+def check_valve(plan: SyncPlan, max_share: float, force: bool) -> None:
+    """Refuse a plan that revokes more than ``max_share`` of the live grants, unless forced."""
+    if force or plan.removal_share <= max_share:
+        return
+    raise Refused(
+        f"sync would remove {len(plan.removed)} of {plan.current} grants "
+        f"({plan.removal_share:.0%} > {max_share:.0%}); nothing changed. "
+        "Check the sources, then re-run with --force if this is intended")
+
+
+def grants_by_source(grants: Mapping[GrantKey, Grant]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for g in grants.values():
+        out[g.source] = out.get(g.source, 0) + 1
+    return out
+
+
+def newly_suspended(status: Mapping[str, str], before: Mapping[str, str]) -> list[str]:
+    """Accounts the directory check would suspend that are not suspended already."""
+    return sorted(a for a, s in status.items() if s != "ok" and before.get(a) not in ("missing", "disabled"))
+
+
+def check_suspension_valve(newly: int, checked: int, max_share: float, force: bool) -> None:
+    """The same valve for the directory check: a wrong base DN must not suspend everyone."""
+    if force or not checked or newly / checked <= max_share:
+        return
+    raise Refused(
+        f"the account check would suspend {newly} of {checked} accounts "
+        f"({newly / checked:.0%} > {max_share:.0%}); nothing changed. "
+        "Check the directory settings, then re-run with --force if this is intended")

@@ -1,0 +1,61 @@
+"""The systemd service + timer that run `ikemgr sync` periodically (rendered, never hand-written).
+
+The values are computed here: the paths the sync may write (the SQLite directory, the
+lock file's directory, the state dir) so the unit can run with ProtectSystem=strict.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from ikemgr.adapters.templates import Output, render_template
+from ikemgr.config.schema import Config
+from ikemgr.errors import ConfigError, ConfigProblem
+
+DEFAULT_BIN = Path("/usr/local/bin/ikemgr")
+
+
+def _plain(path: Path, field: str) -> str:
+    text = str(path)
+    if not path.is_absolute() or any(c.isspace() for c in text) or any(c in text for c in "\"'\\%$;"):
+        raise ConfigError([ConfigProblem(field, None, f"{text!r} cannot be used in a systemd unit "
+                                         "(absolute, no spaces, quotes, '%', '$', ';' or '\\')")])
+    return text
+
+
+def sync_context(cfg: Config, header: str, config_path: Path,
+                 ikemgr_bin: Path = DEFAULT_BIN) -> dict[str, object]:
+    rw: list[Path] = [cfg.sync.lock_file.parent, cfg.policy.state_dir, cfg.policy.lock_file.parent]
+    url = make_url(cfg.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        rw.append(Path(url.database).parent)
+    seen: list[str] = []
+    for p in rw:
+        text = _plain(p, "sync")
+        if "-" + text not in seen:
+            seen.append("-" + text)  # '-': a path that does not exist yet is not an error
+    after = ["network-online.target"]
+    after += ["postgresql.service"] if url.get_backend_name() == "postgresql" and url.host in (
+        None, "", "localhost", "127.0.0.1", "::1") else []
+    return {
+        "header": header,
+        "ikemgr": _plain(ikemgr_bin, "ikemgr binary"),
+        "config": _plain(config_path, "config path"),
+        "read_write": seen,
+        "after": after,
+        # lock wait + connect and query per source + the apply and reconcile
+        "timeout_start": int(cfg.sync.lock_timeout + 2 * cfg.sync.timeout * max(1, len(cfg.sync.sources))
+                             + 60),
+        "interval": cfg.sync.interval,
+        "jitter": max(1, cfg.sync.interval // 10),
+        "boot_delay": 120,
+    }
+
+
+def sync_unit_outputs(cfg: Config, header: str, config_path: Path,
+                      ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:
+    ctx = sync_context(cfg, header, config_path, ikemgr_bin)
+    return [Output("systemd/ikemgr-sync.service", render_template("systemd/ikemgr-sync.service.j2", **ctx)),
+            Output("systemd/ikemgr-sync.timer", render_template("systemd/ikemgr-sync.timer.j2", **ctx))]

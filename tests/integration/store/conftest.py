@@ -1,0 +1,72 @@
+"""Fixtures for the allow-list store tests (helpers live in store_support.py).
+
+Every PostgreSQL server made here is stopped and its directory removed at session end,
+also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from store_support import PG_BIN, SLAPD, Env, PgServer, Slapd, free_port, make_env, new_server
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return make_env(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg_factory() -> Iterator[Callable[[], PgServer]]:
+    """Makes real PostgreSQL servers; all of them are stopped and deleted at session end."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL 15 server binaries are not installed (scripts/setup.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("the PostgreSQL tests run initdb/pg_ctl as the postgres user: they need root")
+    made: list[PgServer] = []
+
+    def make() -> PgServer:
+        srv = new_server()
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.stop("immediate")
+        shutil.rmtree(srv.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg(pg_factory: Callable[[], PgServer]) -> PgServer:
+    """One shared server for the tests that do not stop it."""
+    return pg_factory()
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def pg_db(pg: PgServer) -> str:
+    """A fresh database on the shared server, for one test."""
+    return pg.createdb(f"ikt_{os.getpid()}_{next(_counter)}_{int(time.time() * 1000) % 100000}")
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Slapd]:
+    """A real OpenLDAP server on 127.0.0.1 with an empty directory; stopped and removed at the end."""
+    if not SLAPD.exists():
+        pytest.skip("slapd is not installed (scripts/setup.sh)")
+    root = Path(tempfile.mkdtemp(prefix="ikt-s-ldap-"))
+    srv = Slapd(root, free_port())
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,195 @@
+"""The store API the policy engine uses, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import inspect, text
+from store_support import PgServer, make_env
+
+from ikemgr.config.load import load
+from ikemgr.config.schema import Config
+from ikemgr.core.grants import Grant, SyncPlan
+from ikemgr.errors import ApplyFailed, BackendUnavailable
+from ikemgr.store import NOTIFY_CHANNEL, Store, open_store
+from ikemgr.store.models import VERSION_TABLE
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+H = timedelta(hours=1)
+
+
+def config(tmp: Path, url: str | None = None) -> Config:
+    return load(make_env(tmp, db_url=url).config)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.root])])
+def cfg(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    if request.param == "sqlite":
+        return config(tmp_path)
+    pg: PgServer = request.getfixturevalue("pg")
+    db = request.getfixturevalue("pg_db")
+    return config(tmp_path, pg.url(db))
+
+
+@pytest.fixture
+def store(cfg: Config) -> Iterator[Store]:
+    s = open_store(cfg)
+    yield s
+    s.close()
+
+
+def test_open_creates_the_schema_through_migrations_and_reopens_cheaply(cfg: Config, store: Store) -> None:
+    names = set(inspect(store.engine).get_table_names())
+    assert {"ikemgr_accounts", "ikemgr_vlans", "ikemgr_grants", "ikemgr_audit", VERSION_TABLE} <= names
+    with store.engine.connect() as c:
+        assert c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+    t0 = time.monotonic()
+    again = open_store(cfg)
+    assert again.active_pairs(NOW) == frozenset()
+    again.close()
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_active_pairs_honours_window_and_suspension(store: Store) -> None:
+    rows = [
+        Grant("open", 123456, "manual"),
+        Grant("future", 123456, "manual", valid_from=NOW + H),
+        Grant("past", 123456, "manual", valid_until=NOW - H),
+        Grant("until", 123457, "manual", valid_from=NOW - H, valid_until=NOW + H),
+        Grant("susp", 123457, "manual"),
+        Grant("open", 123456, "regdb"),  # same pair from two sources counts once
+    ]
+    for g in rows:
+        assert store.put_grant(g, "t", NOW)[0] == "added"
+    store.set_suspended({"susp": "disabled", "open": "ok"}, "ldap-check", NOW)
+    assert store.active_pairs(NOW) == {("open", 123456), ("until", 123457)}
+    assert store.active_pairs(NOW + 2 * H) == {("open", 123456), ("future", 123456)}
+    assert store.active_pairs(NOW + H) == {("open", 123456), ("future", 123456)}  # valid_until exclusive
+    assert store.active_pairs(NOW + H - timedelta(seconds=1)) == {("open", 123456), ("until", 123457)}
+    listed = {g.account: g for g in store.grants(vlan=123457)}
+    assert listed["susp"].suspended and listed["until"].valid_until == NOW + H
+    store.set_suspended({"susp": "ok"}, "ldap-check", NOW)
+    assert ("susp", 123457) in store.active_pairs(NOW)
+    assert [e.action for e in store.audit(account="susp")] == ["grant.resume", "grant.suspend", "grant.add"]
+
+
+def test_apply_is_one_transaction(store: Store) -> None:
+    base = [Grant(f"u{i}", 123456, "list") for i in range(5)]
+    store.apply(SyncPlan(added=tuple(base)), "sync@t", NOW)
+    assert len(store.audit(limit=1000)) == 5
+    clash = SyncPlan(added=(Grant("new", 123456, "list"), base[0]), removed=tuple(base[1:3]),
+                     current=5)
+    with pytest.raises(ApplyFailed, match="nothing was written"):
+        store.apply(clash, "sync@t", NOW)
+    assert {g.account for g in store.grants()} == {f"u{i}" for i in range(5)}
+    assert len(store.audit(limit=1000)) == 5
+
+
+def test_audit_filters_are_exact(store: Store) -> None:
+    store.put_grant(Grant("alice", 123456, "manual"), "root@gw1", NOW - 2 * H)
+    store.put_grant(Grant("alice", 123457, "manual"), "root@gw2", NOW)
+    store.remove_grant("alice", 123456, "manual", "root@gw1", NOW)
+    assert [e.vlan for e in store.audit(account="alice")] == [123456, 123457, 123456]
+    assert [e.action for e in store.audit(actor="root@gw1")] == ["grant.remove", "grant.add"]
+    assert [e.vlan for e in store.audit(since=NOW - H)] == [123456, 123457]
+    assert [e.action for e in store.audit(until=NOW - H)] == ["grant.add"]
+    assert store.audit(account="%") == [] and store.audit(actor="root@gw_") == []
+    assert store.audit(limit=1)[0].before == {"note": "", "suspended": False, "valid_from": None,
+                                              "valid_until": None}
+
+
+@pytest.mark.postgres
+@pytest.mark.root
+def test_concurrent_first_open_on_a_shared_database(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+    cfg = config(tmp_path, pg.url(pg_db))
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            open_store(cfg).close()
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
+@pytest.mark.postgres
+@pytest.mark.root
+def test_notify_reaches_a_listener_within_a_second(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+    cfg = config(tmp_path, pg.url(pg_db))
+    store = open_store(cfg)
+    with psycopg.connect(f"host=127.0.0.1 port={pg.port} dbname={pg_db} user=postgres",
+                         autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        t0 = time.monotonic()
+        store.put_grant(Grant("alice", 123456, "manual"), "t", NOW)
+        got = list(listener.notifies(timeout=1.0, stop_after=1))
+        assert [n.channel for n in got] == [NOTIFY_CHANNEL]
+        assert time.monotonic() - t0 < 1.0
+    store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.root
+def test_database_outage_is_backend_unavailable_and_recovers(pg_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    srv: PgServer = pg_factory()
+    db = srv.createdb("gw")
+    cfg = config(tmp_path, srv.url(db))
+    store = open_store(cfg)
+    store.put_grant(Grant("alice", 123456, "manual"), "t", NOW)
+    srv.stop("immediate")
+    with pytest.raises(BackendUnavailable) as e:
+        store.active_pairs(NOW)
+    assert e.value.backend == "db" and e.value.exit_code == 3
+    with pytest.raises(BackendUnavailable):
+        open_store(cfg)
+    (tmp_path / "cli").mkdir()
+    env = make_env(tmp_path / "cli", db_url=srv.url(db))
+    p = env.run("grant", "list")
+    assert p.returncode == 3 and p.stderr.startswith("error: db unavailable:")
+    assert len(p.stderr.strip().splitlines()) == 1
+    srv.start()
+    assert store.active_pairs(NOW) == {("alice", 123456)}  # the same Store reconnects
+    store.close()
+
+
+def test_lean_sync_read_equals_the_general_read(store: Store) -> None:
+    gs = [Grant("a", 123456, "list"), Grant("b", 123457, "list", valid_from=NOW - H, valid_until=NOW + H,
+                                           note="n"),
+          Grant("c", 123456, "other"), Grant("d", 123456, "list", valid_until=NOW - H)]
+    store.apply(SyncPlan(added=tuple(gs)), "t", NOW)
+    store.set_suspended({"a": "missing"}, "t", NOW)
+    lean = sorted(store.source_grants(["list"]))
+    assert lean == sorted(store.grants(sources=["list"]))
+    assert [g.account for g in lean] == ["a", "b", "d"] and lean[0].suspended
+    assert lean[1].valid_until == NOW + H and lean[1].valid_until.tzinfo is not None
+
+
+def test_change_listener_wakes_within_a_second(cfg: Config, store: Store) -> None:
+    from ikemgr.store.notify import ChangeListener
+
+    with ChangeListener(cfg) as listener:
+        assert listener.wait(0.3) is False
+        writer = open_store(cfg)  # another connection, as another process or gateway would be
+        timer = threading.Timer(0.3, lambda: writer.put_grant(Grant("alice", 123456, "manual"), "t", NOW))
+        t0 = time.monotonic()
+        timer.start()
+        try:
+            assert listener.wait(5.0) is True
+            assert time.monotonic() - t0 < 1.3  # 0.3 s until the write, then under a second
+        finally:
+            timer.join()
+            writer.close()
+        assert ("alice", 123456) in store.active_pairs(NOW)
+        assert listener.wait(0.3) is False

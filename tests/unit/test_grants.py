@@ -1,0 +1,272 @@
+"""Pure allow-list logic: validation of untrusted entries, the diff, expiry and the removal valve."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ikemgr.core.grants import (
+    Grant,
+    RawEntry,
+    SyncPlan,
+    Validated,
+    active_pairs,
+    as_utc,
+    check_suspension_valve,
+    check_valve,
+    diff,
+    newly_suspended,
+    validate,
+)
+from ikemgr.core.identity import IdentityGrammar
+from ikemgr.errors import BackendUnavailable, Refused
+from ikemgr.sources.listfile import parse_list
+
+NOW = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
+G = IdentityGrammar()
+
+
+def entry(value: object, vlan: object = None, until: object = None, where: str = "line 1") -> RawEntry:
+    return RawEntry("src", where, value, vlan, None, until)
+
+
+# --------------------------------------------------------------------------- validation
+
+HOSTILE = [
+    ("alice@123456; DROP TABLE ikemgr_grants", "does not match"),
+    ("' OR 1=1 --@123456", "does not match"),
+    (".*@123456", "does not match"),
+    (".x@123456", "leading dot"),
+    ("a+@123456", "does not match"),
+    ("[a-z]*@123456", "does not match"),
+    ("x" * 200 + "@123456", "longer than"),
+    (b"\xff\xfe@123456", "UTF-8"),
+    ("al\x00ice@123456", "control"),
+    ("alice@0123456", "leading zeros"),
+    ("alice@123456@1", "exactly one"),
+    ("$(reboot)@123456", "does not match"),
+    ("\uff41lice@123456", "does not match"),  # fullwidth a
+    ("alice@١٢٣", "does not match"),  # Arabic-Indic digits
+    ("alice", "exactly one"),
+    ("", "empty"),
+    ("a..b@123456", "'..'"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), HOSTILE)
+def test_hostile_entries_are_rejected_with_source_and_line(value: object, reason: str) -> None:
+    v = validate([entry(value, where="line 7")], G, NOW)
+    assert v.grants == {}
+    (r,) = v.rejected
+    assert (r.source, r.where) == ("src", "line 7")
+    assert reason in r.reason
+    assert len(r.shown) <= 84  # escaped and truncated for logs
+
+
+@pytest.mark.parametrize(("account", "vlan", "reason"), [
+    ("alice@1", 123456, "contains '@'"),
+    ("alice", True, "not a number"),
+    ("alice", 1.5, "not a number"),
+    (None, 123456, "not text"),
+    ("alice", "12a", "does not match"),
+    (b"\xc3\x28", 123456, "UTF-8"),
+    ("alice", 0, "at least 1"),
+])
+def test_sql_columns_are_checked(account: object, vlan: object, reason: str) -> None:
+    v = validate([entry(account, vlan, where="row 3")], G, NOW)
+    assert v.grants == {} and reason in v.rejected[0].reason and v.rejected[0].where == "row 3"
+
+
+def test_good_entries_from_text_bytes_and_columns() -> None:
+    v = validate([entry("alice@123456"), entry(b"bob@123457"), entry("carol", 200001),
+                  entry("dave", "123456", "2026-05-01T00:00:00+09:00")], G, NOW)
+    assert v.rejected == ()
+    assert set(v.grants) == {("alice", 123456, "src"), ("bob", 123457, "src"), ("carol", 200001, "src"),
+                             ("dave", 123456, "src")}
+    assert v.grants[("dave", 123456, "src")].valid_until == datetime(2026, 4, 30, 15, 0, tzinfo=UTC)
+
+
+def test_bad_timestamp_rejects_the_row() -> None:
+    v = validate([entry("alice", 123456, "tomorrow"), entry("bob", 123456, 12345)], G, NOW)
+    assert v.grants == {} and len(v.rejected) == 2
+    assert "ISO 8601" in v.rejected[0].reason and "not a timestamp" in v.rejected[1].reason
+
+
+def test_naive_timestamps_are_utc() -> None:
+    assert as_utc(datetime(2026, 1, 1), "x") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert as_utc("2026-01-01 09:00+09:00", "x") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert as_utc(None, "x") is None and as_utc("  ", "x") is None
+
+
+def test_duplicates_merge_to_the_widest_validity() -> None:
+    later = NOW + timedelta(days=30)
+    v = validate([entry("alice", 123456, NOW + timedelta(days=1)), entry("alice", 123456, later),
+                  entry("bob", 1, later), entry("bob", 1, None)], G, NOW)
+    assert v.duplicates == 2
+    assert v.grants[("alice", 123456, "src")].valid_until == later
+    assert v.grants[("bob", 1, "src")].valid_until is None
+
+
+def test_entry_already_expired_at_the_source_is_not_granted() -> None:
+    v = validate([entry("alice", 123456, NOW - timedelta(seconds=1))], G, NOW)
+    assert v.grants == {} and v.source_expired == {("alice", 123456, "src")} and v.rejected == ()
+
+
+# --------------------------------------------------------------------------- expiry
+
+
+def test_active_window_is_half_open() -> None:
+    g = Grant("alice", 123456, "s", valid_from=NOW, valid_until=NOW + timedelta(hours=1))
+    assert not g.active(NOW - timedelta(microseconds=1))
+    assert g.active(NOW)
+    assert g.active(NOW + timedelta(minutes=59))
+    assert not g.active(NOW + timedelta(hours=1))
+    assert not Grant("a", 1, "s", suspended=True).active(NOW)
+    assert active_pairs([g, Grant("b", 2, "s")], NOW) == {("alice", 123456), ("b", 2)}
+    assert active_pairs([g, Grant("b", 2, "s")], NOW + timedelta(hours=2)) == {("b", 2)}
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def desired(*gs: Grant, expired: frozenset = frozenset()) -> Validated:
+    return Validated({g.key: g for g in gs}, source_expired=expired)
+
+
+def test_diff_classifies_every_change() -> None:
+    keep = Grant("keep", 1, "s")
+    gone = Grant("gone", 1, "s")
+    ran_out = Grant("old", 2, "s", valid_until=NOW - timedelta(days=1))
+    moved = Grant("moved", 2, "s", valid_until=NOW + timedelta(days=1), suspended=True)
+    plan = diff([keep, gone, ran_out, moved],
+                desired(keep, Grant("new", 3, "s"), Grant("moved", 2, "s", valid_until=NOW + timedelta(days=9))),
+                NOW, ["s"])
+    assert [g.account for g in plan.added] == ["new"]
+    assert [g.account for g in plan.removed] == ["gone"]
+    assert [g.account for g in plan.expired] == ["old"]
+    ((before, after),) = plan.updated
+    assert before == moved and after.valid_until == NOW + timedelta(days=9) and after.suspended  # kept
+    assert plan.unchanged == 1 and plan.current == 3  # the expired one is not live
+    assert plan.per_vlan() == {1: {"added": 0, "removed": 1, "expired": 0, "updated": 0},
+                               2: {"added": 0, "removed": 0, "expired": 1, "updated": 1},
+                               3: {"added": 1, "removed": 0, "expired": 0, "updated": 0}}
+    assert plan.revoked_pairs() == {("gone", 1), ("old", 2)} and plan.granted_pairs() == {("new", 3)}
+
+
+def test_source_listing_a_past_end_date_counts_as_expired_not_removed() -> None:
+    cur = Grant("alice", 1, "s", valid_until=NOW + timedelta(days=1))
+    plan = diff([cur], desired(expired=frozenset({cur.key})), NOW)
+    assert plan.expired == (cur,) and plan.removed == () and plan.removal_share == 0
+
+
+def test_identical_sources_give_an_empty_plan() -> None:
+    gs = [Grant(f"u{i}", 100 + i % 3, "s") for i in range(50)]
+    plan = diff(gs, desired(*gs), NOW)
+    assert not plan.changed and plan.unchanged == 50
+
+
+# --------------------------------------------------------------------------- valve
+
+
+def plan_removing(removed: int, current: int) -> SyncPlan:
+    return SyncPlan(removed=tuple(Grant(f"u{i}", 1, "s") for i in range(removed)), current=current)
+
+
+def test_valve_refuses_above_the_share_and_says_nothing_changed() -> None:
+    with pytest.raises(Refused) as e:
+        check_valve(plan_removing(3, 10), 0.2, force=False)
+    assert "remove 3 of 10 grants (30% > 20%)" in e.value.message and "nothing changed" in e.value.message
+    assert e.value.exit_code == 4
+
+
+def test_valve_allows_at_the_share_and_with_force() -> None:
+    check_valve(plan_removing(2, 10), 0.2, force=False)
+    check_valve(plan_removing(10, 10), 0.2, force=True)
+    check_valve(plan_removing(0, 0), 0.0, force=False)
+
+
+def test_empty_source_against_a_full_store_is_refused() -> None:
+    current = [Grant(f"u{i}", 1, "s") for i in range(100)]
+    plan = diff(current, desired(), NOW)
+    assert plan.removal_share == 1.0
+    with pytest.raises(Refused):
+        check_valve(plan, 0.2, force=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.tuples(st.sampled_from("abcdefgh"), st.integers(1, 5))),
+       st.sets(st.tuples(st.sampled_from("abcdefgh"), st.integers(1, 5))))
+def test_diff_applied_to_current_gives_desired(cur: set, want: set) -> None:
+    current = [Grant(a, v, "s") for a, v in cur]
+    plan = diff(current, desired(*(Grant(a, v, "s") for a, v in want)), NOW)
+    result = (cur - {g.pair for g in plan.removed + plan.expired}) | {g.pair for g in plan.added}
+    assert result == want
+    assert len(plan.removed) == len(cur - want) and plan.removal_share == (
+        len(cur - want) / len(cur) if cur else 0.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=300)))
+def test_validate_never_raises_and_accepts_only_the_grammar(value: str | bytes) -> None:
+    v = validate([entry(value)], G, NOW)
+    assert len(v.grants) + len(v.rejected) == 1
+    for g in v.grants.values():
+        assert G.parse_vlan_identity(f"{g.account}@{g.vlan}") is not None
+        assert all(c in "abcdefghijklmnopqrstuvwxyz0123456789._-" for c in g.account)
+
+
+# --------------------------------------------------------------------------- list file rule
+
+
+def test_list_file_lines_comments_and_numbers() -> None:
+    entries = parse_list("f", b"# header\nalice@123456\n\n  bob@123457 \r\nbad entry\n")
+    assert [(e.where, e.account) for e in entries] == [("line 2", "alice@123456"), ("line 4", "bob@123457"),
+                                                      ("line 5", "bad entry")]
+
+
+def test_list_file_with_bad_bytes_keeps_every_line_and_its_number() -> None:
+    entries = parse_list("f", b"alice@123456\n\xff@123456\n#END\n", "#END")
+    assert [(e.where, e.account) for e in entries] == [("line 1", b"alice@123456"), ("line 2", b"\xff@123456")]
+    v = validate(entries, G, NOW)
+    assert list(v.grants) == [("alice", 123456, "f")] and v.rejected[0].where == "line 2"
+
+
+@pytest.mark.parametrize("data", [b"", b"alice@123456\nbob@1234", b"alice@123456"])
+def test_truncated_list_file_is_an_error_not_an_empty_list(data: bytes) -> None:
+    with pytest.raises(BackendUnavailable) as e:
+        parse_list("f", data)
+    assert e.value.exit_code == 3 and "source f" in e.value.message
+
+
+def test_end_marker_guards_truncation() -> None:
+    assert len(parse_list("f", b"alice@123456\n#END\n", "#END")) == 1
+    with pytest.raises(BackendUnavailable, match="marker"):
+        parse_list("f", b"alice@123456\nbob@123457\n", "#END")
+    assert parse_list("f", b"# nobody\n") == []
+
+
+# --------------------------------------------------------------------------- directory check valve
+
+
+def test_newly_suspended_ignores_accounts_already_suspended() -> None:
+    status = {"a": "ok", "b": "missing", "c": "disabled", "d": "missing"}
+    assert newly_suspended(status, {"b": "missing", "c": "ok", "d": "unknown"}) == ["c", "d"]
+
+
+def test_suspension_valve() -> None:
+    check_suspension_valve(2, 10, 0.2, force=False)
+    check_suspension_valve(0, 0, 0.2, force=False)
+    check_suspension_valve(10, 10, 0.2, force=True)
+    with pytest.raises(Refused, match="would suspend 3 of 10 accounts"):
+        check_suspension_valve(3, 10, 0.2, force=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x2FF), min_size=1, max_size=40))
+def test_control_characters_are_rejected_exactly(value: str) -> None:
+    has_control = any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+    v = validate([entry(value)], G, NOW)
+    assert has_control == any("control" in r.reason for r in v.rejected)
