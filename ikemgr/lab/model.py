@@ -22,6 +22,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
 _SECRET_RE = re.compile(r"^[A-Za-z0-9._+=-]{1,64}$")
 _ORG_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
+_STATE_NAME_RE = re.compile(r"^(ikemgr[a-z0-9._-]*|ikt-[a-z0-9._-]+|[a-z0-9._-]*lab[a-z0-9._-]*)$")
 _IDENTITY_RE = re.compile(r"^[a-z0-9._-]{1,64}(@[0-9]{1,9})?$")
 
 
@@ -130,8 +131,10 @@ class LabConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> LabConfig:
-        if not str(self.state_dir).startswith(("/tmp/", "/run/")):
-            raise ValueError("state_dir: must be below /tmp or /run (down removes it)")
+        sd = self.state_dir
+        if str(sd.parent) not in ("/tmp", "/run") or not _STATE_NAME_RE.fullmatch(sd.name):
+            raise ValueError("state_dir: must be /tmp/<name> or /run/<name> with a name containing "
+                             "'lab' or starting with 'ikemgr' or 'ikt-' (`lab down` removes it)")
         names = [c.name for c in self.clients]
         for n in names:
             if names.count(n) > 1:
