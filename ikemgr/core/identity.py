@@ -20,6 +20,8 @@ DEFAULT_ACCOUNT_PATTERN = r"^[a-z0-9._-]{1,64}$"
 #: Upper bound checked before any regex runs (characters after decoding, bytes before).
 MAX_CHARS = 128
 MAX_BYTES = 512
+#: C0 controls and DEL; one compiled scan instead of a Python loop per character (sync checks 100k)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, order=True)
@@ -72,7 +74,7 @@ class IdentityGrammar:
             raise IdentityRejected("empty", shown(value))
         if len(value) > self.max_chars:
             raise IdentityRejected(f"longer than {self.max_chars} characters", shown(value))
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        if _CONTROL.search(value):
             raise IdentityRejected("contains control characters", shown(value))
         return value
 
