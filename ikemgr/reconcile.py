@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from ikemgr.adapters import vici as vici_adapter
 from ikemgr.adapters.netns import InNetns
@@ -347,6 +347,47 @@ def close_engine(engine: Engine) -> None:
     engine.backend.close()
 
 
+class ChangeWaiter(Protocol):
+    """Something that says whether the allow-list store changed (ikemgr.store.notify)."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def reconcile_live(cfg: Config, *, netns: str | None = None, allow_file: Path | None = None,
+                   lock_file: Path | None = None, dry_run: bool = False) -> tuple[list[Sa], Report]:
+    """One full reconcile of charon's live SAs against the allow-list and the kernel.
+
+    The path `ikemgr reconcile`, `ikemgr sync` (after a committed change) and start-up
+    share; `watch` runs the same engine continuously.
+    """
+    cmd = vici_adapter.CommandSession(vici_adapter.connect(cfg.strongswan.vici_socket))
+    try:
+        sas = cmd.list_sas()
+    finally:
+        cmd.close()
+    engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
+    try:
+        report = engine.full(sas, dry_run=dry_run)
+    finally:
+        close_engine(engine)
+    return sas, report
+
+
+def terminate_sas(cfg: Config, uniqueids: Iterable[str]) -> list[str]:
+    """Ask charon to close these IKE_SAs (revoked grants with sync.terminate_revoked)."""
+    done = []
+    cmd = vici_adapter.CommandSession(vici_adapter.connect(cfg.strongswan.vici_socket))
+    try:
+        for uid in uniqueids:
+            cmd.terminate_ike(uid)
+            done.append(uid)
+    finally:
+        cmd.close()
+    return done
+
+
 # --------------------------------------------------------------------------- watch
 
 
@@ -364,11 +405,14 @@ class Watcher:
     """The long-running loop: VICI events in batches, idle ticks, reconnect with backoff."""
 
     def __init__(self, engine: Engine, uri: str, *, tick: float = 0.5, allow_poll: float = 5.0,
-                 backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0, changes: ChangeWaiter | None = None) -> None:
         self.engine = engine
         self.uri = uri
         self.tick = tick
         self.allow_poll = allow_poll
+        # a store change (PostgreSQL NOTIFY / SQLite data_version) re-reads the allow-list at
+        # the next tick; the poll still runs for grants that expire without any write
+        self.changes = changes
         self.backoff_max = backoff_max
         self.stop = False
         self.hup = False
@@ -416,6 +460,16 @@ class Watcher:
                         s.close()
         _log("stopped", event="stopped", rules_left=len(self.engine.owned))
 
+    def _store_changed(self) -> bool:
+        if self.changes is None:
+            return False
+        try:
+            return self.changes.wait(0)
+        except BackendUnavailable as e:
+            log.warning("allow-list change listener: %s", e.message,
+                        extra={"fields": {"event": "backend-down", "backend": e.backend}})
+            return False
+
     def _loop(self, ev: vici_adapter.EventSession, cmd: vici_adapter.CommandSession) -> None:
         interval = self.engine.cfg.policy.reconcile_interval
         last_full = last_allow = time.monotonic()
@@ -440,7 +494,7 @@ class Watcher:
                 self.engine.full(cmd.list_sas())
                 last_full = last_allow = now
                 continue
-            if now - last_allow >= self.allow_poll:
+            if self._store_changed() or now - last_allow >= self.allow_poll:
                 last_allow = now
                 if self.engine.refresh_allow():
                     _log("allow-list changed", event="allow-list")

@@ -254,6 +254,15 @@ class CommandSession(_Wire):
     def leases(self) -> dict[IPv4Address, str]:
         return parse_leases(self.request("get-pools", {"leases": "yes"}))
 
+    def terminate_ike(self, uniqueid: str) -> None:
+        """Close one IKE_SA by unique id; charon sends the DELETE without us waiting for it."""
+        if not uniqueid.isdigit():
+            raise BackendUnavailable("vici", f"terminate: bad IKE_SA id {uniqueid!r}")
+        reply = self.request("terminate", {"ike-id": uniqueid, "timeout": "-1"})
+        if _text(reply.get("success")) != "yes":
+            detail = _text(reply.get('errmsg')) or 'failed'
+            raise BackendUnavailable("vici", f"terminate {uniqueid}: {detail}")
+
 
 class EventSession(_Wire):
     """Registered for the policy events; ``batch`` returns what arrived together."""

@@ -22,27 +22,18 @@ def register(app: typer.Typer) -> None:
         lock_file: Path | None = typer.Option(None, "--lock-file", help="Override policy.lock_file."),
     ) -> None:
         """Add missing and remove stale per-user policy, from list-sas + allow-list + kernel."""
-        from ikemgr.adapters import vici
         from ikemgr.adapters.netns import check_netns
         from ikemgr.adapters.state import HookSas
-        from ikemgr.reconcile import build_engine, close_engine
+        from ikemgr.reconcile import reconcile_live
 
         def body() -> Result:
             cfg = load_config(config)
             if netns is not None:
                 check_netns(netns)
-            cmd = vici.CommandSession(vici.connect(cfg.strongswan.vici_socket))
-            try:
-                sas = cmd.list_sas()
-            finally:
-                cmd.close()
-            engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
-            try:
-                report = engine.full(sas, dry_run=dry_run)
-                if cfg.strongswan.updown is not None and not dry_run:
-                    HookSas(cfg.policy.state_dir).save({u: s for u, s in engine.sas.items() if s.live})
-            finally:
-                close_engine(engine)
+            sas, report = reconcile_live(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file,
+                                         dry_run=dry_run)
+            if cfg.strongswan.updown is not None and not dry_run:
+                HookSas(cfg.policy.state_dir).save({s.uniqueid: s for s in sas if s.live})
             lines = report.plan.lines()
             verb = "would change" if dry_run else "changed"
             summary = (f"{len(sas)} SAs, {len(report.owned_after)} user rules; {verb}: "

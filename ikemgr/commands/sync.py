@@ -28,18 +28,36 @@ if TYPE_CHECKING:
 HUMAN_ROWS = 50
 
 
-def live_reconcile_hook(cfg: Config) -> OnChange | None:
-    """HOOK POINT: the callable that applies a committed allow-list change to live sessions.
+def live_reconcile_hook(cfg: Config, netns: str | None = None) -> OnChange:
+    """After a committed change, apply it to live sessions through the one reconcile path.
 
-    It must run the one reconcile path that ``watch`` uses (ikemgr.reconcile), so a new
-    grant for a connected user adds their rule now and a removed, expired or suspended
-    grant removes it now; with ``cfg.sync.terminate_revoked`` it also terminates the SAs
-    of ``outcome.revoked_pairs()``. It receives the applied SyncOutcome (after the commit;
-    the desired state is ``open_store(cfg).active_pairs(now)``) and raises an IkemgrError
-    on failure (the store stays updated; sync exits 1). Returning None means the store
-    is updated and live sessions follow at ``watch``'s next periodic reconcile.
+    A new grant for a connected user adds their rule now; a removed, expired or suspended
+    grant removes it now; with ``sync.terminate_revoked`` the revoked users' IKE_SAs are
+    closed too. A failure (charon down, kernel refused) raises: the store stays updated,
+    ``watch`` repairs at its next reconcile, and sync's exit code says what happened.
     """
-    return None
+
+    def on_change(outcome: SyncOutcome) -> None:
+        from ikemgr.core.identity import IdentityGrammar
+        from ikemgr.errors import IdentityRejected
+        from ikemgr.reconcile import reconcile_live, terminate_sas
+
+        sas, _report = reconcile_live(cfg, netns=netns)
+        revoked = outcome.revoked_pairs()
+        if not (cfg.sync.terminate_revoked and revoked):
+            return
+        grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+        doomed = []
+        for sa in sas:
+            try:
+                ident = grammar.parse(sa.identity_raw)
+            except IdentityRejected:
+                continue
+            if ident.vlan is not None and (ident.account, ident.vlan) in revoked:
+                doomed.append(sa.uniqueid)
+        terminate_sas(cfg, doomed)
+
+    return on_change
 
 
 def _ident(g: Grant) -> str:
@@ -156,6 +174,9 @@ def register(app: typer.Typer) -> None:
                                    "of the grants would be removed."),
         config: Path = ConfigOpt,
         as_json: bool = JsonOpt,
+        netns: str | None = typer.Option(None, "--netns", help="The gateway's policy lives in this netns."),
+        no_live: bool = typer.Option(False, "--no-live", help="Only update the store; leave live sessions "
+                                     "to `watch`."),
     ) -> None:
         """Fetch the allow-list sources, validate, diff, apply in one transaction, reconcile live sessions.
 
@@ -166,6 +187,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> Result:
             cfg = load_config(config)
-            return sync_body(cfg, dry_run=dry_run, force=force, on_change=live_reconcile_hook(cfg))
+            hook = None if no_live else live_reconcile_hook(cfg, netns)
+            return sync_body(cfg, dry_run=dry_run, force=force, on_change=hook)
 
         run("sync", as_json, body)

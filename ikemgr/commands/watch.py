@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         from ikemgr.adapters.netns import check_netns
         from ikemgr.errors import UsageError
         from ikemgr.reconcile import Watcher, build_engine, close_engine, setup_logging
+        from ikemgr.store.notify import ChangeListener
 
         def body() -> Result:
             if log_format not in ("text", "json"):
@@ -52,10 +53,13 @@ def register(app: typer.Typer) -> None:
             try:
                 if metrics is not None and metrics_port:
                     metrics.serve(metrics_port)
-                w = Watcher(engine, cfg.strongswan.vici_socket, tick=tick)
+                changes = None if allow_file is not None else ChangeListener(cfg)
+                w = Watcher(engine, cfg.strongswan.vici_socket, tick=tick, changes=changes)
                 w.install_signals()
                 w.run()
             finally:
+                if changes is not None:
+                    changes.close()
                 close_engine(engine)
             return Result("watch", data={"rules": len(engine.owned), "reconnects": w.reconnects},
                           messages=(f"stopped; {len(engine.owned)} rules left in place",))

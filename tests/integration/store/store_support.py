@@ -48,7 +48,10 @@ class Env:
         self.config.write_text(json.dumps(self.doc, indent=1))
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(IKEMGR), *args, "--config", str(self.config)], capture_output=True,
+        # these tests are about the store; no charon runs, so `sync` leaves live sessions alone
+        # (the live path is tested on the lab: tests/e2e/test_lab_sync.py)
+        extra = ("--no-live",) if args[:1] == ("sync",) else ()
+        return subprocess.run([str(IKEMGR), *args, *extra, "--config", str(self.config)], capture_output=True,
                               text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"})
 
     def json(self, *args: str) -> tuple[int, dict[str, Any]]:
