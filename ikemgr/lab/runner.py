@@ -9,7 +9,6 @@ world around it and measures what each destination saw.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -53,11 +52,6 @@ def ikemgr_argv(*args: str) -> list[str]:
     if exe.exists():
         return [str(exe), *args]
     return [sys.executable, "-c", "from ikemgr.cli import main; main()", *args]
-
-
-def has_command(name: str) -> bool:
-    """Whether this ikemgr has the subcommand (the lab runs on whatever exists so far)."""
-    return importlib.util.find_spec(f"ikemgr.commands.{name}") is not None
 
 
 @dataclass
@@ -292,8 +286,6 @@ class Lab:
         return f"{len(out.get('data', {}).get('changes', []))} changes"
 
     def _watch(self) -> str:
-        if not has_command("watch"):
-            return "skipped: `ikemgr watch` does not exist yet (per-user rules stay off)"
         log = self.state / "watch.log"
         argv = ikemgr_argv("watch", "-c", str(self.config_path))
         pid = procs.start(self.state, "watch", self.ns("gw"), argv, log)

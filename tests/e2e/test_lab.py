@@ -17,15 +17,10 @@ from pathlib import Path
 import pytest
 
 from ikemgr.lab import charons, sourcelog
-from ikemgr.lab.runner import Lab, has_command
+from ikemgr.lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-
-
-def _watch_or_xfail() -> None:
-    if not has_command("watch"):
-        pytest.xfail("`ikemgr watch` does not exist yet: no per-user rules")
 
 
 def _status(lab: Lab) -> dict:
@@ -141,7 +136,6 @@ def test_nat_traversal_for_the_client_behind_the_home_router(lab: Lab) -> None:
 
 
 def test_alice_reaches_her_lab_vlan_as_broadcast_minus_2(lab: Lab) -> None:
-    _watch_or_xfail()
     host, snat = _lab_host(lab, 123456), _snat(lab, 123456)
     assert _wait(lambda: _seen(lab, "alice", host) == snat), _seen(lab, "alice", host)
     assert snat in (lab.state / "seen" / "lab1.log").read_text().split()
@@ -150,7 +144,6 @@ def test_alice_reaches_her_lab_vlan_as_broadcast_minus_2(lab: Lab) -> None:
 
 
 def test_eap_tls_user_reaches_the_second_vlan(lab: Lab) -> None:
-    _watch_or_xfail()
     host, snat = _lab_host(lab, 123457), _snat(lab, 123457)
     assert _wait(lambda: _seen(lab, "erin", host) == snat), _seen(lab, "erin", host)
 
@@ -170,7 +163,6 @@ def test_bob_and_carol_never_reach_a_lab_vlan_with_its_snat_address(lab: Lab) ->
 
 
 def test_disconnect_removes_alices_rule_and_reconnect_restores_it(lab: Lab) -> None:
-    _watch_or_xfail()
     alice = lab.lab.client("alice")
     vip = lab.vip(alice)
     assert _wait(lambda: len(_rules_for(lab, vip)) == 1)
@@ -246,7 +238,6 @@ def test_lab_status_and_test_commands(lab: Lab) -> None:
     assert {"alice@123456", "bob@123456", "carol", "erin@123457"} <= ids
     r = _cli(lab, "test")
     out = json.loads(r.stdout)
-    if has_command("watch"):
-        assert r.returncode == 0, out["data"]["problems"]
-        assert out["data"]["problems"] == []
+    assert r.returncode == 0, out["data"]["problems"]
+    assert out["data"]["problems"] == []
     assert len(out["data"]["proof"]) == 4
