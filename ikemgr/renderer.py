@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ikemgr.adapters.firewall import firewall_outputs, rt_tables_output
 from ikemgr.adapters.templates import Output, render_template
 from ikemgr.config.schema import Config
@@ -9,6 +11,8 @@ from ikemgr.core import contexts
 from ikemgr.core.gateway import base_state
 from ikemgr.core.radius import radius_outputs
 from ikemgr.core.secrets import Secrets
+from ikemgr.reconcile import watch_unit_context
+from ikemgr.store.units import sync_unit_outputs
 
 
 def gateway_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
@@ -41,6 +45,19 @@ def gateway_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
 RADDB_PREFIX = "freeradius/3.0/"
 
 
-def all_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
+#: Where the units call ikemgr from; the render command passes the running executable.
+DEFAULT_BIN = Path("/usr/local/bin/ikemgr")
+
+
+def unit_outputs(cfg: Config, source: str, ikemgr_bin: Path) -> list[Output]:
+    """systemd units for the long-running watch and the periodic sync."""
+    header = contexts.HEADER.format(source=source)
+    watch = Output("systemd/system/ikemgr-watch.service",
+                   render_template("systemd/ikemgr-watch.service.j2",
+                                   **watch_unit_context(cfg, header, Path(source), str(ikemgr_bin))))
+    return [watch, *sync_unit_outputs(cfg, header, Path(source), ikemgr_bin)]
+
+
+def all_outputs(cfg: Config, secrets: Secrets, source: str, ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:
     return [*gateway_outputs(cfg, secrets, source), *firewall_outputs(cfg), rt_tables_output(cfg),
-            *radius_outputs(cfg, secrets, prefix=RADDB_PREFIX)]
+            *radius_outputs(cfg, secrets, prefix=RADDB_PREFIX), *unit_outputs(cfg, source, ikemgr_bin)]

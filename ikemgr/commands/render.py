@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,12 +14,21 @@ from ikemgr.adapters.checkers import check_swanctl
 from ikemgr.adapters.templates import Output
 from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
 from ikemgr.config.schema import Config
-from ikemgr.renderer import all_outputs
+from ikemgr.renderer import DEFAULT_BIN, all_outputs
 from ikemgr.result import Result, TableData
 
 
-def outputs_for(cfg: Config, source: str) -> list[Output]:
-    return all_outputs(cfg, load_secrets(cfg), source)
+def _ikemgr_bin() -> Path:
+    """The executable the rendered units should call: this one, when it is installed as ikemgr."""
+    exe = Path(sys.argv[0])
+    if exe.name == "ikemgr" and exe.is_absolute():
+        return exe
+    found = shutil.which("ikemgr")
+    return Path(found) if found else DEFAULT_BIN
+
+
+def outputs_for(cfg: Config, source: Path) -> list[Output]:
+    return all_outputs(cfg, load_secrets(cfg), str(source.resolve()), _ikemgr_bin())
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> Result:
             cfg = load_config(config)
-            outputs = outputs_for(cfg, str(config))
+            outputs = outputs_for(cfg, config)
             changes = files.sync_outputs(out, outputs, dry_run=dry_run)
             changed = [c for c in changes if c.action != "unchanged"]
             verb = "would change" if dry_run else "changed"

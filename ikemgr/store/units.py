@@ -57,5 +57,7 @@ def sync_context(cfg: Config, header: str, config_path: Path,
 def sync_unit_outputs(cfg: Config, header: str, config_path: Path,
                       ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:
     ctx = sync_context(cfg, header, config_path, ikemgr_bin)
-    return [Output("systemd/ikemgr-sync.service", render_template("systemd/ikemgr-sync.service.j2", **ctx)),
-            Output("systemd/ikemgr-sync.timer", render_template("systemd/ikemgr-sync.timer.j2", **ctx))]
+    return [Output("systemd/system/ikemgr-sync.service",
+                   render_template("systemd/ikemgr-sync.service.j2", **ctx)),
+            Output("systemd/system/ikemgr-sync.timer",
+                   render_template("systemd/ikemgr-sync.timer.j2", **ctx))]

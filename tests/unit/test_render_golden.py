@@ -25,7 +25,7 @@ SECRET = Secrets(radius="golden-secret")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_render_matches_golden(case: str) -> None:
     cfg = load(CASES[case])
-    outputs = all_outputs(cfg, SECRET, f"{case}.yaml")
+    outputs = all_outputs(cfg, SECRET, f"/etc/ikemgr/{case}.yaml")
     expected_dir = GOLDEN / case
     produced = {o.path for o in outputs}
     if os.environ.get("UPDATE_GOLDEN") == "1":
@@ -42,7 +42,7 @@ def test_render_matches_golden(case: str) -> None:
 
 
 def test_secret_files_are_private_and_others_public() -> None:
-    outputs = all_outputs(load(CASES["campus"]), SECRET, "campus.yaml")
+    outputs = all_outputs(load(CASES["campus"]), SECRET, "/etc/ikemgr/campus.yaml")
     modes = {o.path: o.mode for o in outputs}
     assert modes["strongswan.d/charon/eap-radius.conf"] == 0o600
     holders = [o for o in outputs if "golden-secret" in o.text]
@@ -56,11 +56,11 @@ def test_secret_that_would_break_the_syntax_is_refused() -> None:
     cfg = load(CASES["minimal"])
     for bad in ('a"b', "a\\b", "line\nbreak", "", "with space", "x" * 129):
         with pytest.raises(UsageError):
-            all_outputs(cfg, Secrets(radius=bad), "x")
+            all_outputs(cfg, Secrets(radius=bad), "/etc/ikemgr/x.yaml")
 
 
 def test_kyoto_specifics_in_render() -> None:
-    outputs = {o.path: o.text for o in all_outputs(load(CASES["campus"]), SECRET, "campus.yaml")}
+    outputs = {o.path: o.text for o in all_outputs(load(CASES["campus"]), SECRET, "/etc/ikemgr/campus.yaml")}
     swanctl = outputs["swanctl/conf.d/ikemgr.conf"]
     assert "send_cert = always" in swanctl and "eap_id = %any" in swanctl
     assert "auth = eap-radius" in swanctl and "addrs = 10.1.0.10-10.1.0.250" in swanctl
@@ -71,3 +71,8 @@ def test_kyoto_specifics_in_render() -> None:
     assert "rule add priority 30001 from 10.1.0.0/24 to 10.0.0.0/8 lookup 200 protocol 99" in routing
     sysctl = outputs["sysctl.d/90-ikemgr.conf"]
     assert "net.ipv4.conf.ens3/1.rp_filter = 2" in sysctl  # '.' in a name is '/' in sysctl.d
+    watch = outputs["systemd/system/ikemgr-watch.service"]
+    assert "ExecStart=/usr/local/bin/ikemgr watch --config /etc/ikemgr/campus.yaml" in watch
+    assert "ExecStart=/usr/local/bin/ikemgr sync --config /etc/ikemgr/campus.yaml" in \
+        outputs["systemd/system/ikemgr-sync.service"]
+    assert "OnUnitActiveSec=" in outputs["systemd/system/ikemgr-sync.timer"]

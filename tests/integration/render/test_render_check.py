@@ -76,3 +76,26 @@ def test_render_refuses_missing_secret_file(config: Path, tmp_path: Path) -> Non
     assert r.exit_code == 2
     assert r.output.strip() == "error: radius.secret_file: /nonexistent/radius.secret: no such file"
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_rendered_units_pass_systemd_analyze(config: Path, tmp_path: Path) -> None:
+    import shutil
+    import sys
+
+    from ikemgr.commands._common import load_secrets
+    from ikemgr.config.load import load
+    from ikemgr.renderer import all_outputs
+
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    exe = Path(sys.executable).parent / "ikemgr"
+    cfg = load(config)
+    units = [o for o in all_outputs(cfg, load_secrets(cfg), str(config), exe) if o.path.startswith("systemd/")]
+    assert sorted(Path(o.path).name for o in units) == ["ikemgr-sync.service", "ikemgr-sync.timer",
+                                                         "ikemgr-watch.service"]
+    for o in units:
+        (tmp_path / Path(o.path).name).write_text(o.text)
+    p = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / Path(o.path).name) for o in units)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "ikemgr-" not in p.stderr, p.stderr

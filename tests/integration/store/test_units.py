@@ -17,7 +17,7 @@ from ikemgr.store.units import sync_unit_outputs
 def test_units_render_and_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     env = make_env(tmp_path, db_url="postgresql+psycopg://ikemgr@127.0.0.1/ikemgr", interval=600)
     outs = sync_unit_outputs(load(env.config), "hdr", env.config, IKEMGR)
-    assert [o.path for o in outs] == ["systemd/ikemgr-sync.service", "systemd/ikemgr-sync.timer"]
+    assert [o.path for o in outs] == ["systemd/system/ikemgr-sync.service", "systemd/system/ikemgr-sync.timer"]
     service, timer = (o.text for o in outs)
     assert f"ExecStart={IKEMGR} sync --config {env.config}\n" in service
     assert f"ReadWritePaths=-{tmp_path} -{tmp_path / 'state'}\n" in service
