@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -189,13 +189,15 @@ class Engine:
                 del self._logged[uid]
 
     # ---------------------------------------------------------------- entry points
-    def full(self, sas: Iterable[Sa] | None, *, dry_run: bool = False) -> Report:
-        """Start-up, reconnect, SIGHUP, periodic: charon's SA list against the kernel."""
+    def full(self, sas: Iterable[Sa] | None, *, dry_run: bool = False,
+             leases: Mapping[IPv4Address, str] | None = None) -> Report:
+        """Start-up, reconnect, SIGHUP, periodic: charon's SA list (and, when given, its pool
+        leases, read right after it) against the kernel."""
         if self.allowed is None:
             self.refresh_allow()
         if sas is not None:
             self.replace_sas(sas)
-        return self._locked(lambda: self._reconcile(None, full=True, dry_run=dry_run))
+        return self._locked(lambda: self._reconcile(None, full=True, dry_run=dry_run, leases=leases))
 
     def recompute(self) -> Report:
         """Allow-list changed: every SA in the index again, against the owned index."""
@@ -243,7 +245,8 @@ class Engine:
         with self.lock:
             return fn()
 
-    def _reconcile(self, scope: frozenset[IPv4Address] | None, *, full: bool, dry_run: bool) -> Report:
+    def _reconcile(self, scope: frozenset[IPv4Address] | None, *, full: bool, dry_run: bool,
+                   leases: Mapping[IPv4Address, str] | None = None) -> Report:
         t0 = time.perf_counter()
         if not self._ensured and not dry_run:
             self.backend.ensure()
@@ -261,7 +264,8 @@ class Engine:
         else:
             uids = set().union(*(self.by_vip.get(v, set()) for v in scope))
             sas = [self.sas[u] for u in uids]
-        desired = desired_state(sas, self.allowed, self.cfg, self.grammar)
+        # leases are a snapshot taken with list-sas: only a full reconcile compares against them
+        desired = desired_state(sas, self.allowed, self.cfg, self.grammar, leases if full else None)
         plan = diff(desired.rules, self.owned, scope)
         self._log_decisions(desired.decisions)
         report = Report(plan, desired.decisions, full, stray,
@@ -347,6 +351,12 @@ def close_engine(engine: Engine) -> None:
     engine.backend.close()
 
 
+def _sas_and_leases(cmd: vici_adapter.CommandSession) -> tuple[list[Sa], dict[IPv4Address, str]]:
+    """list-sas, then the pools' online leases: the full reconcile's two views of who holds a VIP."""
+    sas = cmd.list_sas()
+    return sas, cmd.leases()
+
+
 class ChangeWaiter(Protocol):
     """Something that says whether the allow-list store changed (ikemgr.store.notify)."""
 
@@ -364,12 +374,12 @@ def reconcile_live(cfg: Config, *, netns: str | None = None, allow_file: Path | 
     """
     cmd = vici_adapter.CommandSession(vici_adapter.connect(cfg.strongswan.vici_socket))
     try:
-        sas = cmd.list_sas()
+        sas, leases = _sas_and_leases(cmd)
     finally:
         cmd.close()
     engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
     try:
-        report = engine.full(sas, dry_run=dry_run)
+        report = engine.full(sas, dry_run=dry_run, leases=leases)
     finally:
         close_engine(engine)
     return sas, report
@@ -442,7 +452,7 @@ class Watcher:
                 ev = vici_adapter.EventSession(vici_adapter.connect(self.uri))
                 ev.register()  # before list-sas: nothing falls between the two
                 cmd = vici_adapter.CommandSession(vici_adapter.connect(self.uri))
-                self.engine.full(cmd.list_sas())
+                self._full(cmd)
                 _log("watching", event="connected", uri=self.uri, reconnects=self.reconnects)
                 backoff = 0.2
                 self._loop(ev, cmd)
@@ -459,6 +469,10 @@ class Watcher:
                     if s is not None:
                         s.close()
         _log("stopped", event="stopped", rules_left=len(self.engine.owned))
+
+    def _full(self, cmd: vici_adapter.CommandSession) -> Report:
+        sas, leases = _sas_and_leases(cmd)
+        return self.engine.full(sas, leases=leases)
 
     def _store_changed(self) -> bool:
         if self.changes is None:
@@ -491,7 +505,7 @@ class Watcher:
             if self.hup:
                 self.hup = False
                 self.engine.refresh_allow()
-                self.engine.full(cmd.list_sas())
+                self._full(cmd)
                 last_full = last_allow = now
                 continue
             if self._store_changed() or now - last_allow >= self.allow_poll:
@@ -501,4 +515,4 @@ class Watcher:
                     self.engine.recompute()
             if now - last_full >= interval:
                 last_full = now
-                self.engine.full(cmd.list_sas())
+                self._full(cmd)

@@ -59,6 +59,7 @@ class Outcome(StrEnum):
     UNKNOWN_VLAN = "unknown-vlan"
     REJECTED_IDENTITY = "rejected-identity"
     NO_VIP = "no-vip"
+    LEASE_MISMATCH = "lease-mismatch"
 
 
 @dataclass(frozen=True)

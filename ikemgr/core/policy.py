@@ -8,7 +8,8 @@ never used as a pattern or a shell argument.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 from ikemgr.config.schema import Config
@@ -40,8 +41,24 @@ def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
     return Decision(sa.uniqueid, name, Outcome.ALLOWED, sa.vips, ident.account, ident.vlan)
 
 
+def lease_conflict(d: Decision, leases: Mapping[IPv4Address, str]) -> Decision:
+    """An allowed SA whose VIP the pool has leased to someone else gets no rule.
+
+    charon's pool leases are a second record of who holds an address. A full reconcile
+    reads them right after list-sas; an online lease naming another identity means the
+    two disagree, and a lab VLAN is not opened on a disputed address. A VIP without a
+    lease (e.g. one assigned by RADIUS) is not disputed.
+    """
+    for vip in d.vips:
+        holder = leases.get(vip)
+        if holder is not None and holder != d.identity:
+            return replace(d, outcome=Outcome.LEASE_MISMATCH,
+                           reason=f"pool lease of {vip} belongs to {shown(holder)}")
+    return d
+
+
 def desired_state(sas: Iterable[Sa], allowed: frozenset[tuple[str, int]], cfg: Config,
-                  grammar: IdentityGrammar) -> DesiredState:
+                  grammar: IdentityGrammar, leases: Mapping[IPv4Address, str] | None = None) -> DesiredState:
     """Rules for the VIPs of the given live SAs.
 
     A VIP held by several SAs (make-before-break reauth, ``unique = never``) keeps its rule
@@ -57,6 +74,8 @@ def desired_state(sas: Iterable[Sa], allowed: frozenset[tuple[str, int]], cfg: C
         if sa.state not in LIVE_STATES:
             continue
         d = decide(sa, allowed, cfg, grammar)
+        if leases is not None and d.outcome is Outcome.ALLOWED:
+            d = lease_conflict(d, leases)
         decisions.append(d)
         if d.outcome is not Outcome.ALLOWED:
             continue

@@ -91,3 +91,17 @@ sync:
     # leave the shared lab as it was: no file-sourced grants
     r = _ikemgr(lab.config_path, "grant", "remove", "nobody@123457", "--source", "regdb")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_full_reconcile_agrees_with_charons_pool_leases(lab: Lab) -> None:
+    """list-sas and the pool's leases name the same users: a full reconcile changes nothing."""
+    alice = lab.lab.client("alice")
+    vip = lab.vip(alice)
+    assert vip is not None
+    pools = lab.gateway().swanctl("--list-pools", "--leases").stdout
+    lease = next((ln for ln in pools.splitlines() if vip in ln), "")
+    assert "alice@123456" in lease and "online" in lease, pools
+    r = _ikemgr(lab.config_path, "reconcile", "--dry-run", "--netns", lab.ns("gw"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)["data"]
+    assert out["add"] == [] and out["remove"] == [] and out["rules"] >= 2

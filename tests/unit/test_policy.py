@@ -152,3 +152,21 @@ def test_scoped_input_gives_the_same_rules_for_those_vips(sas: list[Sa], allowed
     for vip in {v for s in sas for v in s.vips}:
         part = desired_state([s for s in sas if vip in s.vips], allowed, CFG, G).rules
         assert part.get(vip) == full.get(vip)
+
+
+def test_full_reconcile_refuses_a_vip_the_pool_leased_to_someone_else() -> None:
+    alice = sa("7", "alice@123456", IPv4Address("10.1.0.10"))
+    # charon's lease agrees: the rule stands
+    agreed = desired_state([alice], ALLOWED, CFG, G, {IPv4Address("10.1.0.10"): "alice@123456"})
+    assert set(agreed.rules) == {IPv4Address("10.1.0.10")}
+    # the pool says the address is bob's: no lab VLAN on a disputed address
+    disputed = desired_state([alice], ALLOWED, CFG, G, {IPv4Address("10.1.0.10"): "bob@123456"})
+    assert disputed.rules == {}
+    (d,) = disputed.decisions
+    assert d.outcome is Outcome.LEASE_MISMATCH and "'bob@123456'" in d.reason
+    # an address with no lease (e.g. assigned by RADIUS) is not disputed; no leases = no check
+    assert set(desired_state([alice], ALLOWED, CFG, G, {}).rules) == {IPv4Address("10.1.0.10")}
+    assert set(desired_state([alice], ALLOWED, CFG, G, None).rules) == {IPv4Address("10.1.0.10")}
+    # a lease never opens anything by itself: bob is not on the list
+    bob = sa("8", "bob@123456", IPv4Address("10.1.0.11"))
+    assert desired_state([bob], ALLOWED, CFG, G, {IPv4Address("10.1.0.11"): "bob@123456"}).rules == {}
