@@ -8,5 +8,7 @@ bash scripts/setup.sh
 VENV=${IKEMGR_VENV:-$(pwd)/.venv}
 echo "== ruff"
 "$VENV/bin/ruff" check ikemgr tests bench
+echo "== mypy"
+"$VENV/bin/mypy" ikemgr
 echo "== pytest"
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"
