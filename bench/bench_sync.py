@@ -136,8 +136,9 @@ def run_backend(label: str, tmp: Path, db_url: str, n: int, changed: float, repe
             measure([PY, __file__, "--child", "sync", str(cfg)])
             write_list(lst, n, skip=range(0, n, n // k)[:k], extra=k)
             if mode == "cli":
-                wall, rss, _ = measure([str(REPO / ".venv/bin/ikemgr"), "sync", "--force", "--json",
-                                        "--config", str(cfg)])
+                # the store alone: no charon runs here, so live sessions are left out (--no-live)
+                wall, rss, _ = measure([str(Path(sys.executable).parent / "ikemgr"), "sync", "--no-live",
+                                        "--force", "--json", "--config", str(cfg)])
                 work = wall
             else:
                 wall, rss, out = measure([PY, __file__, "--child", mode, str(cfg)])
