@@ -105,3 +105,40 @@ def test_full_reconcile_agrees_with_charons_pool_leases(lab: Lab) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)["data"]
     assert out["add"] == [] and out["remove"] == [] and out["rules"] >= 2
+
+
+def test_sync_terminates_a_revoked_users_session_when_configured(lab: Lab, tmp_path: Path) -> None:
+    """sync.terminate_revoked: a revoked user is not only re-routed but disconnected."""
+    bob = lab.lab.client("bob")
+    assert lab.vip(bob) is not None
+    listing = tmp_path / "userlist.txt"
+    config = tmp_path / "lab-terminate.yaml"
+    config.write_text(lab.config_path.read_text() + f"""
+sync:
+  terminate_revoked: true
+  max_removal_share: 1.0
+  sources:
+    - {{kind: file, name: regdb, path: {listing}}}
+""")
+    try:
+        listing.write_text("bob@123456\n")
+        r = _ikemgr(config, "sync", "--netns", lab.ns("gw"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        vip = lab.vip(bob)
+        assert vip is not None and len(_rules_for(lab, vip)) == 1
+        listing.write_text("nobody@123457\n")
+        r = _ikemgr(config, "sync", "--netns", lab.ns("gw"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads(r.stdout)["data"]["reconciled"] is True
+        # charon sends the DELETE; bob's client loses its SA, the gateway its rule
+        assert _until(lambda: lab.vip(bob) is None, timeout=10.0) is not None
+        assert _until(lambda: _rules_for(lab, vip) == [], timeout=3.0) is not None
+        ids = {s.get("remote-eap-id") or s.get("remote-id") for s in lab.gateway_sas()}
+        assert "bob@123456" not in ids
+        assert "alice@123456" in ids  # nobody else was touched
+    finally:
+        _ikemgr(lab.config_path, "grant", "remove", "nobody@123457", "--source", "regdb")
+        _ikemgr(lab.config_path, "grant", "remove", "bob@123456", "--source", "regdb")
+        if lab.vip(bob) is None:  # the shared lab goes on with bob connected
+            r = lab.connect(bob)
+            assert r.returncode == 0, r.stdout

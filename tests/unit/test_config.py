@@ -85,13 +85,20 @@ BAD = [
 
 
 @pytest.mark.parametrize(("old", "new", "expected", "needle"), BAD, ids=[b[2].split(" ")[0] for b in BAD])
-def test_bad_config_one_line_with_field_and_line(old: str, new: str, expected: str, needle: str) -> None:
+def test_bad_config_one_line_with_field_and_line(old: str, new: str, expected: str, needle: str,
+                                                 tmp_path: Path) -> None:
     assert old in TEXT
     text = TEXT.replace(old, new, 1)
     with pytest.raises(ConfigError) as e:
         load_text(text)
     line = _line_of(text, needle)
     assert e.value.lines() == [expected.format(line=line)]
+    # the operator sees exactly that line and exit code 2, no traceback
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    r = CliRunner().invoke(app, ["config", "check", "--config", str(bad)])
+    assert r.exit_code == 2
+    assert r.output.splitlines() == [f"error: {expected.format(line=line)}"]
 
 
 def test_structural_errors() -> None:
