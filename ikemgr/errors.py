@@ -14,7 +14,7 @@ Exit codes (documented in docs/cli.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -121,9 +121,3 @@ class Refused(IkemgrError):
     code = "refused"
     exit_code = EXIT_REFUSED
 
-
-@dataclass(frozen=True)
-class Problems:
-    """Collects problems while validating a batch (e.g. allow-list rows) without raising."""
-
-    items: list[str] = field(default_factory=list)
