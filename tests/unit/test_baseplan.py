@@ -7,6 +7,7 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
+from gwconfig import gateway_doc
 
 from ikemgr.config.schema import Config
 from ikemgr.core.baseplan import (
@@ -27,21 +28,7 @@ DEFAULT = N("0.0.0.0/0")
 
 
 def make_cfg(vlans: list[dict[str, Any]] | None = None, **extra: Any) -> Config:
-    doc: dict[str, Any] = {
-        "gateway": {
-            "fqdn": "vpn.example.test",
-            "outside": {"interface": "ens1", "address": "192.0.2.1/24", "gateway": "192.0.2.254"},
-            "campus": {"interface": "ens2", "address": "10.1.0.251/24", "gateway": "10.1.0.254",
-                       "table": {"id": 200, "name": "gwk3"}},
-        },
-        "pool": {"first": "10.1.0.10", "last": "10.1.0.250"},
-        "campus_prefixes": ["10.0.0.0/8", "198.51.100.0/24"],
-        "vlans": vlans if vlans is not None else [
-            {"number": 123456, "interface": "lab1", "subnet": "10.2.0.0/24", "gateway": "10.2.0.254"},
-            {"number": 123457, "interface": "lab2", "subnet": "10.2.1.0/24", "gateway": "10.2.1.254"},
-        ],
-    }
-    doc.update(extra)
+    doc = gateway_doc(vlans=vlans, **extra)
     return Config.model_validate(doc)
 
 

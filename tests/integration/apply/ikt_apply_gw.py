@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gwconfig import gateway_doc, vlan
+
 REPO = Path(__file__).resolve().parents[3]
 IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
 
@@ -24,8 +26,8 @@ LINKS = {
     "lab2": "10.2.1.253/24",
 }
 
-VLAN1 = {"number": 123456, "interface": "lab1", "subnet": "10.2.0.0/24", "gateway": "10.2.0.254"}
-VLAN2 = {"number": 123457, "interface": "lab2", "subnet": "10.2.1.0/24", "gateway": "10.2.1.254"}
+VLAN1 = vlan(123456, "lab1", 0)
+VLAN2 = vlan(123457, "lab2", 1)
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -44,21 +46,10 @@ class Gw:
 
     def config(self, vlans: list[dict[str, Any]] | None = None, backend: str = "nftables",
                name: str = "ikemgr.yaml", **extra: Any) -> Path:
-        doc: dict[str, Any] = {
-            "gateway": {
-                "fqdn": "vpn.example.test",
-                "outside": {"interface": "ens1", "address": "192.0.2.1/24", "gateway": "192.0.2.254"},
-                "campus": {"interface": "ens2", "address": "10.1.0.251/24", "gateway": "10.1.0.254",
-                           "table": {"id": 200, "name": "gwk3"}},
-            },
-            "pool": {"first": "10.1.0.10", "last": "10.1.0.250"},
-            "campus_prefixes": ["10.0.0.0/8", "198.51.100.0/24"],
-            "vlans": [VLAN1, VLAN2] if vlans is None else vlans,
-            "routing": {"rt_tables_file": str(self.rt_tables)},
-            "firewall": {"backend": backend},
-            "policy": {"state_dir": str(self.tmp / "state"), "lock_file": str(self.tmp / "ikemgr.lock")},
-        }
-        doc.update(extra)
+        own = {"routing": {"rt_tables_file": str(self.rt_tables)},
+               "firewall": {"backend": backend},
+               "policy": {"state_dir": str(self.tmp / "state"), "lock_file": str(self.tmp / "ikemgr.lock")}}
+        doc = gateway_doc(vlans=[VLAN1, VLAN2] if vlans is None else vlans, **{**own, **extra})
         path = self.tmp / name
         path.write_text(json.dumps(doc, indent=1))  # JSON is YAML
         return path

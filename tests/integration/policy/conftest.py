@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gwconfig import gateway_doc, vlan
 
 REPO = Path(__file__).resolve().parents[3]
 IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
-VLAN_A = {"number": 123456, "interface": "lab0", "subnet": "10.2.0.0/24", "gateway": "10.2.0.254"}
-VLAN_B = {"number": 123457, "interface": "lab1", "subnet": "10.2.1.0/24", "gateway": "10.2.1.254"}
+VLAN_A = vlan(123456, "lab0", 0)
+VLAN_B = vlan(123457, "lab1", 1)
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -40,21 +41,12 @@ class Lab:
         return self.ns + "c"
 
     def config(self, backend: str = "marks", **extra: Any) -> Path:
-        doc: dict[str, Any] = {
-            "gateway": {
-                "fqdn": "vpn.example.test",
-                "outside": {"interface": "out0", "address": "192.0.2.1/24", "gateway": "192.0.2.254"},
-                "campus": {"interface": "campus0", "address": "10.1.0.251/24", "gateway": "10.1.0.254",
-                           "table": {"id": 200, "name": "gwk3"}},
-            },
-            "pool": {"first": "10.1.0.10", "last": "10.1.0.250"},
-            "campus_prefixes": ["10.20.0.0/16", "198.51.100.0/24"],
-            "vlans": [VLAN_A, VLAN_B],
-            "routing": {"rt_tables_file": str(self.tmp / "rt_tables.conf")},
-            "policy": {"backend": backend, "state_dir": str(self.tmp / "state"),
-                       "lock_file": str(self.tmp / "ikemgr.lock")},
-        }
-        doc.update(extra)
+        own = {"routing": {"rt_tables_file": str(self.tmp / "rt_tables.conf")},
+               "policy": {"backend": backend, "state_dir": str(self.tmp / "state"),
+                          "lock_file": str(self.tmp / "ikemgr.lock")}}
+        doc = gateway_doc(outside="out0", campus="campus0",
+                          campus_prefixes=("10.20.0.0/16", "198.51.100.0/24"),
+                          vlans=[VLAN_A, VLAN_B], **{**own, **extra})
         path = self.tmp / f"ikemgr-{backend}.yaml"
         path.write_text(json.dumps(doc, indent=1))
         return path
