@@ -179,9 +179,7 @@ def _ipt_sync(spec: FirewallSpec, write: bool) -> list[str]:
             (iptc.Table.NAT, spec.ipt_postrouting, "POSTROUTING", snat),
             (iptc.Table.MANGLE, spec.ipt_forward, "FORWARD", clamps),
         ):
-            table = iptc.Table(tname)
-            table.autocommit = False
-            table.refresh()
+            table = _ipt_open(iptc, tname)
             exists = table.is_chain(chain_name)
             have = iptc.Chain(table, chain_name).rules if exists else []
             hook_chain = iptc.Chain(table, hook)
@@ -202,12 +200,24 @@ def _ipt_sync(spec: FirewallSpec, write: bool) -> list[str]:
                 jump = iptc.Rule()
                 jump.create_target(chain_name)
                 hook_chain.insert_rule(jump)
-            table.commit()
-            table.refresh()
-            table.autocommit = True
+            _ipt_commit(table)
     except iptc.IPTCError as e:
         raise ApplyFailed(f"iptables (legacy): {e}") from None
     return changes
+
+
+def _ipt_open(iptc: Any, name: str) -> Any:
+    """A legacy table opened for one batch: nothing reaches the kernel until _ipt_commit."""
+    table = iptc.Table(name)
+    table.autocommit = False
+    table.refresh()
+    return table
+
+
+def _ipt_commit(table: Any) -> None:
+    table.commit()
+    table.refresh()
+    table.autocommit = True
 
 
 def _legacy_tables() -> set[str]:
@@ -231,9 +241,7 @@ def _ipt_remove(spec: FirewallSpec, write: bool) -> list[str]:
                                         (iptc.Table.MANGLE, spec.ipt_forward, "FORWARD")):
             if tname not in present:
                 continue
-            table = iptc.Table(tname)
-            table.autocommit = False
-            table.refresh()
+            table = _ipt_open(iptc, tname)
             if not table.is_chain(chain_name):
                 continue
             changes.append(f"- iptables -t {tname} chain {chain_name} (backend is nftables now)")
@@ -245,9 +253,7 @@ def _ipt_remove(spec: FirewallSpec, write: bool) -> list[str]:
             chain = iptc.Chain(table, chain_name)
             chain.flush()
             table.delete_chain(chain)
-            table.commit()
-            table.refresh()
-            table.autocommit = True
+            _ipt_commit(table)
     except iptc.IPTCError as e:
         raise ApplyFailed(f"iptables (legacy): {e}") from None
     return changes
