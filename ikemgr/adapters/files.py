@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ikemgr.adapters.templates import Output
-from ikemgr.errors import ApplyFailed
+from ikemgr.errors import ApplyFailed, ConfigError, ConfigProblem
 
 MANIFEST = "ikemgr/manifest.json"
 
@@ -110,3 +110,31 @@ def sync_outputs(root: Path, outputs: list[Output], dry_run: bool = False) -> li
     if plan_one(root, Output(MANIFEST, manifest)).action != "unchanged":
         atomic_write(root / MANIFEST, manifest.encode(), 0o644)
     return changes
+
+
+class SecretUnreadable(Exception):
+    """A secret file that cannot be used; the message names the file and why."""
+
+
+def secret_line(path: Path) -> str:
+    """The first line of a secret file (a trailing newline is not part of the secret)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SecretUnreadable(f"{path}: no such file") from None
+    except PermissionError:
+        raise SecretUnreadable(f"{path}: permission denied") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SecretUnreadable(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    value = text.splitlines()[0] if text else ""
+    if not value:
+        raise SecretUnreadable(f"{path} is empty")
+    return value
+
+
+def config_secret(path: Path, field: str) -> str:
+    """A secret file the config names; an unusable one is a config error on ``field``."""
+    try:
+        return secret_line(path)
+    except SecretUnreadable as e:
+        raise ConfigError([ConfigProblem(field, None, str(e))]) from None

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 
+from ikemgr.adapters.files import config_secret as read_secret
 from ikemgr.config.load import DEFAULT_PATH, load
 from ikemgr.config.schema import Config
 from ikemgr.core.secrets import Secrets
-from ikemgr.errors import EXIT_OK, ConfigError, ConfigProblem, IkemgrError
+from ikemgr.errors import EXIT_OK, IkemgrError
 from ikemgr.result import Result, render
 
 ConfigOpt = typer.Option(
@@ -23,23 +24,6 @@ JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
 
 def load_config(path: Path) -> Config:
     return load(path)
-
-
-def read_secret(path: Path, field: str) -> str:
-    """The first line of a secret file the config names; errors name the config field."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(field, None, f"{path}: no such file")]) from None
-    except PermissionError:
-        raise ConfigError([ConfigProblem(field, None, f"{path}: permission denied")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([ConfigProblem(field, None, f"{path}: {getattr(e, 'strerror', None) or e}")]) \
-            from None
-    value = text.splitlines()[0] if text else ""
-    if not value:
-        raise ConfigError([ConfigProblem(field, None, f"{path} is empty")])
-    return value
 
 
 def load_secrets(cfg: Config) -> Secrets:

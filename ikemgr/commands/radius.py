@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from ikemgr.adapters.files import SecretUnreadable, secret_line
 from ikemgr.adapters.freeradius import STOCK_RADDB, RadiusdInstance, prepare_raddb
 from ikemgr.adapters.radius import RadiusClient
 from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, read_secret, run
@@ -26,18 +27,6 @@ from ikemgr.result import Result
 MAX_USER_BYTES = 253  # one RADIUS attribute
 
 
-def read_secret_file(path: Path, what: str) -> str:
-    """The first line of a secret file; a clear error instead of a traceback."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") from None
-    value = text.splitlines()[0] if text else ""
-    if not value:
-        raise UsageError(f"{what} {path} is empty")
-    return value
-
-
 def _password(path: Path | None) -> tuple[str, bool]:
     if path is None:
         # no password: a random one, so a reject proves the server is up and knows our secret
@@ -47,7 +36,10 @@ def _password(path: Path | None) -> tuple[str, bool]:
         if not line:
             raise UsageError("no password on standard input")
         return line, True
-    return read_secret_file(path, "password file"), True
+    try:
+        return secret_line(path), True
+    except SecretUnreadable as e:
+        raise UsageError(f"password file {e}") from None
 
 
 def check(config: Path, user: str, password_file: Path | None, method: str, expect: str) -> Result:

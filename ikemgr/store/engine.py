@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from ikemgr.adapters.files import config_secret
 from ikemgr.errors import BackendUnavailable, ConfigError, ConfigProblem
 
 SUPPORTED = ("sqlite", "postgresql")
@@ -33,12 +34,7 @@ def parse_url(text: str, field: str, password_file: Path | None = None) -> URL:
     if url.get_backend_name() == "postgresql" and not url.get_driver_name():
         url = url.set(drivername="postgresql+psycopg")
     if password_file is not None:
-        try:
-            secret = password_file.read_text(encoding="utf-8").strip("\r\n")
-        except OSError as e:
-            raise ConfigError([ConfigProblem(field, None, f"password file {password_file}: "
-                                             f"{e.strerror}")]) from None
-        url = url.set(password=secret)
+        url = url.set(password=config_secret(password_file, field))
     return url
 
 

@@ -100,7 +100,7 @@ def test_missing_password_file_is_one_line_error(radius_env: RadiusEnv, tmp_path
                 "--password-file", str(tmp_path / "nope"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        f"error: cannot read password file {tmp_path / 'nope'}: No such file or directory"]
+        f"error: password file {tmp_path / 'nope'}: no such file"]
 
 
 def test_unimplemented_method_is_usage_error(radius_env: RadiusEnv) -> None:
