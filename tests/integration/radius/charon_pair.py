@@ -8,19 +8,14 @@ so each charon gets a private mount namespace with its own directory over /run
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import vici
 
-PLUGINS = ("random nonce openssl pem pkcs1 pkcs8 x509 revocation constraints pubkey curve25519 gmp "
-           "hmac kdf sha1 sha2 aes gcm kernel-libipsec kernel-netlink socket-default vici attr "
-           "eap-identity")
+from ikemgr.adapters.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
 
 
 def netns_name(role: str) -> str:
@@ -34,109 +29,26 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return r
 
 
-class Charon:
-    """One charon with its own strongswan.conf, swanctl dir, VICI socket and /run."""
+class Charon(CharonInstance):
+    """The shared charon runner with a fixed swanctl.conf and a few test conveniences."""
 
     def __init__(self, workdir: Path, netns: str, extra_plugins: str, plugin_conf: str,
-                 swanctl_conf: str, install_routes: bool = True) -> None:
-        self.dir = workdir
-        self.netns = netns
-        self.run_dir = workdir / "run"
-        self.swanctl = workdir / "swanctl"
-        self.socket = workdir / "charon.vici"
-        self.conf = workdir / "strongswan.conf"
-        self.log = workdir / "charon.log"
-        for sub in ("x509", "x509ca", "private", "conf.d"):
-            (self.swanctl / sub).mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(f"""charon {{
-    load_modular = no
-    load = {PLUGINS} {extra_plugins}
-    install_routes = {"yes" if install_routes else "no"}
-    threads = 16
-    filelog {{
-        main {{
-            path = {self.log}
-            default = 1
-            ike = 2
-            cfg = 2
-            flush_line = yes
-        }}
-    }}
-    syslog {{
-        daemon {{
-            default = -1
-        }}
-    }}
-    plugins {{
-        vici {{
-            socket = unix://{self.socket}
-        }}
-        openssl {{
-            load_legacy = yes
-        }}
-{plugin_conf}
-    }}
-}}
-""")
-        (self.swanctl / "swanctl.conf").write_text(swanctl_conf)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "STRONGSWAN_CONF": str(self.conf), "SWANCTL_DIR": str(self.swanctl)}
-
-    def start(self, timeout: float = 15.0) -> None:
-        script = 'mount --bind "$1" /run && exec /usr/lib/ipsec/charon'
-        out = open(self.dir / "charon.stdout", "wb")  # noqa: SIM115 - handed to the child
-        try:
-            self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--propagation", "private",
-                 "sh", "-c", script, "sh", str(self.run_dir)],
-                env=self.env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        finally:
-            out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.socket.exists():
-                try:
-                    self.session().version()
-                    return
-                except OSError:
-                    pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"charon in {self.netns} did not start: "
-                           f"{(self.dir / 'charon.stdout').read_text(errors='replace')[-2000:]}")
+                 swanctl_conf: str) -> None:
+        super().__init__(
+            workdir, netns,
+            plugins=[*BASE_PLUGINS, *LIBIPSEC_PLUGINS, "attr", "eap-identity", *extra_plugins.split()],
+            charon_settings=f"    plugins {{\n{plugin_conf}\n    }}" if plugin_conf else "")
+        self.prepare()
+        (self.swanctl_dir / "swanctl.conf").write_text(swanctl_conf)
 
     def swanctl_cmd(self, command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["swanctl", command, "--uri", f"unix://{self.socket}", *args],
-                              env=self.env(), capture_output=True, text=True, timeout=timeout)
-
-    def load_all(self) -> None:
-        r = self.swanctl_cmd("--load-all", "--noprompt")
-        if r.returncode != 0:
-            raise RuntimeError(f"swanctl --load-all: {r.stdout}{r.stderr}")
-
-    def session(self) -> vici.Session:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(10)
-        s.connect(str(self.socket))
-        return vici.Session(s)
+        return self.swanctl(command, *args, check=False, timeout=timeout)
 
     def sas(self) -> list[dict[str, dict]]:
-        return list(self.session().list_sas())
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(str(self.vici_path))
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+            return list(vici.Session(s).list_sas())
+        finally:
+            s.close()

@@ -180,14 +180,14 @@ def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pai
             }}
         }}"""
         gw = Charon(work / "gw", ns_gw, "eap-radius", eap_radius, _gateway_swanctl())
-        (gw.swanctl / "x509" / "gw.pem").write_bytes(gw_crt.read_bytes())
-        (gw.swanctl / "private" / "gw.key").write_bytes(gw_key.read_bytes())
-        (gw.swanctl / "x509ca" / "ca.pem").write_bytes(certs.ca.read_bytes())
+        (gw.swanctl_dir / "x509" / "gw.pem").write_bytes(gw_crt.read_bytes())
+        (gw.swanctl_dir / "private" / "gw.key").write_bytes(gw_key.read_bytes())
+        (gw.swanctl_dir / "x509ca" / "ca.pem").write_bytes(certs.ca.read_bytes())
         client = Charon(work / "client", ns_c, "eap-tls eap-mschapv2", "", _client_swanctl())
-        (client.swanctl / "x509ca" / "ca.pem").write_bytes(certs.ca.read_bytes())
+        (client.swanctl_dir / "x509ca" / "ca.pem").write_bytes(certs.ca.read_bytes())
         for name, (crt, key) in clients.items():
-            (client.swanctl / "x509" / f"{name}.pem").write_bytes(crt.read_bytes())
-            (client.swanctl / "private" / f"{name}.key").write_bytes(key.read_bytes())
+            (client.swanctl_dir / "x509" / f"{name}.pem").write_bytes(crt.read_bytes())
+            (client.swanctl_dir / "private" / f"{name}.key").write_bytes(key.read_bytes())
         for c in (gw, client):
             c.start()
             started.append(c)
