@@ -20,7 +20,6 @@ thread; libnftables and netlink sockets open in the calling thread's namespace).
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import subprocess
@@ -28,10 +27,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network
-from socket import AF_INET
 from typing import Any, Protocol
 
 from ikemgr.adapters.netns import InNetns
+from ikemgr.adapters.rtnl import RuleChannel, RuleError, RuleMsg
 from ikemgr.config.schema import Config
 from ikemgr.core.model import UserRule
 from ikemgr.core.plan import Plan
@@ -43,8 +42,6 @@ NFT_TABLE = "ikemgr_policy"
 NFT_MAP = "users"
 NFT_CHAIN = "prerouting"
 ALL_ONES = 0xFFFFFFFF
-#: above this many rule changes in one apply, one ``ip -batch`` beats per-rule netlink calls
-BATCH_THRESHOLD = 32
 
 
 @dataclass(frozen=True, order=True)
@@ -78,22 +75,10 @@ class KernelRule:
             out += f" lookup {int(self.table)}"
         return out + f" protocol {int(protocol)}"
 
-    def nl(self, protocol: int) -> dict[str, Any]:
-        """pyroute2 keyword arguments for IPRoute.rule()."""
-        kw: dict[str, Any] = {"family": AF_INET, "priority": self.priority, "protocol": protocol}
-        if self.src is not None:
-            kw.update(src=str(self.src.network_address), src_len=self.src.prefixlen)
-        if self.dst is not None:
-            kw.update(dst=str(self.dst.network_address), dst_len=self.dst.prefixlen)
-        if self.fwmark is not None:
-            kw.update(fwmark=self.fwmark, fwmask=self.fwmask if self.fwmask is not None else ALL_ONES)
-        if self.action == "goto":
-            kw.update(action="FR_ACT_GOTO", goto=self.goto)
-        elif self.action == "nop":
-            kw.update(action="FR_ACT_NOP")
-        else:
-            kw.update(table=self.table)
-        return kw
+    def msg(self, protocol: int) -> RuleMsg:
+        """The rtnetlink request fields (adapters.rtnl encodes them)."""
+        return RuleMsg(self.priority, self.action, self.table, self.src, self.dst, self.fwmark,
+                       self.fwmask, self.goto, protocol)
 
 
 def parse_ip_rules(items: list[dict[str, Any]], protocol: int, lo: int, hi: int) -> list[KernelRule]:
@@ -124,19 +109,12 @@ def parse_ip_rules(items: list[dict[str, Any]], protocol: int, lo: int, hi: int)
 
 
 class _Netlink:
-    """Rule add/delete through one long-lived IPRoute in the executor thread."""
+    """Rule changes through one rtnetlink socket opened in the executor thread (its netns)."""
 
     def __init__(self, ex: InNetns, protocol: int) -> None:
         self.ex = ex
         self.protocol = protocol
-        self._ipr: Any = None
-
-    def _ipr_get(self) -> Any:
-        if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute()
-        return self._ipr
+        self._chan: RuleChannel | None = None
 
     def dump(self, lo: int, hi: int) -> list[KernelRule]:
         def run() -> list[KernelRule]:
@@ -149,51 +127,30 @@ class _Netlink:
         return self.ex.call(run)
 
     def change(self, add: list[KernelRule], delete: list[KernelRule]) -> None:
-        if len(add) + len(delete) > BATCH_THRESHOLD:
-            self.ex.call(self._batch, add, delete)
+        """Deletes, then adds, in as few sends as the batch allows; exists/not-found are done."""
+        if not add and not delete:
             return
 
         def run() -> None:
-            from pyroute2.netlink.exceptions import NetlinkError
-
-            ipr = self._ipr_get()
-            for r in delete:
-                try:
-                    ipr.rule("del", **r.nl(self.protocol))
-                except NetlinkError as e:
-                    if e.code != errno.ENOENT:
-                        raise ApplyFailed(f"ip rule del {r}: {e}") from None
-            for r in add:
-                try:
-                    ipr.rule("add", **r.nl(self.protocol))
-                except NetlinkError as e:
-                    if e.code != errno.EEXIST:
-                        raise ApplyFailed(f"ip rule add {r}: {e}") from None
+            try:
+                if self._chan is None:
+                    self._chan = RuleChannel()
+                self._chan.apply([r.msg(self.protocol) for r in delete],
+                                 [r.msg(self.protocol) for r in add])
+            except RuleError as e:
+                raise ApplyFailed(str(e)) from None
+            except OSError as e:
+                chan, self._chan = self._chan, None  # a fresh socket next time
+                if chan is not None:
+                    chan.close()
+                raise ApplyFailed(f"rtnetlink: {e.strerror or e}") from None
 
         self.ex.call(run)
 
-    def _batch(self, add: list[KernelRule], delete: list[KernelRule]) -> None:
-        """Many changes at once (restart, burst): one ``ip -batch`` (~10x pyroute2's rate).
-
-        The lines are built from typed values only (networks, ints); ``-force`` goes on
-        past "exists"/"not found", which are the idempotent cases, and anything else
-        fails the apply.
-        """
-        lines = [f"rule del {r.ip_args(self.protocol)}" for r in delete]
-        lines += [f"rule add {r.ip_args(self.protocol)}" for r in add]
-        p = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n",
-                           capture_output=True, text=True, check=False, timeout=300)
-        if p.returncode != 0:
-            bad = [ln for ln in p.stderr.splitlines()
-                   if ln.strip() and not ln.startswith("Command failed")
-                   and "File exists" not in ln and "No such file or directory" not in ln]
-            if bad:
-                raise ApplyFailed(f"ip -batch: {bad[0][:200]}")
-
     def close(self) -> None:
-        if self._ipr is not None:
-            ipr, self._ipr = self._ipr, None
-            self.ex.call(ipr.close)
+        if self._chan is not None:
+            chan, self._chan = self._chan, None
+            self.ex.call(chan.close)
 
 
 @dataclass

@@ -170,8 +170,9 @@ def test_kernel_rule_batch_lines_match_the_netlink_request() -> None:
 
     r = KernelRule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.0.0.0/8"))  # type: ignore[arg-type]
     assert r.ip_args(99) == "priority 29000 from 10.1.0.10/32 to 10.0.0.0/8 lookup 123456 protocol 99"
-    assert r.nl(99) == {"family": 2, "priority": 29000, "protocol": 99, "src": "10.1.0.10", "src_len": 32,
-                        "dst": "10.0.0.0", "dst_len": 8, "table": 123456}
+    m = r.msg(99)
+    assert (m.priority, m.action, m.table, m.src, m.dst, m.protocol) == \
+        (29000, "lookup", 123456, r.src, r.dst, 99)
     g = KernelRule(29000, 0, fwmark=0, fwmask=0xFFFFFFFF, action="goto", goto=29002)
     assert g.ip_args(99) == "priority 29000 fwmark 0x0/0xffffffff goto 29002 protocol 99"
     assert KernelRule(29002, action="nop").ip_args(99) == "priority 29002 nop protocol 99"
