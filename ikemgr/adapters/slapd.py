@@ -9,6 +9,13 @@ EAP-MSCHAPv2, ``sambaNTPassword``, with Samba's own definition.
 
 A disabled account carries ``shadowExpire: 1`` (nis schema, the ``usermod -e 1`` lock),
 which the rendered FreeRADIUS user filter excludes.
+
+With ``tls=SlapdTls(...)`` slapd gets a server certificate (olcTLSCertificateFile …), so
+ldap:// offers StartTLS, and with ``ldaps_port`` it also listens on ldaps:// (own port,
+same host). ``require=True`` sets ``olcSecurity: tls=1``: every operation on a connection
+without TLS is refused ("confidentiality required"), so a client that gets an answer
+provably talked TLS. The adapter's own ldapadd/ldapwhoami then use StartTLS (-ZZ) and
+check slapd's certificate against ``tls.ca``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,17 @@ olcAttributeTypes: ( 1.3.6.1.4.1.7165.2.1.25 NAME 'sambaNTPassword' DESC 'MD4 ha
 
 
 @dataclass(frozen=True)
+class SlapdTls:
+    """slapd's server certificate and key (PEM), the CA that signed it, and the ldaps:// port."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    ldaps_port: int | None = None
+    require: bool = False
+
+
+@dataclass(frozen=True)
 class LdapUser:
     uid: str
     password: str
@@ -63,7 +81,7 @@ def nt_hash(password: str) -> str:
     return nt_password_hash(password).hex().upper()
 
 
-def _attr(name: str, value: str) -> str:
+def ldif_attr(name: str, value: str) -> str:
     """One LDIF line, always base64 so no value can break the record."""
     return f"{name}:: {base64.b64encode(value.encode()).decode()}"
 
@@ -77,7 +95,11 @@ class SlapdInstance:
     """One slapd on 127.0.0.1:``port`` (inside ``netns`` if given) serving ``base_dn``."""
 
     def __init__(self, workdir: Path, base_dn: str, port: int, netns: str | None = None,
-                 nt_schema: bool = True, host: str = "127.0.0.1") -> None:
+                 nt_schema: bool = True, host: str = "127.0.0.1", tls: SlapdTls | None = None,
+                 extra_schema_ldif: str = "") -> None:
+        self.tls = tls
+        #: additional olcSchemaConfig entries (LDIF), e.g. a test attribute with octet-string syntax
+        self.extra_schema_ldif = extra_schema_ldif
         self.workdir = Path(workdir)
         self.base_dn = base_dn
         self.port = port
@@ -96,6 +118,27 @@ class SlapdInstance:
     def uri(self) -> str:
         return f"ldap://{self.host}:{self.port}"
 
+    @property
+    def ldaps_uri(self) -> str:
+        if self.tls is None or self.tls.ldaps_port is None:
+            raise ApplyFailed("this slapd has no ldaps:// listener")
+        return f"ldaps://{self.host}:{self.tls.ldaps_port}"
+
+    @property
+    def listeners(self) -> str:
+        """slapd -h: ldap:// always, ldaps:// when configured."""
+        urls = [f"{self.uri}/"]
+        if self.tls is not None and self.tls.ldaps_port is not None:
+            urls.append(f"{self.ldaps_uri}/")
+        return " ".join(urls)
+
+    def _tls_ldif(self) -> str:
+        if self.tls is None:
+            return ""
+        return (f"olcTLSCertificateFile: {self.tls.cert}\nolcTLSCertificateKeyFile: {self.tls.key}\n"
+                f"olcTLSCACertificateFile: {self.tls.ca}\n"
+                + ("olcSecurity: tls=1\n" if self.tls.require else ""))
+
     def _ns(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
 
@@ -104,12 +147,14 @@ class SlapdInstance:
         secret_attrs = "userPassword,sambaNTPassword" if self.nt_schema else "userPassword"
         return (
             f"dn: cn=config\nobjectClass: olcGlobal\ncn: config\n"
-            f"olcPidFile: {self.workdir}/slapd.pid\nolcArgsFile: {self.workdir}/slapd.args\n\n"
+            f"olcPidFile: {self.workdir}/slapd.pid\nolcArgsFile: {self.workdir}/slapd.args\n"
+            f"{self._tls_ldif()}\n"
             f"dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\n"
             f"olcModulePath: {MODULE_DIR}\nolcModuleLoad: back_mdb\n\n"
             f"dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n"
             f"{includes}"
             + (NT_SCHEMA_LDIF + "\n" if self.nt_schema else "")
+            + (self.extra_schema_ldif.strip() + "\n\n" if self.extra_schema_ldif.strip() else "")
             + "dn: olcDatabase={0}config,cn=config\nobjectClass: olcDatabaseConfig\n"
             "olcDatabase: {0}config\nolcAccess: {0}to * by * none\n\n"
             "dn: olcDatabase={1}mdb,cn=config\nobjectClass: olcDatabaseConfig\n"
@@ -138,7 +183,7 @@ class SlapdInstance:
         try:
             # -d 0: stay in the foreground (we own the process) and log nothing extra
             self.proc = subprocess.Popen(
-                self._ns([SLAPD, "-d", "0", "-F", str(self.conf_dir), "-h", f"{self.uri}/"]),
+                self._ns([SLAPD, "-d", "0", "-F", str(self.conf_dir), "-h", self.listeners]),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         finally:
@@ -147,8 +192,7 @@ class SlapdInstance:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            if self._run(["ldapwhoami", "-x", "-H", self.uri, "-D", self.root_dn,
-                          "-y", str(self.pw_file)]).returncode == 0:
+            if self._run(["ldapwhoami", *self._tool_args()]).returncode == 0:
                 self._add_base()
                 return self
             time.sleep(0.1)
@@ -156,29 +200,43 @@ class SlapdInstance:
         self.stop()
         raise BackendUnavailable("ldap", f"slapd did not become ready: {out}")
 
+    def _tool_args(self) -> list[str]:
+        """Simple bind as the root DN; over StartTLS (-ZZ: TLS or fail) when slapd has a certificate."""
+        tls = ["-ZZ"] if self.tls is not None else []
+        return ["-x", *tls, "-H", self.uri, "-D", self.root_dn, "-y", str(self.pw_file)]
+
     def _run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self._ns(argv), input=stdin, capture_output=True, text=True, timeout=30)
+        env = None
+        if self.tls is not None:
+            env = {**os.environ, "LDAPTLS_CACERT": str(self.tls.ca), "LDAPTLS_REQCERT": "demand"}
+        return subprocess.run(self._ns(argv), input=stdin, capture_output=True, text=True, timeout=30,
+                              env=env)
 
     def ldapadd(self, ldif: str) -> None:
-        r = self._run(["ldapadd", "-x", "-H", self.uri, "-D", self.root_dn, "-y", str(self.pw_file)],
-                      stdin=ldif)
+        r = self._run(["ldapadd", *self._tool_args()], stdin=ldif)
         if r.returncode != 0:
             raise ApplyFailed(f"ldapadd failed: {r.stderr.strip()}")
+
+    def ldapmodify(self, ldif: str) -> None:
+        """Change entries (changetype: modify / delete records) as the root DN."""
+        r = self._run(["ldapmodify", *self._tool_args()], stdin=ldif)
+        if r.returncode != 0:
+            raise ApplyFailed(f"ldapmodify failed: {r.stderr.strip()}")
 
     def _add_base(self) -> None:
         typ, value = _rdn_value(self.base_dn)
         if typ == "dc":
             classes = "objectClass: dcObject\nobjectClass: organization\n"
-            entry = f"{_attr('dc', value)}\n{_attr('o', value)}\n"
+            entry = f"{ldif_attr('dc', value)}\n{ldif_attr('o', value)}\n"
         elif typ == "o":
-            classes, entry = "objectClass: organization\n", f"{_attr('o', value)}\n"
+            classes, entry = "objectClass: organization\n", f"{ldif_attr('o', value)}\n"
         else:
-            classes, entry = "objectClass: organizationalUnit\n", f"{_attr('ou', value)}\n"
-        self.ldapadd(f"{_attr('dn', self.base_dn)}\n{classes}{entry}")
+            classes, entry = "objectClass: organizationalUnit\n", f"{ldif_attr('ou', value)}\n"
+        self.ldapadd(f"{ldif_attr('dn', self.base_dn)}\n{classes}{entry}")
 
     def add_ou(self, ou: str) -> str:
         dn = f"ou={ou},{self.base_dn}"
-        self.ldapadd(f"{_attr('dn', dn)}\nobjectClass: organizationalUnit\n{_attr('ou', ou)}\n")
+        self.ldapadd(f"{ldif_attr('dn', dn)}\nobjectClass: organizationalUnit\n{ldif_attr('ou', ou)}\n")
         return dn
 
     def add_users(self, users: list[LdapUser], under: str | None = None) -> list[str]:
@@ -187,11 +245,11 @@ class SlapdInstance:
         records, dns = [], []
         for u in users:
             dn = f"uid={u.uid},{parent}"
-            lines = [_attr("dn", dn), "objectClass: inetOrgPerson", "objectClass: shadowAccount",
-                     _attr("uid", u.uid), _attr("cn", u.cn or u.uid), _attr("sn", u.uid),
-                     _attr("userPassword", ssha(u.password))]
+            lines = [ldif_attr("dn", dn), "objectClass: inetOrgPerson", "objectClass: shadowAccount",
+                     ldif_attr("uid", u.uid), ldif_attr("cn", u.cn or u.uid), ldif_attr("sn", u.uid),
+                     ldif_attr("userPassword", ssha(u.password))]
             if u.nt_hash is not None:
-                lines += ["objectClass: extensibleObject", _attr("sambaNTPassword", u.nt_hash)]
+                lines += ["objectClass: extensibleObject", ldif_attr("sambaNTPassword", u.nt_hash)]
             if u.disabled:
                 lines.append("shadowExpire: 1")
             records.append("\n".join(lines) + "\n")
