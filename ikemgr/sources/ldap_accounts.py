@@ -8,38 +8,16 @@ suspended. Account names are grammar-checked before they get here and are still 
 
 from __future__ import annotations
 
-import math
-import ssl
 from collections.abc import Iterable
 
-from ldap3 import NONE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException
+from ldap3 import SUBTREE, Connection
 from ldap3.utils.conv import escape_filter_chars
 
+from ikemgr.adapters.ldap import connection
 from ikemgr.config.schema import Config
-from ikemgr.errors import BackendUnavailable, ConfigError, ConfigProblem
+from ikemgr.errors import BackendUnavailable
 
 BATCH = 200
-
-
-def _bind_password(cfg: Config) -> str | None:
-    path = cfg.ldap.bind_password_file
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8").strip("\r\n")
-    except OSError as e:
-        raise ConfigError([ConfigProblem("ldap.bind_password_file", None, f"{path}: {e.strerror}")]) from None
-
-
-def _tls(cfg: Config) -> Tls | None:
-    """Certificate checking as configured for the directory (ldap.tls_*), for ldaps:// and StartTLS."""
-    if not (cfg.ldap.uri.startswith("ldaps://") or cfg.ldap.start_tls):
-        return None
-    mode = {"never": ssl.CERT_NONE, "allow": ssl.CERT_OPTIONAL}.get(cfg.ldap.tls_require_cert,
-                                                                    ssl.CERT_REQUIRED)
-    ca = str(cfg.ldap.tls_ca_file) if cfg.ldap.tls_ca_file else None
-    return Tls(validate=mode, ca_certs_file=ca)
 
 
 def _names(conn: Connection, base: str, attr: str, flt: str) -> set[str]:
@@ -55,32 +33,24 @@ def _names(conn: Connection, base: str, attr: str, flt: str) -> set[str]:
 
 
 def account_status(cfg: Config, accounts: Iterable[str], timeout: float) -> dict[str, str]:
-    """``{account: "ok" | "missing" | "disabled"}`` for every given account."""
+    """``{account: "ok" | "missing" | "disabled"}`` for every given account.
+
+    Connects like every directory reader (adapters/ldap.py): ldaps:// or StartTLS with the
+    configured CA and ``tls_require_cert``; a certificate that fails the check fails the
+    whole check before the bind.
+    """
     chk = cfg.sync.account_check
     base = chk.base_dn or cfg.ldap.base_dn
     disabled_filter = chk.disabled_filter or cfg.ldap.disabled_filter
     names = sorted(set(accounts))
     status: dict[str, str] = {}
-    seconds = max(1, math.ceil(timeout))  # ldap3 wants whole seconds
-    try:
-        server = Server(cfg.ldap.uri, get_info=NONE, connect_timeout=seconds, tls=_tls(cfg))
-        conn = Connection(server, user=cfg.ldap.bind_dn, password=_bind_password(cfg),
-                          receive_timeout=seconds, read_only=True, raise_exceptions=False)
-        if cfg.ldap.start_tls and not conn.start_tls():
-            raise BackendUnavailable("ldap", f"StartTLS failed: {conn.result.get('description')}")
-        if not conn.bind():
-            raise BackendUnavailable("ldap", f"bind failed: {conn.result.get('description')}")
-        try:
-            for i in range(0, len(names), BATCH):
-                batch = names[i:i + BATCH]
-                anyof = "(|" + "".join(f"({chk.attribute}={escape_filter_chars(n)})" for n in batch) + ")"
-                present = _names(conn, base, chk.attribute, anyof)
-                disabled = (_names(conn, base, chk.attribute, f"(&{disabled_filter}{anyof})")
-                            if disabled_filter else set())
-                for n in batch:
-                    status[n] = "missing" if n not in present else ("disabled" if n in disabled else "ok")
-        finally:
-            conn.unbind()
-    except (LDAPException, OSError) as e:
-        raise BackendUnavailable("ldap", f"{cfg.ldap.uri}: {e}") from None
+    with connection(cfg.ldap, timeout) as conn:
+        for i in range(0, len(names), BATCH):
+            batch = names[i:i + BATCH]
+            anyof = "(|" + "".join(f"({chk.attribute}={escape_filter_chars(n)})" for n in batch) + ")"
+            present = _names(conn, base, chk.attribute, anyof)
+            disabled = (_names(conn, base, chk.attribute, f"(&{disabled_filter}{anyof})")
+                        if disabled_filter else set())
+            for n in batch:
+                status[n] = "missing" if n not in present else ("disabled" if n in disabled else "ok")
     return status
