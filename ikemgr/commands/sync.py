@@ -158,7 +158,7 @@ def sync_body(cfg: Config, *, dry_run: bool, force: bool, on_change: OnChange | 
         check = partial(account_status, cfg, timeout=cfg.sync.timeout)
     store = open_store(cfg)
     try:
-        out = run_sync(cfg, store, lambda: fetch_all(cfg.sync), datetime.now(UTC),
+        out = run_sync(cfg, store, lambda: fetch_all(cfg.sync, cfg.ldap), datetime.now(UTC),
                        actor=current_actor("sync"), dry_run=dry_run, force=force, on_change=on_change,
                        check_accounts=check)
     finally:

@@ -506,6 +506,8 @@ class Ldap(Strict):
     def _bind_pair(self) -> Ldap:
         if (self.bind_dn is None) != (self.bind_password_file is None):
             raise ValueError("bind_password_file: bind_dn and bind_password_file go together")
+        if self.start_tls and self.uri.startswith("ldaps://"):
+            raise ValueError("start_tls: an ldaps:// uri is TLS already; use ldap:// with start_tls")
         return self
 
 
@@ -612,7 +614,40 @@ class FileSource(Strict):
         None, max_length=64, description="if set, the last non-blank line must equal it (truncation guard)")
 
 
-SyncSource = Annotated[SqlSource | FileSource, Field(discriminator="kind")]
+def _group_vlan(v: object) -> object:
+    """A VLAN number as a mapping key (YAML gives int, JSON gives text): digits, no leading 0."""
+    if isinstance(v, bool):
+        raise ValueError("a VLAN number must be a number")
+    if isinstance(v, str):
+        if not (v.isascii() and v.isdigit()) or len(v) > 9 or (len(v) > 1 and v[0] == "0"):
+            raise ValueError(f"{v!r} is not a VLAN management number (1-9 digits, no leading 0)")
+        return int(v)
+    return v
+
+
+GroupVlan = Annotated[int, BeforeValidator(_group_vlan), Field(ge=1, le=999_999_999)]
+
+
+class LdapGroupSource(Strict):
+    """One directory group per lab VLAN: its members are the accounts allowed on that VLAN.
+
+    Connects with the ``ldap:`` section (uri, StartTLS/ldaps, CA, require_cert, bind DN).
+    """
+
+    kind: Literal["ldap_group"]
+    name: Token
+    vlans: dict[GroupVlan, Dn] = Field(
+        min_length=1, description="VLAN number → DN of the group whose members may use it")
+    member_attribute: Literal["member", "uniqueMember", "memberUid"] = Field(
+        "member", description="member/uniqueMember hold DNs (resolved to account_attribute); "
+        "memberUid holds account names")
+    account_attribute: LdapAttr = Field(
+        "uid", description="attribute of a member entry that holds the account name")
+    timeout: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        None, description="seconds for connect and each answer; default: sync.timeout")
+
+
+SyncSource = Annotated[SqlSource | FileSource | LdapGroupSource, Field(discriminator="kind")]
 
 
 class AccountCheck(Strict):
