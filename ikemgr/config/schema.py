@@ -568,6 +568,8 @@ class Eap(Strict):
                              "certificate of the CA, of any organisation, would be accepted)")
         if float(self.tls_min_version) > float(self.tls_max_version):
             raise ValueError("tls_min_version: above tls_max_version")
+        if "ttls" in self.methods and not {"gtc", "mschapv2", "md5"} & set(self.methods):
+            raise ValueError("methods: ttls needs an inner EAP method to propose (gtc, mschapv2 or md5)")
         return self
 
     @property

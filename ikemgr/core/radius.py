@@ -72,8 +72,12 @@ def contexts(cfg: Config, secrets: RadiusSecrets) -> dict[str, dict[str, object]
         f"(&{ldap.user_filter}(!{ldap.disabled_filter}))"
     base = {"banner": BANNER}
     tls_on = "tls" in eap.methods
-    ttls_inner = "mschapv2" if "mschapv2" in eap.methods else (
-        "gtc" if "gtc" in eap.methods else "md5" if "md5" in eap.methods else "gtc")
+    # The inner EAP method FreeRADIUS proposes inside EAP-TTLS. GTC first: it carries the
+    # password itself, so an LDAP bind checks it and no NT hash is needed. strongSwan's TTLS
+    # peer speaks only EAP inside the tunnel and takes whatever is proposed (an inner
+    # MSCHAPv2 fails for accounts without an NT hash); other peers NAK to their own method,
+    # and inner PAP/MSCHAPv2 without EAP does not use this at all.
+    ttls_inner = next((m for m in ("gtc", "mschapv2", "md5") if m in eap.methods), "gtc")  # schema: one is
     out: dict[str, dict[str, object]] = {
         "clients.conf": base | {
             "client_name": CLIENT_NAME, "client_address": str(rad.client_address),

@@ -168,6 +168,18 @@ def test_default_method_must_be_offered() -> None:
         Eap(methods=["gtc"], default_method="mschapv2")
 
 
+def test_ttls_needs_an_inner_method_and_proposes_gtc_first() -> None:
+    with pytest.raises(ValidationError, match="ttls needs an inner EAP method"):
+        Eap(methods=["ttls"], default_method="ttls")
+    for methods, inner in ((["mschapv2", "gtc", "ttls"], "gtc"), (["mschapv2", "ttls"], "mschapv2"),
+                           (["md5", "ttls"], "md5")):
+        cfg = _cfg(ldap={"cleartext_attribute": "userPassword"},
+                   eap={"methods": methods, "default_method": methods[0]})
+        eap = _by_path(radius_outputs(cfg, RadiusSecrets("s3cret!x")))["mods-enabled/eap"].text
+        ttls = eap[eap.index("ttls {"):]
+        assert re.search(rf"default_eap_type = {inner}\n", ttls), ttls
+
+
 def test_mschapv2_needs_a_readable_password() -> None:
     with pytest.raises(ValidationError, match="mschapv2 needs"):
         _cfg(ldap={"nt_hash_attribute": None})
