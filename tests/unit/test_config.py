@@ -53,6 +53,8 @@ BAD = [
      "vlans[0].snat (line {line}): 10.2.0.254 equals the VLAN gateway", "snat: 10.2.0.254"),
     ("number: 123457", "number: 123457\n    table: 123456",
      "vlans[1].table (line {line}): id 123456 already used by vlans[0]", "table: 123456"),
+    ("number: 123457", "number: 123457\n    table_name: gw123456",
+     "vlans[1].table_name (line {line}): gw123456 already used by vlans[0]", "table_name: gw123456"),
     ("number: 123457", "number: 123457\n    table: 254",
      "vlans[1].table (line {line}): id 254 is reserved by the kernel (0, 253, 254, 255)", "table: 254"),
     ("number: 200001", "number: 123457", "vlans[2].number (line {line}): 123457 appears twice",
