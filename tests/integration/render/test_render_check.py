@@ -17,16 +17,6 @@ pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    secret = tmp_path / "radius.secret"
-    secret.write_text("s3cret-for-tests\n")
-    text = (ROOT / "examples" / "campus.yaml").read_text()
-    cfg = tmp_path / "campus.yaml"
-    cfg.write_text(text.replace("/etc/ikemgr/radius.secret", str(secret)))
-    return cfg
-
-
 def _netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return {ln.split()[0] for ln in out.splitlines() if ln.strip()}
