@@ -59,7 +59,8 @@ class Lock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise Refused(f"lock {self.path} is held by another ikemgr process") from None
+                    raise Refused(f"lock {self.path} is held by another ikemgr process "
+                                  f"(gave up after {self.timeout:g} s)") from None
                 time.sleep(0.002)
         self._held = True
 

@@ -21,11 +21,15 @@ def register(app: typer.Typer) -> None:
                                                "instead of the database."),
         lock_file: Path | None = typer.Option(None, "--lock-file", help="Override policy.lock_file."),
         log_format: str = typer.Option("text", "--log-format", help="text or json."),
+        lock_timeout: float = typer.Option(30.0, "--lock-timeout", min=0.0, max=3600.0,
+                                           help="Seconds to wait for the policy lock (held by watch, "
+                                           "reconcile or another hook); then exit 4."),
     ) -> None:
         """Run the policy decision for one updown call (charon's updown = the shipped wrapper).
 
         Reads PLUTO_VERB, PLUTO_UNIQUEID, PLUTO_PEER_SOURCEIP and PLUTO_XAUTH_ID (else
-        PLUTO_PEER_ID). Idempotent per traffic-selector pair; serialised with watch.
+        PLUTO_PEER_ID). Idempotent per traffic-selector pair; serialised with watch (waits
+        for the policy lock up to --lock-timeout seconds, then exits 4).
         """
         from ikemgr.adapters.netns import check_netns
         from ikemgr.adapters.state import HookSas
@@ -47,6 +51,7 @@ def register(app: typer.Typer) -> None:
             engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
             lock, engine.lock = engine.lock, None
             assert lock is not None
+            lock.timeout = lock_timeout
             try:
                 with lock:  # the SA file, the kernel and the generation change together
                     store = HookSas(cfg.policy.state_dir)
