@@ -3,7 +3,12 @@ engine's event path, both against the scenario table in the real kernel."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import time
 from ipaddress import IPv4Address
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +17,7 @@ from ikemgr.config.load import load
 from ikemgr.core.model import Sa
 from ikemgr.reconcile import build_engine, close_engine
 
-from .conftest import Lab
+from .conftest import IKEMGR, Lab
 from .scenarios import ALLOWED, SCENARIO
 
 pytestmark = pytest.mark.root
@@ -82,3 +87,62 @@ def test_hook_down_removes_policy_even_without_its_record(lab: Lab) -> None:
     p = lab.ikemgr(*args, env=env("down", "1", "10.1.0.10", "alice@123456"))
     assert p.returncode == 0, p.stderr
     assert lab.routed("rules") == {}
+
+
+def _holds(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (hook opens the lock file, then polls flock)."""
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if Path(os.readlink(fd)) == path:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_hook_waits_for_the_policy_lock(lab: Lab) -> None:
+    """The lock watch takes (fcntl.flock on policy.lock_file) serialises hook: held by the
+    test, hook waits; released, hook finishes and the rule appears; --lock-timeout gives up
+    with exit 4 and one clear line."""
+    cfg = lab.config("marks")
+    allow = lab.tmp / "allow.txt"
+    allow.write_text("alice@123456\n")
+    lock_path = lab.tmp / "ikemgr.lock"
+    args = [str(IKEMGR), "hook", "--config", str(cfg), "--netns", lab.ns, "--allow-file", str(allow)]
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        p = lab.ikemgr(*args[1:], "--lock-timeout", "0.5", env=env("up", "1", "10.1.0.10", "alice@123456"))
+        assert p.returncode == 4, p.stderr
+        assert p.stderr.strip().splitlines() == [
+            f"error: lock {lock_path} is held by another ikemgr process (gave up after 0.5 s)"]
+        assert lab.routed("marks") == {}
+
+        proc = subprocess.Popen(args, env={**os.environ, **env("up", "1", "10.1.0.10", "alice@123456")},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while not _holds(proc.pid, lock_path):  # hook has opened the lock file: it is waiting
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "hook never reached the lock"
+                time.sleep(0.02)
+            time.sleep(1.0)
+            assert proc.poll() is None, "hook did not wait for the lock"
+            assert lab.routed("marks") == {}
+            released = time.monotonic()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            out, err = proc.communicate(timeout=30)
+            finished = time.monotonic()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        assert finished - released < 10  # it went ahead once the lock was free
+        assert lab.routed("marks") == {"10.1.0.10": 123456}
+    finally:
+        os.close(fd)
