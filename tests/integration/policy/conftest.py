@@ -40,14 +40,18 @@ class Lab:
     def client(self) -> str:
         return self.ns + "c"
 
-    def config(self, backend: str = "marks", **extra: Any) -> Path:
+    def config(self, backend: str = "marks", name: str = "", **extra: Any) -> Path:
         own = {"routing": {"rt_tables_file": str(self.tmp / "rt_tables.conf")},
                "policy": {"backend": backend, "state_dir": str(self.tmp / "state"),
                           "lock_file": str(self.tmp / "ikemgr.lock")}}
+        # a section given in ``extra`` (e.g. policy: {reconcile_interval: 1}) is merged
+        # into the one above, so the test's own state dir and lock file stay
+        merged = {**own, **{k: {**own[k], **v} if k in own and isinstance(v, dict) else v
+                            for k, v in extra.items()}}
         doc = gateway_doc(outside="out0", campus="campus0",
                           campus_prefixes=("10.20.0.0/16", "198.51.100.0/24"),
-                          vlans=[VLAN_A, VLAN_B], **{**own, **extra})
-        path = self.tmp / f"ikemgr-{backend}.yaml"
+                          vlans=[VLAN_A, VLAN_B], **merged)
+        path = self.tmp / f"ikemgr-{backend}{name}.yaml"
         path.write_text(json.dumps(doc, indent=1))
         return path
 

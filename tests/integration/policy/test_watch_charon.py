@@ -14,13 +14,15 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ikemgr.adapters import vici
-from ikemgr.adapters.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
+from ikemgr.adapters.charon import BASE_PLUGINS, CHARON, LIBIPSEC_PLUGINS, CharonInstance
+from ikemgr.core.identity import shown
 
 from .conftest import IKEMGR, Lab, sh
 
@@ -93,19 +95,22 @@ class Ike:
     watch_log: Path
     proc: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
+    store: bool = False  # the allow-list from the config's database, not the allow file
 
-    def start_watch(self) -> None:
+    def start_watch(self, env: dict[str, str] | None = None) -> None:
         self.watch_log.parent.mkdir(exist_ok=True)
+        connected = len(self.log_events("connected")) if self.watch_log.exists() else 0
         out = open(self.watch_log, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
-                [str(IKEMGR), "watch", "--config", str(self.cfg), "--netns", self.lab.ns, "--allow-file",
-                 str(self.allow), "--log-format", "json", "--tick", "0.1",
-                 *(["--metrics-port", str(self.metrics_port)] if self.metrics_port else [])],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+                [str(IKEMGR), "watch", "--config", str(self.cfg), "--netns", self.lab.ns,
+                 *([] if self.store else ["--allow-file", str(self.allow)]), "--log-format", "json",
+                 "--tick", "0.1", *(["--metrics-port", str(self.metrics_port)] if self.metrics_port else [])],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, **env} if env else None)
         finally:
             out.close()
-        wait_for(lambda: self.log_events("connected"), 20, "watch did not connect")
+        wait_for(lambda: len(self.log_events("connected")) > connected, 20, "watch did not connect")
 
     def kill_watch(self, sig: int = signal.SIGKILL) -> int:
         assert self.proc is not None
@@ -115,15 +120,30 @@ class Ike:
         return rc
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r.get("event") == event]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every JSON record watch logged, in order."""
         out = []
         for line in self.watch_log.read_text(errors="replace").splitlines():
             try:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("event") == event:
+            if isinstance(rec, dict):
                 out.append(rec)
         return out
+
+    def metric(self, name: str) -> float:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in the metrics")
+
+    def reconfigure(self, name: str, **extra: Any) -> None:
+        """Rewrite the config (same backend, gateway socket and state) with ``extra`` merged in."""
+        self.cfg = self.lab.config(self.backend, name=name, strongswan={"vici_socket": self.gw.uri}, **extra)
 
     def enable_hook(self) -> None:
         """Hook mode: charon runs the shipped updown wrapper, which runs `ikemgr hook`."""
@@ -307,13 +327,29 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         ike.start_watch()
         wait_for(lambda: lab.routed(ike.backend) == {vc: 123457}, 5, "restart did not reconcile")
 
-        # charon restarts: watch reconnects with backoff and reconciles (carol's SA is gone)
-        ike.gw.stop()
+        # charon dies by SIGKILL: no down event can reach watch, so only its reconnect and the
+        # full reconcile that follows can remove carol's rule (her SA died with charon).
+        # The Popen child is charon itself: ip netns exec, unshare and sh -c all exec.
+        assert ike.gw.proc is not None
+        pid = ike.gw.proc.pid
+        assert Path(f"/proc/{pid}/exe").resolve() == CHARON
+        ike.gw.proc.kill()
+        ike.gw.proc.wait(timeout=5)
+        assert not Path(f"/proc/{pid}").exists()
         wait_for(lambda: ike.log_events("backend-down"), 10, "watch did not notice charon going")
-        ike.gw.start()
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:  # charon is gone and nobody else touches the policy
+            assert lab.routed(ike.backend) == {vc: 123457}
+            time.sleep(0.1)
+        seen = len(ike.records())
+        ike.gw.start()  # removes the stale VICI socket and pid file the killed charon left
         ike.gw.load_all()
         wait_for(lambda: len(ike.log_events("connected")) >= 3, 20, "watch did not reconnect")
         wait_for(lambda: lab.routed(ike.backend) == {}, 5, "stale rule after charon restart")
+        # in the log: the removal, then the full reconcile counting it, then "connected"
+        after = [r for r in ike.records()[seen:] if r.get("event") in ("rule-remove", "reconcile", "connected")]
+        assert [r["event"] for r in after[:3]] == ["rule-remove", "reconcile", "connected"], after
+        assert after[0]["vip"] == vc and after[1]["removed"] >= 1 and after[1]["sas"] == 0, after
         ike.initiate("alice")
         va = _vip_of(ike, "alice@123456")
         wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 5, "no rule after reconnect")
@@ -371,6 +407,197 @@ def test_short_lifetimes_do_not_flap(ike: Ike) -> None:
             time.sleep(0.2)
         assert not set(ike.vips()) & uids, "no rekey/reauth happened: every SA should be new"
         assert len(ike.log_events("rule-add")) == adds and not ike.log_events("rule-remove")
+    finally:
+        if ike.proc is not None:
+            ike.kill_watch()
+
+
+# --------------------------------------------------------------------------- proofs of the engine's promises
+
+def _marker() -> Path:
+    return Path(f"/tmp/ikt-pg-{secrets.token_hex(4)}")
+
+
+def _hostile(marker: Path) -> dict[str, tuple[str, str, str]]:
+    """client connection → (IKE identity, outcome, reason) as watch must log it.
+
+    ``@123456`` is an FQDN identity to charon: it sends (and the gateway reports) ``123456``,
+    a plain account, which names no lab VLAN. The ``touch`` payloads would create files
+    named after ``marker`` if anything ever ran an identity through a shell; ``reboot``
+    is shadowed on watch's PATH by a script that does the same.
+    """
+    grammar = "does not match the identity grammar"
+    return {
+        "h-rm": ("a;rm -rf /@123456", "rejected-identity", grammar),
+        "h-regex": (".*@123456", "rejected-identity", grammar),
+        "h-zero": ("alice@0123456", "rejected-identity", "VLAN number has leading zeros"),
+        "h-at": ("a@1@2", "rejected-identity", "must contain exactly one '@'"),
+        "h-fqdn": ("@123456", "no-vlan", "identity names no lab VLAN"),
+        "h-long": ("a" * 65 + "@123456", "rejected-identity", grammar),
+        "h-reboot": ("$(reboot)@123456", "rejected-identity", grammar),
+        "h-space": ("alice smith@123456", "rejected-identity", grammar),
+        "h-semi": (f"x;touch {marker}-semi@123456", "rejected-identity", grammar),
+        "h-subst": (f"$(touch {marker}-subst)@123456", "rejected-identity", grammar),
+        "h-tick": (f"`touch {marker}-tick`@123456", "rejected-identity", grammar),
+    }
+
+
+def test_hostile_identities_through_real_charon(ike: Ike, tmp_path: Path) -> None:
+    """Hostile IKE identities come up through charon and get no rule, one decision line each,
+    with a periodic reconcile every second re-deciding them; nothing is ever executed."""
+    lab = ike.lab
+    marker = _marker()
+    hostile = _hostile(marker)
+    conns = "".join(client_conn(name, f'"{ident}"', "192.0.2.1") for name, (ident, _o, _r) in hostile.items())
+    (ike.client.swanctl_dir / "conf.d" / "hostile.conf").write_text("connections {\n" + conns + "}\n")
+    ike.client.load_all()
+    # the allow-list even names the hostile strings literally: each line is refused, not matched
+    ike.allow.write_text("alice@123456\n" + "".join(i + "\n" for i, _o, _r in hostile.values()))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "reboot").write_text(f"#!/bin/sh\ntouch {marker}-reboot\n")
+    (fake / "reboot").chmod(0o755)
+    ike.reconfigure("-fast", policy={"reconcile_interval": 1})
+    try:
+        ike.start_watch(env={"PATH": f"{fake}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+        ike.initiate("alice")
+        ike.initiate("bob")
+        va = _vip_of(ike, "alice@123456")
+        refused = {}
+        for name in hostile:
+            p = ike.client.swanctl("--initiate", "--child", name, "--timeout", "20", check=False)
+            if p.returncode != 0:
+                refused[name] = p.stdout[-300:] + p.stderr[-300:]
+        assert not refused, f"charon could not carry: {refused}"
+        # charon's view: every hostile SA is up with a VIP; gateway identity → (uniqueid, VIP)
+        sas = {}
+        for key, vip in ike.vips().items():
+            ident, _, uid = key.rpartition("#")
+            sas[ident] = (uid, vip)
+        want = {("123456" if i == "@123456" else i): (o, r) for i, o, r in hostile.values()}
+        assert set(want) <= set(sas), set(want) - set(sas)
+        time.sleep(2.5)  # two periodic full reconciles decide every SA again
+        assert len(ike.log_events("reconcile")) >= 3
+        assert lab.routed(ike.backend) == {va: 123456}  # alice only
+        decisions = ike.log_events("decision")
+        for ident, (outcome, reason) in want.items():
+            uid, vip = sas[ident]
+            mine = [d for d in decisions if d["uniqueid"] == shown(uid, 24)]
+            assert len(mine) == 1, (ident, mine)
+            assert mine[0]["outcome"] == outcome and mine[0]["reason"] == reason, (ident, mine[0])
+            assert mine[0]["vips"] == [vip]
+            assert mine[0]["level"] == ("warning" if outcome == "rejected-identity" else "info")
+        # ".*@123456" on the list is not a pattern: bob stays off
+        bob = [d for d in decisions if d["identity"] == "bob@123456"]
+        assert [d["outcome"] for d in bob] == ["not-on-list"]
+        assert lab.routed(ike.backend) == {va: 123456}
+        assert not list(marker.parent.glob(marker.name + "*")), "an identity was executed"
+    finally:
+        if ike.proc is not None:
+            ike.kill_watch()
+        for f in marker.parent.glob(marker.name + "*"):
+            f.unlink()
+
+
+def _delete_by_hand(ike: Ike, vip: str) -> None:
+    """Remove one user's policy behind watch's back, in the backend's own terms."""
+    ns = ike.lab.ns
+    if ike.backend == "marks":
+        sh("ip", "netns", "exec", ns, "nft", "delete", "element", "ip", "ikemgr_policy", "users", f"{{ {vip} }}")
+        return
+    for src, dst, table in ike.lab.user_rules():
+        if src == vip:
+            sh("ip", "-n", ns, "rule", "del", "priority", "29000", "from", src, "to", dst, "table", table)
+
+
+def test_periodic_reconcile_repairs_drift(ike: Ike) -> None:
+    """policy.reconcile_interval: 1 — a rule deleted by hand comes back with no event at all."""
+    lab = ike.lab
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        ike.metrics_port = s.getsockname()[1]
+    ike.reconfigure("-fast", policy={"reconcile_interval": 1})
+    try:
+        ike.start_watch()
+        ike.initiate("alice")
+        va = _vip_of(ike, "alice@123456")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 5, "alice's rule did not appear")
+        time.sleep(1.2)  # a periodic reconcile with nothing to correct
+        before = ike.metric("ikemgr_reconcile_corrections_total")
+        seen = len(ike.records())
+        t0 = time.monotonic()
+        _delete_by_hand(ike, va)
+        assert lab.routed(ike.backend) == {}
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 4, "the periodic reconcile did not repair")
+        assert time.monotonic() - t0 < 3.0
+        after = ike.records()[seen:]
+        adds = [r for r in after if r.get("event") == "rule-add"]
+        assert [r["vip"] for r in adds] == [va]
+        fixes = [r for r in after if r.get("event") == "reconcile" and r["added"] >= 1]
+        assert fixes and fixes[0]["sas"] == 1, after
+        assert not [r for r in after if r.get("event") in ("decision", "rule-remove", "allow-list")], after
+        assert ike.metric("ikemgr_reconcile_corrections_total") >= before + 1
+    finally:
+        if ike.proc is not None:
+            ike.kill_watch()
+
+
+@pytest.mark.parametrize("ike", ["marks"], indirect=True)
+def test_sighup_rereads_the_allow_list(ike: Ike) -> None:
+    """reconcile_interval: 3600 — SIGHUP alone brings a connected user's new grant in."""
+    lab = ike.lab
+    ike.reconfigure("-slow", policy={"reconcile_interval": 3600})
+    try:
+        ike.start_watch()
+        ike.initiate("bob")
+        vb = _vip_of(ike, "bob@123456")
+        wait_for(lambda: ike.log_events("decision"), 5, "no decision for bob")
+        assert lab.routed(ike.backend) == {}
+        seen = len(ike.records())
+        ike.allow.write_text(ike.allow.read_text() + "bob@123456\n")
+        assert ike.proc is not None
+        t0 = time.monotonic()
+        ike.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: lab.routed(ike.backend) == {vb: 123456}, 3, "SIGHUP did not bring bob's rule")
+        assert time.monotonic() - t0 < 1.0
+        # through SIGHUP's full reconcile, not the allow-list poll (which logs "allow-list")
+        after = [r for r in ike.records()[seen:] if r.get("event") in ("allow-list", "rule-add", "reconcile")]
+        assert [r["event"] for r in after[:2]] == ["rule-add", "reconcile"], after
+        assert after[1]["added"] == 1
+        assert ike.proc.poll() is None  # SIGHUP does not stop watch
+    finally:
+        if ike.proc is not None:
+            ike.kill_watch()
+
+
+@pytest.mark.parametrize("ike", ["marks"], indirect=True)
+def test_grant_expiry_reaches_a_connected_user(ike: Ike, tmp_path: Path) -> None:
+    """SQLite store: a grant's valid_until passes while alice is connected; her rule goes
+    within watch's allow-list poll (5 s), with no sync and no write to the store."""
+    lab = ike.lab
+    ike.reconfigure("-store", database={"url": f"sqlite:///{tmp_path / 'ikemgr.db'}"},
+                    policy={"reconcile_interval": 3600})
+    ike.store = True
+    until = datetime.now(UTC) + timedelta(seconds=4)
+    p = lab.ikemgr("grant", "add", "alice@123456", "--until", until.isoformat(timespec="milliseconds"),
+                   "--config", str(ike.cfg), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["data"]["grant"]["valid_until"] is not None
+    try:
+        ike.start_watch()
+        ike.initiate("alice")
+        va = _vip_of(ike, "alice@123456")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 5, "alice's rule did not appear")
+        while (until - datetime.now(UTC)).total_seconds() > 0.3:  # in force until the end
+            assert lab.routed(ike.backend) == {va: 123456}
+            time.sleep(0.1)
+        wait_for(lambda: datetime.now(UTC) >= until, 2, "clock")
+        expired = time.monotonic()
+        wait_for(lambda: lab.routed(ike.backend) == {}, 8, "the expired grant's rule stayed")
+        assert time.monotonic() - expired < 5.5  # the 5 s allow-list poll, plus one tick
+        ev = [r["event"] for r in ike.records() if r.get("event") in ("allow-list", "rule-remove")]
+        assert ev == ["allow-list", "rule-remove"], ev
+        assert ike.vips()  # alice is still connected: only her lab VLAN went
     finally:
         if ike.proc is not None:
             ike.kill_watch()
