@@ -58,6 +58,8 @@ class CharonInstance:
                                                           *RESPONDER_PLUGINS])
     charon_settings: str = ""  # extra text placed inside charon { } (install_routes, eap-radius …)
     threads: int = 16  # fewer than 16 leaves no worker for VICI: every request hangs (lab-recipe)
+    # added to charon's environment; charon hands PATH on to updown scripts (hook mode)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -156,7 +158,8 @@ swanctl {{
         out = open(self.workdir / "charon.stdout", "wb")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         env={**os.environ, **self.env} if self.env else None)
         finally:
             out.close()
         self.pidfile.write_text(f"{self.proc.pid}\n")
