@@ -9,8 +9,10 @@ a full tunnel, EAP-MSCHAPv2 with a password or EAP-TLS with a certificate.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from ikemgr.adapters.charon import (
     CharonInstance,
 )
 from ikemgr.config.schema import Config
+from ikemgr.core.contexts import plugin_loads
 from ikemgr.lab.model import Client
 
 RADIUS_ID = "radius.lab.test"
@@ -35,8 +38,14 @@ def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> 
     ss = cfg.strongswan
     plugins = [*BASE_PLUGINS, *(LIBIPSEC_PLUGINS if ss.kernel_ipsec == "libipsec" else NETLINK_PLUGINS),
                *RESPONDER_PLUGINS]
-    if ss.farp:
-        plugins.append("farp")
+    # every optional plugin the rendered plugin-load files switch on (farp; updown in hook mode)
+    plugins += [name for name, load in plugin_loads(cfg).items() if load and name not in plugins]
+    env: dict[str, str] = {}
+    if ss.updown is not None:
+        # charon runs updown with nothing but PLUTO_* and its own PATH: scripts/ikemgr-updown
+        # finds `ikemgr` there, so put this ikemgr (the venv's) first
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
+                                       os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
     r = cfg.routing
     install = "yes" if (r.install_routes or ss.kernel_ipsec == "libipsec") else "no"
     settings = (f"    install_routes = {install}\n"
@@ -46,7 +55,7 @@ def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> 
                 f"        include {rendered}/strongswan.d/charon/eap-radius.conf\n"
                 "    }\n")
     return CharonInstance(workdir, netns=netns, plugins=plugins, charon_settings=settings,
-                          threads=ss.threads)
+                          threads=ss.threads, env=env)
 
 
 def install_rendered_swanctl(inst: CharonInstance, rendered: Path) -> None:

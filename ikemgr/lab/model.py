@@ -128,6 +128,10 @@ class LabConfig(_Strict):
     directory: Directory = Directory()
     allow: list[LabIdentity] = Field(default_factory=list, description="the registration DB")
     clients: list[Client] = Field(default_factory=list)
+    policy_engine: Literal["watch", "hook"] = Field(
+        default="watch", description="what follows the sessions on the gateway: `ikemgr watch` "
+        "(daemon on VICI), or `hook` (no watch; charon's updown runs `ikemgr hook`, so the "
+        "config must set strongswan.updown)")
 
     @model_validator(mode="after")
     def _unique(self) -> LabConfig:

@@ -62,13 +62,23 @@ class Phases:
     times: list[tuple[str, float, str]] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
 
-    def run(self, name: str, fn: Callable[[], str | None]) -> None:
+    def run(self, name: str, fn: Callable[[], str | None],
+            log: tuple[str, Callable[[], Path | None]] | None = None) -> None:
+        """Run one phase; a failure names it and carries ``log``'s tail (daemon, path)."""
         start = time.monotonic()
         self.report(f"[{start - self.t0:5.1f}s] {name} …")
         try:
             detail = fn() or ""
         except IkemgrError as e:
-            raise ApplyFailed(f"lab up: phase '{name}' failed: {e.message}") from None
+            msg = f"lab up: phase '{name}' failed: {e.message}"
+            path = log[1]() if log is not None else None
+            if log is not None and path is not None and path.exists():
+                # the tail, unless the error already ends with it (a daemon that did not come up)
+                if procs.tail(path, 1) in e.message:
+                    msg += f"; {log[0]} log: {path}"
+                else:
+                    msg += f"; {log[0]} log tail ({path}): {procs.tail(path)}"
+            raise ApplyFailed(msg) from None
         took = time.monotonic() - start
         self.times.append((name, took, detail))
         self.report(f"[{time.monotonic() - self.t0:5.1f}s] {name}: {took:.2f}s {detail}".rstrip())
@@ -87,6 +97,9 @@ class Lab:
         self.lab: LabConfig = lab_of(cfg)
         self.topo: Topology = plan(cfg)
         self.state = self.lab.state_dir
+        if self.lab.policy_engine == "hook" and cfg.strongswan.updown is None:
+            raise UsageError("lab.policy_engine: hook needs strongswan.updown (e.g. "
+                             "<repo>/scripts/ikemgr-updown --config <this file>)")
 
     # ------------------------------------------------------------------ paths / names
     def ns(self, node: str) -> str:
@@ -130,11 +143,11 @@ class Lab:
         ph.run("clean", lambda: self._down_detail(self.down()))
         ph.run("topology", self._topology)
         ph.run("pki", self._pki)
-        ph.run("ldap", self._ldap)
+        ph.run("ldap", self._ldap, log=("slapd", lambda: self.state / "ldap" / "slapd.out"))
         ph.run("render", self._render)
-        ph.run("radius", self._radius)
-        ph.run("registration db", self._grants)
-        ph.run("gateway charon", self._gateway)
+        ph.run("radius", self._radius, log=("FreeRADIUS", lambda: self.radius_log))
+        ph.run("registration db", self._grants, log=("PostgreSQL", self._postgres_log))
+        ph.run("gateway charon", self._gateway, log=("charon", lambda: self.gateway().log))
         ph.run("apply", self._apply)
         ph.run("watch", self._watch)
         ph.run("destinations", self._destinations)
@@ -267,6 +280,11 @@ class Lab:
             self.ikemgr("grant", "add", identity, "--note", "lab", netns=self.ns("gw"))
         return f"{len(self.lab.allow)} grants, {where}"
 
+    def _postgres_log(self) -> Path | None:
+        if not self.cfg.database.url.startswith("postgresql"):
+            return None
+        return self.state / "postgres" / "postgres.log"
+
     def _render(self) -> str:
         self._radius_secret()
         out = self.ikemgr("render", "--out", str(self.rendered))
@@ -286,6 +304,8 @@ class Lab:
         return f"{len(out.get('data', {}).get('changes', []))} changes"
 
     def _watch(self) -> str:
+        if self.lab.policy_engine == "hook":
+            return f"none: hook mode (charon's updown runs {self.cfg.strongswan.updown})"
         log = self.state / "watch.log"
         argv = ikemgr_argv("watch", "-c", str(self.config_path))
         pid = procs.start(self.state, "watch", self.ns("gw"), argv, log)
