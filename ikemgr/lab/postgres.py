@@ -60,7 +60,9 @@ def start(url: str, workdir: Path, state_dir: Path, netns: str) -> int:
         f.write("# the lab: only the lab's namespaces can reach this server\nhost all all 0.0.0.0/0 trust\n")
     log = workdir / "postgres.log"
     argv = _as_postgres(str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
-                        "-c", f"listen_addresses={host}", "-c", "fsync=off", "-c", "max_connections=40")
+                        "-c", f"listen_addresses={host}", "-c", "fsync=off", "-c", "max_connections=40",
+                        # commit times: the e2e tests measure commit (NOTIFY) → kernel rule
+                        "-c", "track_commit_timestamp=on")
     pid = procs.start(state_dir, "postgres", netns, argv, log)
 
     def ready() -> bool:
