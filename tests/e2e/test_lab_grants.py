@@ -11,32 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from labtools import rules_for, until
 
 from ikemgr.lab.runner import Lab
 
 pytestmark = pytest.mark.e2e
 
 EXE = Path(sys.executable).parent / "ikemgr"
-
-
-def _rules_for(lab: Lab, vip: str) -> list[dict]:
-    r = subprocess.run(["ip", "-j", "-n", lab.ns("gw"), "rule", "show"], capture_output=True, text=True,
-                       check=True)
-    return [x for x in json.loads(r.stdout) if x.get("src") == vip]
-
-
-def _until(pred, timeout: float) -> float | None:  # type: ignore[no-untyped-def]
-    """Seconds until pred() held, or None if it did not within timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    return None
 
 
 def _ikemgr(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,24 +32,24 @@ def test_grant_add_and_remove_reach_a_connected_user_within_a_second(lab: Lab) -
     bob = lab.lab.client("bob")
     vip = lab.vip(bob)
     assert vip is not None, "bob is connected by `lab up`"
-    assert _rules_for(lab, vip) == []
+    assert rules_for(lab, vip) == []
     try:
         r = _ikemgr(lab.config_path, "grant", "add", "bob@123456", "--note", "e2e")
         assert r.returncode == 0, r.stdout + r.stderr
-        took = _until(lambda: len(_rules_for(lab, vip)) == 1, timeout=3.0)
+        took = until(lambda: len(rules_for(lab, vip)) == 1, timeout=3.0)
         assert took is not None and took <= 1.0, f"rule after {took}s"
-        assert _rules_for(lab, vip)[0]["table"] == "gw123456"
+        assert rules_for(lab, vip)[0]["table"] == "gw123456"
     finally:
         r = _ikemgr(lab.config_path, "grant", "remove", "bob@123456")
     assert r.returncode == 0, r.stdout + r.stderr
-    took = _until(lambda: _rules_for(lab, vip) == [], timeout=3.0)
+    took = until(lambda: rules_for(lab, vip) == [], timeout=3.0)
     assert took is not None and took <= 1.0, f"rule still there after {took}s"
 
 
 def test_sync_applies_a_new_and_a_revoked_grant_to_live_sessions(lab: Lab, tmp_path: Path) -> None:
     bob = lab.lab.client("bob")
     vip = lab.vip(bob)
-    assert vip is not None and _rules_for(lab, vip) == []
+    assert vip is not None and rules_for(lab, vip) == []
     listing = tmp_path / "userlist.txt"
     config = tmp_path / "lab-sync.yaml"
     config.write_text(lab.config_path.read_text() + f"""
@@ -79,15 +63,15 @@ sync:
     out = json.loads(r.stdout)["data"]
     assert out["reconciled"] is True and out["summary"]["added"] == 1
     # sync's own reconcile has put the rule in place by the time it returns
-    assert len(_rules_for(lab, vip)) == 1
+    assert len(rules_for(lab, vip)) == 1
     listing.write_text("nobody@123457\n")  # bob revoked; removing 1 of few grants needs --force
     refused = _ikemgr(config, "sync", "--netns", lab.ns("gw"))
     assert refused.returncode == 4, refused.stdout
-    assert len(_rules_for(lab, vip)) == 1  # refused: nothing changed
+    assert len(rules_for(lab, vip)) == 1  # refused: nothing changed
     r = _ikemgr(config, "sync", "--netns", lab.ns("gw"), "--force")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["data"]["reconciled"] is True
-    assert _rules_for(lab, vip) == []
+    assert rules_for(lab, vip) == []
     # leave the shared lab as it was: no file-sourced grants
     r = _ikemgr(lab.config_path, "grant", "remove", "nobody@123457", "--source", "regdb")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -126,14 +110,14 @@ sync:
         r = _ikemgr(config, "sync", "--netns", lab.ns("gw"))
         assert r.returncode == 0, r.stdout + r.stderr
         vip = lab.vip(bob)
-        assert vip is not None and len(_rules_for(lab, vip)) == 1
+        assert vip is not None and len(rules_for(lab, vip)) == 1
         listing.write_text("nobody@123457\n")
         r = _ikemgr(config, "sync", "--netns", lab.ns("gw"))
         assert r.returncode == 0, r.stdout + r.stderr
         assert json.loads(r.stdout)["data"]["reconciled"] is True
         # charon sends the DELETE; bob's client loses its SA, the gateway its rule
-        assert _until(lambda: lab.vip(bob) is None, timeout=10.0) is not None
-        assert _until(lambda: _rules_for(lab, vip) == [], timeout=3.0) is not None
+        assert until(lambda: lab.vip(bob) is None, timeout=10.0) is not None
+        assert until(lambda: rules_for(lab, vip) == [], timeout=3.0) is not None
         ids = {s.get("remote-eap-id") or s.get("remote-id") for s in lab.gateway_sas()}
         assert "bob@123456" not in ids
         assert "alice@123456" in ids  # nobody else was touched

@@ -10,12 +10,11 @@ gateway charon's log (charon logs what its updown prints).
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import time
 
 import pytest
+from labtools import rules_for, until
 
 from ikemgr.config.load import load
 from ikemgr.lab import procs, sourcelog
@@ -26,21 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root]
 WRAPPER = REPO / "scripts" / "ikemgr-updown"
 UPDOWN_RE = re.compile(r"(<[^>]+\|\d+>) updown: (.*)$")
 UPDOWN_PIECE = 127
-
-
-def _rules_for(lab: Lab, vip: str) -> list[dict]:
-    r = subprocess.run(["ip", "-j", "-n", lab.ns("gw"), "rule", "show"], capture_output=True, text=True,
-                       check=True)
-    return [x for x in json.loads(r.stdout) if x.get("src") == vip]
-
-
-def _until(pred, timeout: float) -> float | None:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    return None
 
 
 def _hook_lines(lab: Lab) -> list[str]:
@@ -110,8 +94,8 @@ def test_hook_mode_over_eap_follows_alice_and_nobody_else(lab_variant) -> None: 
         for name in ("bob", "carol"):
             assert rows[name]["lab_host_saw"] == rows[name]["vip"], rows[name]
             assert rows[name]["path"].startswith("ens2 ")
-            assert _rules_for(lab, rows[name]["vip"]) == []
-        assert [r["table"] for r in _rules_for(lab, alice_vip)] == ["gw123456"]
+            assert rules_for(lab, rows[name]["vip"]) == []
+        assert [r["table"] for r in rules_for(lab, alice_vip)] == ["gw123456"]
 
         # the identity the hook used is the EAP one (PLUTO_XAUTH_ID): charon's IKE identity
         # of alice, which would be PLUTO_PEER_ID, is her client's address
@@ -130,15 +114,15 @@ def test_hook_mode_over_eap_follows_alice_and_nobody_else(lab_variant) -> None: 
         alice = lab.lab.client("alice")
         r = lab.disconnect(alice)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert _until(lambda: _rules_for(lab, alice_vip) == [], 10.0) is not None, "rule stayed"
+        assert until(lambda: rules_for(lab, alice_vip) == [], 10.0) is not None, "rule stayed"
         # charon logs the hook's output as it reads it, possibly just after the kernel change
-        assert _until(lambda: any("rule removed" in ln and alice_vip in ln for ln in _hook_lines(lab)),
+        assert until(lambda: any("rule removed" in ln and alice_vip in ln for ln in _hook_lines(lab)),
                       5.0) is not None
         r = lab.connect(alice)
         assert r.returncode == 0, r.stdout + r.stderr
         vip = lab.vip(alice)
         assert vip is not None
-        assert _until(lambda: len(_rules_for(lab, vip)) == 1, 10.0) is not None, "no rule after reconnect"
+        assert until(lambda: len(rules_for(lab, vip)) == 1, 10.0) is not None, "no rule after reconnect"
         lab_host = lab.lab_host_for(alice)[2]
         assert sourcelog.probe(lab.ns("alice"), lab_host, lab.lab.port) == "10.2.0.253"
         assert not _watch_running(lab)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+from labtools import rules_for, until
 
 from ikemgr.config.load import load
 from ikemgr.lab import procs
@@ -36,22 +37,6 @@ IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 PG_URL = "postgresql+psycopg://postgres@10.5.0.20:5432/ikemgr"
 RECONCILE_INTERVAL = 3600
 ALLOW_POLL = 5.0  # Watcher's allow-list re-read timer (watch does not set it)
-
-
-def _rules_for(lab: Lab, vip: str) -> list[dict]:
-    r = subprocess.run(["ip", "-j", "-n", lab.ns("gw"), "rule", "show"], capture_output=True, text=True,
-                       check=True)
-    return [x for x in json.loads(r.stdout) if x.get("src") == vip]
-
-
-def _until(pred, timeout: float) -> float | None:  # type: ignore[no-untyped-def]
-    """Seconds until pred() held, or None if it did not within timeout."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if pred():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    return None
 
 
 def _ikemgr_gw(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
@@ -120,12 +105,12 @@ def test_allow_list_in_postgresql_drives_the_lab_vlan_path(lab_variant) -> None:
         assert int(_psql(lab, "SELECT count(*) FROM pg_stat_activity "
                               "WHERE query = 'LISTEN ikemgr_grants'")) >= 1
         vip = rows["alice"]["vip"]
-        assert [x["table"] for x in _rules_for(lab, vip)] == ["gw123456"]
+        assert [x["table"] for x in rules_for(lab, vip)] == ["gw123456"]
         times = {}
 
-        times["remove"], _ = _grant_to_kernel(lab, lambda: _rules_for(lab, vip) == [], "remove", "alice@123456")
+        times["remove"], _ = _grant_to_kernel(lab, lambda: rules_for(lab, vip) == [], "remove", "alice@123456")
         assert 0 <= times["remove"] <= 1.0, times
-        times["add"], refreshed = _grant_to_kernel(lab, lambda: len(_rules_for(lab, vip)) == 1, "add",
+        times["add"], refreshed = _grant_to_kernel(lab, lambda: len(rules_for(lab, vip)) == 1, "add",
                                                    "alice@123456", "--note", "lab")
         assert 0 <= times["add"] <= 1.0, times
         # `refreshed`: watch re-read the allow-list (and restarted its timer) just before it
@@ -135,14 +120,14 @@ def test_allow_list_in_postgresql_drives_the_lab_vlan_path(lab_variant) -> None:
         assert _psql(lab, "DELETE FROM ikemgr_grants WHERE account = 'alice' AND vlan = 123456") == "DELETE 1"
         deleted = time.monotonic()
         assert deleted - refreshed < 2.5, deleted - refreshed
-        assert _until(lambda: _rules_for(lab, vip) == [], timeout=1.5) is None, \
+        assert until(lambda: rules_for(lab, vip) == [], timeout=1.5) is None, \
             "a change without NOTIFY was applied at once: something else than NOTIFY woke watch"
-        silent = _until(lambda: _rules_for(lab, vip) == [], timeout=ALLOW_POLL + 2.0)
+        silent = until(lambda: rules_for(lab, vip) == [], timeout=ALLOW_POLL + 2.0)
         assert silent is not None, "the allow-list timer did not catch the change either"
         times["no-notify"] = round(time.monotonic() - deleted, 2)
         assert times["no-notify"] > 1.5
 
-        times["add again"], _ = _grant_to_kernel(lab, lambda: len(_rules_for(lab, vip)) == 1, "add",
+        times["add again"], _ = _grant_to_kernel(lab, lambda: len(rules_for(lab, vip)) == 1, "add",
                                               "alice@123456", "--note", "lab")
         assert 0 <= times["add again"] <= 1.0, times
         print(f"commit → kernel rule (s): {times}")
