@@ -13,8 +13,9 @@ so an unreachable source, a query error or a truncated file leaves the store as 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -61,13 +62,31 @@ class SyncOutcome:
         return self.plan.revoked_pairs() | frozenset(g.pair for g in self.suspended)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while one sync builds its lists.
+
+    A sync of 100,000 grants allocates about a million objects, none of them in reference
+    cycles; the collector would scan them again and again as they pile up (measured: a
+    quarter of the sync's time). Reference counting frees them as usual; collection
+    resumes when the sync ends.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: str, dry_run: bool = False,
              force: bool = False, on_change: OnChange | None = None, lock: bool = True,
              check_accounts: CheckAccounts | None = None) -> SyncOutcome:
     """One sync. Raises BackendUnavailable (source/ldap/db), Refused (valve, lock) before any write."""
     local = held(cfg.sync.lock_file, cfg.sync.lock_timeout) if lock and not dry_run else nullcontext()
     shared = store.shared_lock(cfg.sync.lock_timeout) if lock and not dry_run else nullcontext()
-    with local, shared:
+    with local, shared, _gc_paused():
         try:
             fetched = fetch()
         except BackendUnavailable as e:
