@@ -270,3 +270,10 @@ def test_control_characters_are_rejected_exactly(value: str) -> None:
     has_control = any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
     v = validate([entry(value)], G, NOW)
     assert has_control == any("control" in r.reason for r in v.rejected)
+
+
+def test_head_revision_constant_is_the_migration_scripts_head() -> None:
+    """store.migrate skips importing Alembic when the database is at HEAD_REVISION."""
+    from ikemgr.store.migrate import HEAD_REVISION, head_revision
+
+    assert head_revision() == HEAD_REVISION
