@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -370,10 +371,11 @@ class ConntrackFlusher:
     Any conntrack dump walks the kernel's whole (machine-wide) conntrack hash table:
     measured here ~15-35 ms per ``conntrack -D -s VIP`` and ~50 ms per netlink dump,
     whatever the number of matching entries. So VIPs queued while a flush runs are
-    coalesced, and each run is ONE netlink dump of this namespace's table (pyroute2, in a
-    thread inside the gateway's netns) that deletes the entries whose original source is
-    one of the VIPs. Runs are at least ``min_gap`` (1 s) apart so a burst costs one dump
-    and the event path keeps the CPU.
+    coalesced, and each run is ONE netlink dump of this namespace's table that deletes the
+    entries whose original source is one of the VIPs. The dump is parsed in a child
+    process (adapters/ctflush.py), so it never holds the interpreter lock the event thread
+    needs; this thread only waits on a pipe. Runs are at least ``min_gap`` (1 s) apart so a
+    burst costs one dump.
     """
 
     def __init__(self, netns: str | None, enabled: bool = True, min_gap: float = 1.0) -> None:
@@ -387,7 +389,7 @@ class ConntrackFlusher:
         self.flushed = 0
         self.deleted = 0
         self.runs = 0
-        self._ct: Any = None
+        self._child: subprocess.Popen[str] | None = None
         self._t: threading.Thread | None = None
         if enabled:
             self._t = threading.Thread(target=self._run, name="ikemgr-conntrack", daemon=True)
@@ -401,21 +403,12 @@ class ConntrackFlusher:
             self._cv.notify()
 
     def _run(self) -> None:
-        if self.netns:
-            from pyroute2 import netns as pr_netns
-
-            try:
-                pr_netns.setns(self.netns, flags=0)
-            except OSError as e:
-                log.error("conntrack flusher cannot enter netns %s: %s", self.netns, e)
-                return
         while True:
             with self._cv:
                 while not self._pending and not self._stop:
                     self._cv.wait()
                 if self._stop and not self._pending:
-                    if self._ct is not None:
-                        self._ct.close()
+                    self._stop_child()
                     return
                 batch, self._pending = sorted(self._pending), set()
                 self._busy = True
@@ -432,19 +425,41 @@ class ConntrackFlusher:
                 self._cv.wait_for(lambda: self._stop, timeout=self.min_gap)
 
     def _flush_once(self, vips: set[str]) -> int:
-        if self._ct is None:
-            from pyroute2 import Conntrack
+        """One flush by the child process (started on first use, restarted if it died)."""
+        child = self._child
+        if child is None or child.poll() is not None:
+            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+            child = self._child = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "ikemgr.adapters.ctflush"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1)
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write("".join(f"{v}\n" for v in sorted(vips)) + "\n")
+            child.stdin.flush()
+            reply = child.stdout.readline().strip()
+        except OSError as e:
+            self._stop_child()
+            raise RuntimeError(f"conntrack flusher process: {e}") from None
+        if not reply:
+            self._stop_child()
+            raise RuntimeError("conntrack flusher process ended")
+        if reply.startswith("error "):
+            raise RuntimeError(reply.removeprefix("error "))
+        return int(reply)
 
-            self._ct = Conntrack()
-        deleted = 0
-        for entry in list(self._ct.dump_entries()):
-            if entry.tuple_orig is not None and entry.tuple_orig.saddr in vips:
-                try:
-                    self._ct.delete(entry)
-                    deleted += 1
-                except Exception:  # the entry timed out meanwhile
-                    continue
-        return deleted
+    def _stop_child(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        try:
+            if child.stdin is not None:
+                child.stdin.close()  # end of input: the child exits
+            child.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            child.kill()
+            child.wait(timeout=5)
+        if child.stdout is not None:
+            child.stdout.close()
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """For tests and orderly exit: wait until everything queued has been flushed."""
