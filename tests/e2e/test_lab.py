@@ -12,15 +12,16 @@ import json
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from labtools import rules_for
 
 from ikemgr.lab import charons, sourcelog
 from ikemgr.lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
-
 
 
 def _status(lab: Lab) -> dict:
@@ -34,12 +35,6 @@ def _status(lab: Lab) -> dict:
 
 def _user(lab: Lab, vip: str) -> dict | None:
     return next((u for u in _status(lab)["users"] if u["vip"] == vip), None)
-
-
-def _rules_for(lab: Lab, vip: str) -> list[dict]:
-    r = subprocess.run(["ip", "-j", "-n", lab.ns("gw"), "rule", "show"], capture_output=True, text=True,
-                       check=True)
-    return [x for x in json.loads(r.stdout) if x.get("src") == vip]
 
 
 def _wait(pred, timeout: float = 10.0, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
@@ -141,6 +136,14 @@ def test_alice_reaches_her_lab_vlan_as_broadcast_minus_2(lab: Lab) -> None:
     assert snat in (lab.state / "seen" / "lab1.log").read_text().split()
     # her campus traffic also leaves through the lab VLAN
     assert _seen(lab, "alice", str(lab.lab.campus.server)) == snat
+    # and ikemgr's status shows her session as charon counts it: since when, bytes both ways
+    vip = lab.vip(lab.lab.client("alice"))
+    assert vip is not None
+    me = _user(lab, vip)
+    assert me is not None and me["identity"] == "alice@123456" and me["vlan"] == 123456, me
+    assert me["in_kernel"] is True and me["bytes_in"] > 0 and me["bytes_out"] > 0, me
+    since = datetime.fromisoformat(me["since"])
+    assert timedelta(0) <= datetime.now(UTC) - since < timedelta(hours=1), me
 
 
 def test_eap_tls_user_reaches_the_second_vlan(lab: Lab) -> None:
@@ -156,7 +159,7 @@ def test_bob_and_carol_never_reach_a_lab_vlan_with_its_snat_address(lab: Lab) ->
             seen = _seen(lab, name, str(h.address))
             assert seen not in snats, f"{name} reached {h.address} as {seen}"
             assert seen == vip  # the general campus path: the VIP, unchanged
-        assert _rules_for(lab, vip) == []
+        assert rules_for(lab, vip) == []
         user = _user(lab, vip)
         assert user is not None and user["in_kernel"] is False
         assert user["outcome"] == ("not-on-list" if name == "bob" else "no-vlan")
@@ -165,23 +168,23 @@ def test_bob_and_carol_never_reach_a_lab_vlan_with_its_snat_address(lab: Lab) ->
 def test_disconnect_removes_alices_rule_and_reconnect_restores_it(lab: Lab) -> None:
     alice = lab.lab.client("alice")
     vip = lab.vip(alice)
-    assert _wait(lambda: len(_rules_for(lab, vip)) == 1)
+    assert _wait(lambda: len(rules_for(lab, vip)) == 1)
     user = _user(lab, vip)
     assert user is not None and user["outcome"] == "allowed"
     assert user["in_kernel"] is True and user["kernel_vlan"] == 123456
-    rule = _rules_for(lab, vip)[0]
+    rule = rules_for(lab, vip)[0]
     assert rule["table"] == "gw123456"
     assert rule["dst"] == "10.0.0.0" and rule["dstlen"] == 8
     r = lab.disconnect(alice)
     assert r.returncode == 0, r.stdout
-    assert _wait(lambda: _rules_for(lab, vip) == []), _rules_for(lab, vip)
+    assert _wait(lambda: rules_for(lab, vip) == []), rules_for(lab, vip)
     assert lab.vip(alice) is None
     assert _user(lab, vip) is None and _status(lab)["out_of_sync"] == 0
     r = lab.connect(alice)
     assert r.returncode == 0, r.stdout
     new_vip = lab.vip(alice)
     assert new_vip is not None
-    assert _wait(lambda: len(_rules_for(lab, new_vip)) == 1)
+    assert _wait(lambda: len(rules_for(lab, new_vip)) == 1)
     assert _wait(lambda: (_user(lab, new_vip) or {}).get("in_kernel") is True)
     host, snat = _lab_host(lab, 123456), _snat(lab, 123456)
     assert _wait(lambda: _seen(lab, "alice", host) == snat)
