@@ -427,6 +427,11 @@ class Watcher:
         self.stop = False
         self.hup = False
         self.reconnects = 0
+        # the change listener while the database is away: retry with backoff, log the
+        # transitions (not every tick), and re-read the allow-list once it is back
+        self._listener_down = False
+        self._listener_retry_at = 0.0
+        self._listener_backoff = 1.0
 
     def install_signals(self) -> None:
         def term(signum: int, frame: FrameType | None) -> None:
@@ -477,12 +482,28 @@ class Watcher:
     def _store_changed(self) -> bool:
         if self.changes is None:
             return False
-        try:
-            return self.changes.wait(0)
-        except BackendUnavailable as e:
-            log.warning("allow-list change listener: %s", e.message,
-                        extra={"fields": {"event": "backend-down", "backend": e.backend}})
+        now = time.monotonic()
+        if now < self._listener_retry_at:
             return False
+        try:
+            changed = self.changes.wait(0)
+        except BackendUnavailable as e:
+            if not self._listener_down:
+                log.warning("allow-list change listener: %s; retrying with backoff (up to %.0f s), "
+                            "the allow-list poll keeps serving the last good list", e.message,
+                            self.backoff_max,
+                            extra={"fields": {"event": "backend-down", "backend": e.backend}})
+            self._listener_down = True
+            self._listener_retry_at = now + self._listener_backoff
+            self._listener_backoff = min(self._listener_backoff * 2, self.backoff_max)
+            return False
+        if self._listener_down:
+            log.info("allow-list change listener is back",
+                     extra={"fields": {"event": "backend-up", "backend": "db"}})
+            self._listener_down = False
+            self._listener_backoff = 1.0
+            return True  # notifications sent while it was away are lost: re-read now
+        return changed
 
     def _loop(self, ev: vici_adapter.EventSession, cmd: vici_adapter.CommandSession) -> None:
         interval = self.engine.cfg.policy.reconcile_interval

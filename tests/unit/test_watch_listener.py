@@ -1,0 +1,50 @@
+"""Watcher._store_changed while the database is away: backoff, one warning, a re-read when back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from ikemgr import reconcile
+from ikemgr.errors import BackendUnavailable
+from ikemgr.reconcile import Watcher
+
+
+class Listener:
+    """A change listener whose database is down for the first ``down`` calls."""
+
+    def __init__(self, down: int, clock: dict[str, float]) -> None:
+        self.down = down
+        self.clock = clock
+        self.calls: list[float] = []
+
+    def wait(self, timeout: float) -> bool:
+        self.calls.append(self.clock["t"] - 1000.0)
+        if len(self.calls) <= self.down:
+            raise BackendUnavailable("db", "connection refused")
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+def test_outage_backs_off_warns_once_and_rereads_when_back(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(reconcile.time, "monotonic", lambda: clock["t"])
+    lst = Listener(down=3, clock=clock)
+    w = Watcher(engine=None, uri="unix:///nonexistent", changes=lst, backoff_max=8.0)  # type: ignore[arg-type]
+    seen: list[Any] = []
+    with caplog.at_level(logging.INFO, logger="ikemgr"):
+        # ticks every 0.5 s for 20 s: attempts at 0, 1, 3 (backoff 1, 2, 4) fail; 7 succeeds
+        for _ in range(40):
+            seen.append((clock["t"] - 1000.0, w._store_changed()))
+            clock["t"] += 0.5
+    # while down, attempts back off (1, 2, 4 s) instead of one per 0.5 s tick
+    assert [t for t in lst.calls if t <= 7.0] == [0.0, 1.0, 3.0, 7.0], lst.calls
+    assert [t for t, changed in seen if changed] == [7.0]  # back: re-read once, then quiet
+    warnings = [r for r in caplog.records if "change listener:" in r.getMessage()]
+    assert len(warnings) == 1 and "connection refused" in warnings[0].getMessage()
+    assert sum("listener is back" in r.getMessage() for r in caplog.records) == 1
