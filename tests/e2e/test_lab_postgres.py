@@ -3,7 +3,9 @@
 Besides the lab VLAN path, this proves the whole chain an administrator relies on:
 ``ikemgr grant remove|add`` on the PostgreSQL config → ``NOTIFY ikemgr_grants`` in the
 same transaction → ``ikemgr watch`` (LISTENing on the gateway) re-reads the allow-list →
-the kernel rule of a connected user goes or comes back within a second.
+the kernel rule of a connected user goes or comes back within a second; and when the
+database goes away, watch keeps serving the last good list (a user who logs in again
+during the outage still gets their rule).
 
 What else could wake watch, and why it cannot explain a second here:
 - the full reconcile runs every ``policy.reconcile_interval`` s: 3600 in this variant (and
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -131,6 +135,28 @@ def test_allow_list_in_postgresql_drives_the_lab_vlan_path(lab_variant) -> None:
                                               "alice@123456", "--note", "lab")
         assert 0 <= times["add again"] <= 1.0, times
         print(f"commit → kernel rule (s): {times}")
+
+        # the registration database goes away: watch keeps the last good list, it does not
+        # read the outage as "nobody is allowed"
+        pg_pid = int((procs.pid_dir(lab.state) / "postgres.pid").read_text())
+        os.kill(pg_pid, signal.SIGINT)  # fast shutdown: drops watch's LISTEN session too
+        assert until(lambda: not procs.alive(pg_pid), 30) is not None, "PostgreSQL did not stop"
+        watch_log = lab.state / "watch.log"
+        assert until(lambda: "serving the snapshot of" in watch_log.read_text(),
+                     ALLOW_POLL + 5.0, step=0.2) is not None, watch_log.read_text()[-2000:]
+        assert [x["table"] for x in rules_for(lab, vip)] == ["gw123456"]
+        # the change listener says it lost the database once, not on every tick
+        time.sleep(3)
+        assert watch_log.read_text().count("allow-list change listener:") == 1, watch_log.read_text()[-2000:]
+        # and a user who reconnects during the outage is decided on that last good list
+        alice = lab.lab.client("alice")
+        assert lab.disconnect(alice).returncode == 0
+        assert until(lambda: rules_for(lab, vip) == [], 10.0) is not None, "rule stayed after logout"
+        r = lab.connect(alice)
+        assert r.returncode == 0, r.stdout + r.stderr
+        again = lab.vip(alice)
+        assert again is not None
+        assert until(lambda: [x["table"] for x in rules_for(lab, again)] == ["gw123456"], 10.0) is not None
     finally:
         lab.down()
         assert procs.namespaces(v.prefix) == []
