@@ -1,4 +1,4 @@
-"""The one test gateway config: Kyoto's shape with documentation addresses.
+"""The one test gateway: Kyoto's config shape with documentation addresses, and its links.
 
 Tests vary the interface names (each fixture's namespace names its links), the campus
 prefixes and the VLAN list; everything else is the same everywhere, so it lives here once.
@@ -6,7 +6,16 @@ prefixes and the VLAN list; everything else is the same everywhere, so it lives 
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
+
+#: gateway-side interface → its address (the VLAN ones carry the SNAT address, noprefixroute)
+LINKS = {
+    "ens1": "192.0.2.1/24",
+    "ens2": "10.1.0.251/24",
+    "lab1": "10.2.0.253/24",
+    "lab2": "10.2.1.253/24",
+}
 
 
 def vlan(number: int, interface: str, third_octet: int) -> dict[str, Any]:
@@ -32,3 +41,21 @@ def gateway_doc(*, outside: str = "ens1", campus: str = "ens2",
     }
     doc.update(extra)
     return doc
+
+
+def veth_gateway(ns: str, peer: str, links: dict[str, str] = LINKS) -> None:
+    """Namespaces ``ns`` (the gateway's ends of ``links``, addressed) and ``peer`` (the other ends).
+
+    The caller deletes both namespaces when done, also when this fails half-way.
+    """
+    def ip(*argv: str) -> None:
+        subprocess.run(["ip", *argv], capture_output=True, text=True, check=True, timeout=60)
+
+    ip("netns", "add", ns)
+    ip("netns", "add", peer)
+    ip("-n", ns, "link", "set", "lo", "up")
+    for ifname, addr in links.items():
+        ip("-n", ns, "link", "add", ifname, "type", "veth", "peer", "name", f"p-{ifname}", "netns", peer)
+        ip("-n", ns, "addr", "add", addr, "dev", ifname, "noprefixroute")
+        ip("-n", ns, "link", "set", ifname, "up")
+        ip("-n", peer, "link", "set", f"p-{ifname}", "up")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gwconfig import veth_gateway
 
 pytestmark = pytest.mark.root
 
@@ -36,7 +37,6 @@ SITE = REPO / "ansible" / "site.yml"
 PROTO = "99"
 
 #: gateway-side interface → address; the VLAN ends hold the SNAT address (broadcast − 2)
-LINKS = {"ens1": "192.0.2.1/24", "ens2": "10.1.0.251/24", "lab1": "10.2.0.253/24", "lab2": "10.2.1.253/24"}
 VLAN1 = {"number": 123456, "interface": "lab1", "subnet": "10.2.0.0/24", "gateway": "10.2.0.254"}
 VLAN2 = {"number": 123457, "interface": "lab2", "subnet": "10.2.1.0/24", "gateway": "10.2.1.254"}
 #: the failure tests need no install of their own: they use the checkout's ikemgr
@@ -188,15 +188,7 @@ def site() -> Iterator[Site]:
         sh(str(VENV_BIN / "pip"), "wheel", "-q", "--no-deps", "-w", str(tmp / "wheel"), str(REPO),
            timeout=180)
         s.wheel = next((tmp / "wheel").glob("ikemgr-*.whl"))
-        sh("ip", "netns", "add", s.ns)
-        sh("ip", "netns", "add", s.peer)
-        sh("ip", "-n", s.ns, "link", "set", "lo", "up")
-        for ifname, addr in LINKS.items():
-            sh("ip", "-n", s.ns, "link", "add", ifname, "type", "veth", "peer", "name", f"p-{ifname}",
-               "netns", s.peer)
-            sh("ip", "-n", s.ns, "addr", "add", addr, "dev", ifname, "noprefixroute")
-            sh("ip", "-n", s.ns, "link", "set", ifname, "up")
-            sh("ip", "-n", s.peer, "link", "set", f"p-{ifname}", "up")
+        veth_gateway(s.ns, s.peer)
         yield s
     finally:
         for name in (s.ns, s.peer):

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ikt_apply_gw import LINKS, Gw, netns_del, sh
+from gwconfig import veth_gateway
+from ikt_apply_gw import Gw, netns_del
 
 
 @pytest.fixture
@@ -18,15 +19,7 @@ def gw(tmp_path: Path) -> Iterator[Gw]:
     suffix = secrets.token_hex(4)
     g = Gw(f"ikt-a-{suffix}", f"ikt-a-{suffix}p", tmp_path)
     try:
-        sh("ip", "netns", "add", g.ns)
-        sh("ip", "netns", "add", g.peer)
-        sh("ip", "-n", g.ns, "link", "set", "lo", "up")
-        for ifname, addr in LINKS.items():
-            sh("ip", "-n", g.ns, "link", "add", ifname, "type", "veth", "peer", "name", f"p-{ifname}",
-               "netns", g.peer)
-            sh("ip", "-n", g.ns, "addr", "add", addr, "dev", ifname, "noprefixroute")
-            sh("ip", "-n", g.ns, "link", "set", ifname, "up")
-            sh("ip", "-n", g.peer, "link", "set", f"p-{ifname}", "up")
+        veth_gateway(g.ns, g.peer)
         yield g
     finally:
         netns_del(g.ns)

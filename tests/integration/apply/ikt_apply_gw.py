@@ -18,13 +18,6 @@ from gwconfig import gateway_doc, vlan
 REPO = Path(__file__).resolve().parents[3]
 IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
 
-#: gateway-side interface → its address (the VLAN ones carry the SNAT address, noprefixroute)
-LINKS = {
-    "ens1": "192.0.2.1/24",
-    "ens2": "10.1.0.251/24",
-    "lab1": "10.2.0.253/24",
-    "lab2": "10.2.1.253/24",
-}
 
 VLAN1 = vlan(123456, "lab1", 0)
 VLAN2 = vlan(123457, "lab2", 1)
