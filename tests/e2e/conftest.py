@@ -84,3 +84,18 @@ def lab_variant(tmp_path: Path) -> Callable[..., Variant]:
         return v
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _variant_leaves_nothing_behind() -> Iterator[None]:
+    """After every e2e test: no variant namespace and no process of a variant's state dir.
+
+    Variants (``lab_variant``) use the prefix ``ikt-l-`` and state dirs ``/tmp/ikt-l-*``; the
+    session lab (``ikl-``) stays up between tests and is checked at the end of the session.
+    """
+    yield
+    left = procs.namespaces("ikt-l-")
+    assert left == [], f"namespaces left behind: {left}"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False).stdout
+    survivors = [ln for ln in ps.splitlines() if "/tmp/ikt-l-" in ln]
+    assert survivors == [], f"processes left behind: {survivors[:5]}"
