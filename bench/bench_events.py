@@ -197,8 +197,8 @@ def _send_phases(sock: socket.socket, packets: list[bytes], half: int, rate: flo
 def bench_engine(ns: str, tmp: Path, users: Path, backend: str, n: int, rate: float | None,
                  conntrack: bool) -> dict[str, float]:
     cfg = load_text(config(tmp, backend))
-    eng = build_engine(cfg, netns=ns, allow_file=users, lock_file=tmp / "lock", flush_conntrack=conntrack)
-    eng.long_lived = True  # as in watch
+    eng = build_engine(cfg, netns=ns, allow_file=users, lock_file=tmp / "lock", flush_conntrack=conntrack,
+                       long_lived=True)  # as in watch
     eng.full([])
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -333,13 +333,18 @@ def make_backend(cfg: Config, netns: str | None) -> PolicyBackend:
 
 def build_engine(cfg: Config, *, netns: str | None = None, allow_file: Path | None = None,
                  lock_file: Path | None = None, metrics: Metrics | None = None,
-                 flush_conntrack: bool = True) -> Engine:
-    """The engine as the commands use it: backend, allow-list + snapshot, lock, generation."""
+                 flush_conntrack: bool = True, long_lived: bool = False) -> Engine:
+    """The engine as the commands use it: backend, allow-list + snapshot, lock, generation.
+
+    ``long_lived`` (watch): the engine keeps its kernel index between batches and parses
+    conntrack dumps in a child process, away from the event thread.
+    """
     grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
     return Engine(
         cfg, make_backend(cfg, netns), open_allow_list(cfg, grammar, allow_file),
         lock=Lock(lock_file or cfg.policy.lock_file), generation=Generation(cfg.policy.state_dir),
-        flusher=ConntrackFlusher(netns, flush_conntrack), metrics=metrics)
+        flusher=ConntrackFlusher(netns, flush_conntrack, out_of_process=long_lived), metrics=metrics,
+        long_lived=long_lived)
 
 
 def close_engine(engine: Engine) -> None:

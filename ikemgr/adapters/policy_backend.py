@@ -372,14 +372,21 @@ class ConntrackFlusher:
     measured here ~15-35 ms per ``conntrack -D -s VIP`` and ~50 ms per netlink dump,
     whatever the number of matching entries. So VIPs queued while a flush runs are
     coalesced, and each run is ONE netlink dump of this namespace's table that deletes the
-    entries whose original source is one of the VIPs. The dump is parsed in a child
-    process (adapters/ctflush.py), so it never holds the interpreter lock the event thread
-    needs; this thread only waits on a pipe. Runs are at least ``min_gap`` (1 s) apart so a
-    burst costs one dump.
+    entries whose original source is one of the VIPs. Runs are at least ``min_gap`` (1 s)
+    apart so a burst costs one dump.
+
+    ``out_of_process`` (``watch``): the dump is parsed in a long-lived child process
+    (adapters/ctflush.py), so it never holds the interpreter lock the event thread needs;
+    this thread only waits on a pipe. Short-lived commands (hook, reconcile, sync) have no
+    event thread to protect and would pay an interpreter start per call for the child, so
+    they parse the dump in this thread, inside the namespace.
     """
 
-    def __init__(self, netns: str | None, enabled: bool = True, min_gap: float = 1.0) -> None:
+    def __init__(self, netns: str | None, enabled: bool = True, min_gap: float = 1.0,
+                 out_of_process: bool = False) -> None:
         self.netns = netns
+        self.out_of_process = out_of_process
+        self._ct: Any = None
         self.enabled = enabled
         self.min_gap = min_gap
         self._pending: set[IPv4Address] = set()
@@ -403,12 +410,21 @@ class ConntrackFlusher:
             self._cv.notify()
 
     def _run(self) -> None:
-        # start the child now, not at the first flush: its interpreter start (~0.3 s of CPU)
-        # would otherwise compete with the event burst that caused that flush
-        try:
-            self._spawn()
-        except OSError as e:
-            log.warning("conntrack flusher process did not start: %s", e)
+        if self.out_of_process:
+            # start the child now, not at the first flush: its interpreter start (~0.3 s of
+            # CPU) would otherwise compete with the event burst that caused that flush
+            try:
+                self._spawn()
+            except OSError as e:
+                log.warning("conntrack flusher process did not start: %s", e)
+        elif self.netns:
+            from pyroute2 import netns as pr_netns
+
+            try:
+                pr_netns.setns(self.netns, flags=0)
+            except OSError as e:
+                log.error("conntrack flusher cannot enter netns %s: %s", self.netns, e)
+                return
         while True:
             with self._cv:
                 while not self._pending and not self._stop:
@@ -431,7 +447,15 @@ class ConntrackFlusher:
                 self._cv.wait_for(lambda: self._stop, timeout=self.min_gap)
 
     def _flush_once(self, vips: set[str]) -> int:
-        """One flush by the child process (started on first use, restarted if it died)."""
+        """One flush: in this thread, or by the child process (restarted if it died)."""
+        if not self.out_of_process:
+            from ikemgr.adapters import ctflush
+
+            if self._ct is None:
+                from pyroute2 import Conntrack
+
+                self._ct = Conntrack()
+            return ctflush.flush(self._ct, vips)
         child = self._spawn()
         assert child.stdin is not None and child.stdout is not None
         try:
@@ -459,6 +483,9 @@ class ConntrackFlusher:
         return child
 
     def _stop_child(self) -> None:
+        if self._ct is not None:
+            ct, self._ct = self._ct, None
+            ct.close()
         child, self._child = self._child, None
         if child is None:
             return

@@ -48,8 +48,7 @@ def register(app: typer.Typer) -> None:
                 check_netns(netns)
             metrics = Metrics() if metrics_port else None
             engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file,
-                                  metrics=metrics, flush_conntrack=conntrack_flush)
-            engine.long_lived = True
+                                  metrics=metrics, flush_conntrack=conntrack_flush, long_lived=True)
             try:
                 if metrics is not None and metrics_port:
                     metrics.serve(metrics_port)

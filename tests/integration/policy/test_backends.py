@@ -4,6 +4,7 @@ real forwarded packets, restart repair, hostile identities."""
 from __future__ import annotations
 
 import logging
+import os
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -180,12 +181,14 @@ def _ct_sources(lab: Lab) -> list[str]:
     return [w.split("=", 1)[1] for line in out.splitlines() for w in line.split()[:6] if w.startswith("src=")]
 
 
-def test_conntrack_entries_of_a_vip_are_flushed_when_its_path_changes(lab: Lab) -> None:
+@pytest.mark.parametrize("long_lived", [False, True], ids=["in-thread", "child-process"])
+def test_conntrack_entries_of_a_vip_are_flushed_when_its_path_changes(lab: Lab, long_lived: bool) -> None:
     # conntrack is active on a real gateway (SNAT); here one counting rule switches it on
     sh("ip", "netns", "exec", lab.ns, "nft",
        "add table ip ikt; add chain ip ikt f { type filter hook forward priority 0; }; "
        "add rule ip ikt f ct state new counter")
-    e = make(lab, "marks", "alice@123456")
+    cfg = load(lab.config("marks"))
+    e = build_engine(cfg, netns=lab.ns, allow_file=allow_file(lab, "alice@123456"), long_lived=long_lived)
     try:
         e.full([])
         _ping(lab, "10.1.0.10")
@@ -197,8 +200,16 @@ def test_conntrack_entries_of_a_vip_are_flushed_when_its_path_changes(lab: Lab) 
         srcs = _ct_sources(lab)
         assert "10.1.0.10" not in srcs and "10.1.0.11" in srcs  # only the VIP whose path changed
         assert e.flusher.deleted >= 1
+        child = e.flusher._child
+        if long_lived:  # watch's engine: the dump was parsed by a child in the gateway's namespace
+            assert child is not None and child.poll() is None
+            assert os.stat(f"/proc/{child.pid}/ns/net").st_ino == os.stat(f"/run/netns/{lab.ns}").st_ino
+        else:
+            assert child is None
     finally:
         close_engine(e)
+    if long_lived:
+        assert child is not None and child.wait(timeout=5) == 0  # ended with its input
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
