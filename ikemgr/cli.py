@@ -76,3 +76,14 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     build_app(_requested(sys.argv))()
+
+
+def updown_main() -> None:
+    """``ikemgr-updown``: strongSwan's updown in hook mode (``updown = …/ikemgr-updown [--config …]``).
+
+    charon runs it with only PLUTO_* and its own PATH; as a console script it carries the
+    venv's interpreter in its first line, so it needs no PATH to find ikemgr. It is exactly
+    ``ikemgr hook --log-format text ARGS`` (charon logs what it prints).
+    """
+    sys.argv = [sys.argv[0], "hook", "--log-format", "text", *sys.argv[1:]]
+    main()

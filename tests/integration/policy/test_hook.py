@@ -48,6 +48,25 @@ def test_hook_cli_scenario(lab: Lab, backend: str) -> None:
     assert lab.routed(backend) == {}
 
 
+def test_updown_console_script_with_charons_bare_environment(lab: Lab) -> None:
+    """``ikemgr-updown`` as charon runs it: only PLUTO_* and a PATH without the venv."""
+    cfg = lab.config("marks")
+    allow = lab.tmp / "allow.txt"
+    allow.write_text("\n".join(ALLOWED) + "\n")
+    updown = IKEMGR.with_name("ikemgr-updown")
+    bare = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    args = [str(updown), "--config", str(cfg), "--netns", lab.ns, "--allow-file", str(allow)]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                       env={**bare, **env("up", "7", "10.1.0.10", "alice@123456")})
+    assert p.returncode == 0, p.stderr
+    assert lab.routed("marks") == {"10.1.0.10": 123456}
+    assert "alice@123456" in p.stderr and "{" not in p.stderr  # text log lines, for charon's log
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                       env={**bare, **env("down", "7", "10.1.0.10", "alice@123456")})
+    assert p.returncode == 0, p.stderr
+    assert lab.routed("marks") == {}
+
+
 def test_hook_ignores_other_verbs_and_rejects_bad_env(lab: Lab) -> None:
     cfg = lab.config("marks")
     p = lab.ikemgr("hook", "--config", str(cfg), env={"PLUTO_VERB": "prepare-host"})
