@@ -101,6 +101,7 @@ class Site:
             "ikemgr_package_src": str(self.wheel),
             "ikemgr_dist_dir": str(self.tmp / "dist"),
             "ikemgr_venv": str(self.venv),
+            "ikemgr_link_dir": str(self.tmp / "bin"),
             "ikemgr_python": "/usr/bin/python3",
             "ikemgr_config": self.config(vlans),
             "ikemgr_config_path": str(self.config_path),
@@ -223,6 +224,12 @@ def test_converge_idempotence_and_vlan_removal(site: Site) -> None:
 
     # ikemgr came from the wheel, into the role's venv; the rendered units call that one
     assert (site.venv / "bin" / "ikemgr").exists()
+    # linked where operators and charon (hook mode) find them; the updown entry point runs hook
+    for name in ("ikemgr", "ikemgr-updown"):
+        assert os.readlink(site.tmp / "bin" / name) == str(site.venv / "bin" / name)
+    p = subprocess.run([str(site.tmp / "bin" / "ikemgr-updown"), "--help"], capture_output=True, text=True,
+                       timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0 and "ikemgr-updown hook" in p.stdout, p.stdout + p.stderr
     unit = (site.root / "systemd/system/ikemgr-watch.service").read_text()
     assert f"ExecStart={site.venv}/bin/ikemgr watch --config {site.config_path}" in unit
 
