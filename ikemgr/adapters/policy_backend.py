@@ -362,6 +362,97 @@ class MarksBackend:
         self.ex.close()
 
 
+class _InThread:
+    """The flush in the flusher's own thread, which enters the gateway's namespace first."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self._ct: Any = None
+
+    def start(self) -> bool:
+        if self.netns:
+            from pyroute2 import netns as pr_netns
+
+            try:
+                pr_netns.setns(self.netns, flags=0)
+            except OSError as e:
+                log.error("conntrack flusher cannot enter netns %s: %s", self.netns, e)
+                return False
+        return True
+
+    def flush(self, vips: set[str]) -> int:
+        from ikemgr.adapters import ctflush
+
+        if self._ct is None:
+            from pyroute2 import Conntrack
+
+            self._ct = Conntrack()
+        return ctflush.flush(self._ct, vips)
+
+    def close(self) -> None:
+        if self._ct is not None:
+            ct, self._ct = self._ct, None
+            ct.close()
+
+
+class _InChild:
+    """The flush by a child process in the gateway's namespace (adapters/ctflush.py)."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self.child: subprocess.Popen[str] | None = None
+
+    def start(self) -> bool:
+        # start the child now, not at the first flush: its interpreter start (~0.3 s of
+        # CPU) would otherwise compete with the event burst that caused that flush
+        try:
+            self._spawn()
+        except OSError as e:
+            log.warning("conntrack flusher process did not start: %s", e)
+        return True
+
+    def _spawn(self) -> subprocess.Popen[str]:
+        """The child process, started (again) if it is not running."""
+        child = self.child
+        if child is None or child.poll() is not None:
+            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+            child = self.child = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "ikemgr.adapters.ctflush"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1)
+        return child
+
+    def flush(self, vips: set[str]) -> int:
+        child = self._spawn()
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write("".join(f"{v}\n" for v in sorted(vips)) + "\n")
+            child.stdin.flush()
+            reply = child.stdout.readline().strip()
+        except OSError as e:
+            self.close()
+            raise RuntimeError(f"conntrack flusher process: {e}") from None
+        if not reply:
+            self.close()
+            raise RuntimeError("conntrack flusher process ended")
+        if reply.startswith("error "):
+            raise RuntimeError(reply.removeprefix("error "))
+        return int(reply)
+
+    def close(self) -> None:
+        child, self.child = self.child, None
+        if child is None:
+            return
+        try:
+            if child.stdin is not None:
+                child.stdin.close()  # end of input: the child exits
+            child.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            child.kill()
+            child.wait(timeout=5)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
 class ConntrackFlusher:
     """Deletes conntrack entries of VIPs whose path changed, off the event path.
 
@@ -384,11 +475,9 @@ class ConntrackFlusher:
 
     def __init__(self, netns: str | None, enabled: bool = True, min_gap: float = 1.0,
                  out_of_process: bool = False) -> None:
-        self.netns = netns
-        self.out_of_process = out_of_process
-        self._ct: Any = None
         self.enabled = enabled
         self.min_gap = min_gap
+        self._way: _InThread | _InChild = _InChild(netns) if out_of_process else _InThread(netns)
         self._pending: set[IPv4Address] = set()
         self._cv = threading.Condition()
         self._stop = False
@@ -396,7 +485,6 @@ class ConntrackFlusher:
         self.flushed = 0
         self.deleted = 0
         self.runs = 0
-        self._child: subprocess.Popen[str] | None = None
         self._t: threading.Thread | None = None
         if enabled:
             self._t = threading.Thread(target=self._run, name="ikemgr-conntrack", daemon=True)
@@ -410,32 +498,19 @@ class ConntrackFlusher:
             self._cv.notify()
 
     def _run(self) -> None:
-        if self.out_of_process:
-            # start the child now, not at the first flush: its interpreter start (~0.3 s of
-            # CPU) would otherwise compete with the event burst that caused that flush
-            try:
-                self._spawn()
-            except OSError as e:
-                log.warning("conntrack flusher process did not start: %s", e)
-        elif self.netns:
-            from pyroute2 import netns as pr_netns
-
-            try:
-                pr_netns.setns(self.netns, flags=0)
-            except OSError as e:
-                log.error("conntrack flusher cannot enter netns %s: %s", self.netns, e)
-                return
+        if not self._way.start():
+            return
         while True:
             with self._cv:
                 while not self._pending and not self._stop:
                     self._cv.wait()
                 if self._stop and not self._pending:
-                    self._stop_child()
+                    self._way.close()
                     return
-                batch, self._pending = sorted(self._pending), set()
+                batch, self._pending = {str(v) for v in self._pending}, set()
                 self._busy = True
             try:
-                self.deleted += self._flush_once({str(v) for v in batch})
+                self.deleted += self._way.flush(batch)
             except Exception as e:  # netlink errors must not kill the flusher
                 log.warning("conntrack flush of %d VIPs failed: %s", len(batch), e)
             self.flushed += len(batch)
@@ -445,59 +520,6 @@ class ConntrackFlusher:
                 self._cv.notify_all()
                 # let more VIPs gather (one dump per burst); a stop request ends the wait
                 self._cv.wait_for(lambda: self._stop, timeout=self.min_gap)
-
-    def _flush_once(self, vips: set[str]) -> int:
-        """One flush: in this thread, or by the child process (restarted if it died)."""
-        if not self.out_of_process:
-            from ikemgr.adapters import ctflush
-
-            if self._ct is None:
-                from pyroute2 import Conntrack
-
-                self._ct = Conntrack()
-            return ctflush.flush(self._ct, vips)
-        child = self._spawn()
-        assert child.stdin is not None and child.stdout is not None
-        try:
-            child.stdin.write("".join(f"{v}\n" for v in sorted(vips)) + "\n")
-            child.stdin.flush()
-            reply = child.stdout.readline().strip()
-        except OSError as e:
-            self._stop_child()
-            raise RuntimeError(f"conntrack flusher process: {e}") from None
-        if not reply:
-            self._stop_child()
-            raise RuntimeError("conntrack flusher process ended")
-        if reply.startswith("error "):
-            raise RuntimeError(reply.removeprefix("error "))
-        return int(reply)
-
-    def _spawn(self) -> subprocess.Popen[str]:
-        """The child process, started (again) if it is not running."""
-        child = self._child
-        if child is None or child.poll() is not None:
-            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-            child = self._child = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "ikemgr.adapters.ctflush"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True, bufsize=1)
-        return child
-
-    def _stop_child(self) -> None:
-        if self._ct is not None:
-            ct, self._ct = self._ct, None
-            ct.close()
-        child, self._child = self._child, None
-        if child is None:
-            return
-        try:
-            if child.stdin is not None:
-                child.stdin.close()  # end of input: the child exits
-            child.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            child.kill()
-            child.wait(timeout=5)
-        if child.stdout is not None:
-            child.stdout.close()
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """For tests and orderly exit: wait until everything queued has been flushed."""
