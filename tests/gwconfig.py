@@ -7,7 +7,11 @@ prefixes and the VLAN list; everything else is the same everywhere, so it lives 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
 
 #: gateway-side interface → its address (the VLAN ones carry the SNAT address, noprefixroute)
 LINKS = {
@@ -43,19 +47,21 @@ def gateway_doc(*, outside: str = "ens1", campus: str = "ens2",
     return doc
 
 
+def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """A command's result as text; raises on a non-zero exit when ``check``."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
+
+
 def veth_gateway(ns: str, peer: str, links: dict[str, str] = LINKS) -> None:
     """Namespaces ``ns`` (the gateway's ends of ``links``, addressed) and ``peer`` (the other ends).
 
     The caller deletes both namespaces when done, also when this fails half-way.
     """
-    def ip(*argv: str) -> None:
-        subprocess.run(["ip", *argv], capture_output=True, text=True, check=True, timeout=60)
-
-    ip("netns", "add", ns)
-    ip("netns", "add", peer)
-    ip("-n", ns, "link", "set", "lo", "up")
+    sh("ip", "netns", "add", ns)
+    sh("ip", "netns", "add", peer)
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
     for ifname, addr in links.items():
-        ip("-n", ns, "link", "add", ifname, "type", "veth", "peer", "name", f"p-{ifname}", "netns", peer)
-        ip("-n", ns, "addr", "add", addr, "dev", ifname, "noprefixroute")
-        ip("-n", ns, "link", "set", ifname, "up")
-        ip("-n", peer, "link", "set", f"p-{ifname}", "up")
+        sh("ip", "-n", ns, "link", "add", ifname, "type", "veth", "peer", "name", f"p-{ifname}", "netns", peer)
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", ifname, "noprefixroute")
+        sh("ip", "-n", ns, "link", "set", ifname, "up")
+        sh("ip", "-n", peer, "link", "set", f"p-{ifname}", "up")

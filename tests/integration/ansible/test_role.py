@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gwconfig import veth_gateway
+from gwconfig import sh, veth_gateway, vlan
 
 pytestmark = pytest.mark.root
 
@@ -37,15 +37,11 @@ SITE = REPO / "ansible" / "site.yml"
 PROTO = "99"
 
 #: gateway-side interface → address; the VLAN ends hold the SNAT address (broadcast − 2)
-VLAN1 = {"number": 123456, "interface": "lab1", "subnet": "10.2.0.0/24", "gateway": "10.2.0.254"}
-VLAN2 = {"number": 123457, "interface": "lab2", "subnet": "10.2.1.0/24", "gateway": "10.2.1.254"}
+VLAN1 = vlan(123456, "lab1", 0)
+VLAN2 = vlan(123457, "lab2", 1)
 #: the failure tests need no install of their own: they use the checkout's ikemgr
 CHECKOUT_IKEMGR: dict[str, Any] = {"ikemgr_manage_install": False, "ikemgr_bin": str(VENV_BIN / "ikemgr")}
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
 
 
 @dataclass

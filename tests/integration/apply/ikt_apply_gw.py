@@ -13,18 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gwconfig import gateway_doc, vlan
-
-REPO = Path(__file__).resolve().parents[3]
-IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
-
+from gwconfig import IKEMGR, gateway_doc, sh, vlan
 
 VLAN1 = vlan(123456, "lab1", 0)
 VLAN2 = vlan(123457, "lab2", 1)
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=60)
 
 
 @dataclass

@@ -19,16 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gwconfig import gateway_doc, vlan
+from gwconfig import IKEMGR, gateway_doc, sh, vlan
 
-REPO = Path(__file__).resolve().parents[3]
-IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
 VLAN_A = vlan(123456, "lab0", 0)
 VLAN_B = vlan(123457, "lab1", 1)
-
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=60)
 
 
 @dataclass
