@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ikemgr.adapters import vici  # noqa: E402
 from ikemgr.config.load import load_text  # noqa: E402
 from ikemgr.core.model import Sa  # noqa: E402
-from ikemgr.reconcile import build_engine, close_engine  # noqa: E402
+from ikemgr.engine.wiring import build_engine, close_engine  # noqa: E402
 
 SEED_UPDOWN = r"""#!/bin/sh
 # the seed's updown addition (setting 6), as published, with a numeric table

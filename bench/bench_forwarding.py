@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ikemgr.config.load import load_text  # noqa: E402
 from ikemgr.core.model import Sa  # noqa: E402
-from ikemgr.reconcile import build_engine, close_engine  # noqa: E402
+from ikemgr.engine.wiring import build_engine, close_engine  # noqa: E402
 
 MEASURED = IPv4Address("10.64.1.0")
 SERVER = "10.20.0.10"

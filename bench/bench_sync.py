@@ -44,13 +44,13 @@ def child(mode: str, config: Path) -> None:
     """One measurement; prints {"seconds": …, …} as JSON on stdout."""
     from sqlalchemy import delete, insert
 
+    from ikemgr.allowlist.sources import fetch_all
+    from ikemgr.allowlist.store import open_store
+    from ikemgr.allowlist.store.models import grants
+    from ikemgr.allowlist.sync import run_sync
     from ikemgr.config.load import load
     from ikemgr.core.grants import validate
     from ikemgr.core.identity import IdentityGrammar
-    from ikemgr.sources import fetch_all
-    from ikemgr.store import open_store
-    from ikemgr.store.models import grants
-    from ikemgr.store.sync import run_sync
 
     cfg = load(config)
     store = open_store(cfg)

@@ -2,7 +2,9 @@
 
 Subcommands live in ``ikemgr/commands/<name>.py``; each module defines
 ``register(app: typer.Typer) -> None``. They are discovered here, so adding a command
-never means editing this file.
+never means editing this file. Installed extensions add theirs through the entry point
+group ``ikemgr.commands`` (the namespace lab registers ``ikemgr lab`` that way; the
+product wheel does not contain it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ def command_modules() -> list[str]:
                   if not m.name.startswith("_"))
 
 
+def extension_commands() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="ikemgr.commands")}
+
+
 def build_app(only: str | None = None) -> typer.Typer:
     """The command tree; ``only`` loads a single subcommand module (see ``_requested``)."""
     app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False, help=HELP)
@@ -50,6 +58,9 @@ def build_app(only: str | None = None) -> typer.Typer:
     for name in command_modules():
         if only is None or name == only:
             importlib.import_module(f"ikemgr.commands.{name}").register(app)
+    for name, ep in extension_commands().items():
+        if only is None or name == only:
+            ep.load()(app)
     return app
 
 
@@ -62,7 +73,7 @@ def _requested(argv: list[str]) -> str | None:
     if any(k.endswith("_COMPLETE") for k in os.environ):
         return None
     first = next((a for a in argv[1:] if not a.startswith("-")), None)
-    return first if first in command_modules() else None
+    return first if first in command_modules() or first in extension_commands() else None
 
 
 def __getattr__(name: str) -> Any:

@@ -47,10 +47,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.ikemgr-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing ikemgr and its Python dependencies into $VENV"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ikemgr_lab/pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing ikemgr, the namespace lab and their Python dependencies into $VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e ".[test]"
+  # the product (editable, with the test tools) and the lab beside it (its own package:
+  # it registers `ikemgr lab` through an entry point and is never in the product wheel)
+  "$VENV/bin/pip" install -q -e ".[test]" -e ./ikemgr_lab
   touch "$stamp"
 fi
 echo "setup: ok ($("$VENV/bin/ikemgr" --version 2>/dev/null || echo 'ikemgr installed'))"

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV=${IKEMGR_VENV:-$(pwd)/.venv}
 echo "== ruff"
-"$VENV/bin/ruff" check ikemgr tests bench
+"$VENV/bin/ruff" check ikemgr ikemgr_lab tests bench
 echo "== mypy"
-"$VENV/bin/mypy" ikemgr
+"$VENV/bin/mypy" ikemgr ikemgr_lab/ikemgr_lab
 echo "== pytest"
 exec "$VENV/bin/pytest" -p no:cacheprovider "$@"

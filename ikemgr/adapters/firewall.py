@@ -1,7 +1,7 @@
-"""The base firewall: rendered files, and loading them atomically (nftables or iptables-legacy).
+"""The base firewall, loaded atomically (nftables or iptables-legacy).
 
-``firewall_outputs`` / ``rt_tables_output`` are what ``ikemgr render`` writes, and the
-nftables backend loads exactly that text, so render and apply cannot drift. The nftables
+``render.firewall`` makes the text ``ikemgr render`` writes, and the nftables backend
+loads exactly that text (the caller hands it over), so render and apply cannot drift. The nftables
 backend owns one table (``table ip <firewall.table>``) and replaces it in one libnftables
 transaction; the iptables backend owns two chains (nat ``<T>-POSTROUTING``, mangle
 ``<T>-FORWARD``) plus one jump to each, replaced in one libiptc commit per table.
@@ -9,8 +9,7 @@ Nothing else is ever read for changing or deleted — in particular not the poli
 engine's ``table ip <firewall.table>_policy``.
 
 The libraries open their sockets in the calling thread's namespace: every call here runs
-through ``adapters.netns.InNetns``.
-"""
+through ``adapters.netns.InNetns``."""
 
 from __future__ import annotations
 
@@ -18,48 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ikemgr.adapters.netns import InNetns
-from ikemgr.adapters.templates import Output, render_template
+from ikemgr.adapters.kernel.netns import InNetns
 from ikemgr.config.schema import Config
-from ikemgr.core.firewall import FirewallSpec, firewall_spec, ipt_context, nft_context, rt_tables_context
-from ikemgr.core.gateway import base_state
+from ikemgr.core.firewall import FirewallSpec, firewall_spec
 from ikemgr.errors import ApplyFailed, BackendUnavailable
-
-NFT_PATH = "nftables/ikemgr.nft"
-IPT_PATH = "iptables/ikemgr.rules"
-RT_TABLES_PATH = "iproute2/rt_tables.d/ikemgr.conf"
-
-
-# ---------------------------------------------------------------------- rendering
-
-
-def nft_table_text(spec: FirewallSpec) -> str:
-    """The table exactly as ``nft list table`` prints it back, so a listing compares equal."""
-    return render_template("nftables/ikemgr-table.nft.j2", **nft_context(spec))
-
-
-def nft_file_text(spec: FirewallSpec) -> str:
-    return render_template("nftables/ikemgr.nft.j2", **nft_context(spec))
-
-
-def ipt_file_text(spec: FirewallSpec) -> str:
-    return render_template("iptables/ikemgr.rules.j2", **ipt_context(spec))
-
-
-def firewall_outputs(cfg: Config) -> list[Output]:
-    """The ruleset file for the configured backend (what apply loads, byte for byte for nft)."""
-    spec = firewall_spec(cfg)
-    if cfg.firewall.backend == "nftables":
-        return [Output(NFT_PATH, nft_file_text(spec))]
-    return [Output(IPT_PATH, ipt_file_text(spec))]
-
-
-def rt_tables_output(cfg: Config) -> Output:
-    return Output(RT_TABLES_PATH, render_template("iproute2/rt_tables.d/ikemgr.conf.j2",
-                                                  **rt_tables_context(base_state(cfg))))
-
-
-# ---------------------------------------------------------------------- backends
 
 
 @dataclass(frozen=True)
@@ -99,11 +60,12 @@ def _nft_run(text: str) -> None:
 
 
 class NftablesBackend:
-    def __init__(self, spec: FirewallSpec, ns: InNetns) -> None:
+    def __init__(self, spec: FirewallSpec, ns: InNetns, file_text: str, table_text: str) -> None:
         self.spec = spec
         self.ns = ns
-        self.file_text = nft_file_text(spec)
-        self.table_text = nft_table_text(spec)
+        # render.firewall's nft_file_text / nft_table_text of ``spec``: what render writes
+        self.file_text = file_text
+        self.table_text = table_text
 
     def _table_change(self) -> list[str]:
         current = self.ns.call(_nft_list, self.spec.table)
@@ -285,8 +247,9 @@ class IptablesBackend:
         return FirewallChange(tuple(changes))
 
 
-def backend_for(cfg: Config, ns: InNetns) -> NftablesBackend | IptablesBackend:
+def backend_for(cfg: Config, ns: InNetns, nft_file: str, nft_table: str) -> NftablesBackend | IptablesBackend:
+    """The configured backend; the nftables one loads the rendered text the caller hands over."""
     spec = firewall_spec(cfg)
     if cfg.firewall.backend == "nftables":
-        return NftablesBackend(spec, ns)
+        return NftablesBackend(spec, ns, nft_file, nft_table)
     return IptablesBackend(spec, ns)

@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from ldap3 import NONE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
 
-from ikemgr.adapters.files import config_secret
-from ikemgr.config.schema import Ldap
+from ikemgr.config.services import Ldap
 from ikemgr.errors import BackendUnavailable, ConfigError, ConfigProblem
+from ikemgr.fsio import config_secret
 
 MAX_DETAIL = 300
 

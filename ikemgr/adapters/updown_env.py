@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, ip_address
 
-from ikemgr.adapters.vici import SaUpdate
-from ikemgr.core.model import Sa
+from ikemgr.core.model import Sa, SaUpdate
 from ikemgr.errors import UsageError
 
 UP_VERBS = frozenset({"up-client", "up-host", "up-client-v6", "up-host-v6"})

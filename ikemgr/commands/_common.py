@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.adapters.files import config_secret as read_secret
 from ikemgr.config.load import DEFAULT_PATH, load
 from ikemgr.config.schema import Config
 from ikemgr.core.secrets import Secrets
 from ikemgr.errors import EXIT_OK, IkemgrError
+from ikemgr.fsio import config_secret as read_secret
 from ikemgr.result import Result, render
 
 ConfigOpt = typer.Option(
@@ -22,8 +22,20 @@ ConfigOpt = typer.Option(
 JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
+def extension_sections() -> frozenset[str]:
+    """Top-level config sections that installed extensions own (entry points ``ikemgr.config``).
+
+    The namespace lab registers ``lab``: with it installed, the product commands read a
+    lab document (examples/lab.yaml) and leave its ``lab:`` section to the lab; without
+    it, ``lab:`` is an unknown key like any other.
+    """
+    from importlib.metadata import entry_points
+
+    return frozenset(ep.name for ep in entry_points(group="ikemgr.config"))
+
+
 def load_config(path: Path) -> Config:
-    return load(path)
+    return load(path, ignore=extension_sections())
 
 
 def load_secrets(cfg: Config) -> Secrets:

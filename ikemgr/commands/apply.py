@@ -11,14 +11,18 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.adapters.firewall import backend_for, rt_tables_output
-from ikemgr.adapters.netlink import Netlink, read_text, write_atomic
-from ikemgr.adapters.netns import InNetns, check_netns
+from ikemgr.adapters.firewall import backend_for
+from ikemgr.adapters.kernel.netns import InNetns, check_netns
+from ikemgr.adapters.kernel.routes import Netlink
 from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, run
 from ikemgr.config.schema import Config
-from ikemgr.core.baseplan import address_fields, interface_fields, owned_tables, parse_rt_tables, plan
-from ikemgr.core.gateway import base_state
+from ikemgr.core.base_diff import address_fields, interface_fields, owned_tables, parse_rt_tables, plan
+from ikemgr.core.base_state import base_state
+from ikemgr.core.firewall import firewall_spec
 from ikemgr.errors import ApplyFailed
+from ikemgr.fsio import read_text, replace_text
+from ikemgr.render.firewall import nft_file_text, nft_table_text
+from ikemgr.render.routing import rt_tables_output
 from ikemgr.result import Result
 
 NetnsOpt = typer.Option(None, "--netns", help="Apply inside this network namespace (ip netns name).")
@@ -52,7 +56,8 @@ def apply_base(cfg: Config, netns: str | None = None, dry_run: bool = False) -> 
             raise ApplyFailed(f"route {route.ip_args(names_all.get(route.table))}: the table already "
                               f"holds a route to {route.dst} that ikemgr does not own (protocol "
                               f"{proto}); remove it or use another table")
-        fw = backend_for(cfg, ns)
+        spec = firewall_spec(cfg, state)
+        fw = backend_for(cfg, ns, nft_file_text(spec), nft_table_text(spec))
         fw_change = fw.diff()
         rt_change = previous != rt_out.text
         changes = list(fw_change.changes) + kplan.lines(names_all)
@@ -66,7 +71,7 @@ def apply_base(cfg: Config, netns: str | None = None, dry_run: bool = False) -> 
             if not left.empty:
                 raise ApplyFailed(f"kernel state did not converge{where}: {left.lines(names_all)[0]}")
             # last: until the old routes are gone, this file is how we remember their tables
-            write_atomic(rt_path, rt_out.text)
+            replace_text(rt_path, rt_out.text)
 
     if not changes:
         messages: tuple[str, ...] = (f"no changes{where}",)

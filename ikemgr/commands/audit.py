@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         """Show the audit log of the allow-list (filters are exact matches, combined with AND)."""
 
         def body() -> Result:
-            from ikemgr.store import open_store
+            from ikemgr.allowlist.store import open_store
 
             cfg = load_config(config)
             if account is not None and grammar(cfg).parse(account).vlan is not None:

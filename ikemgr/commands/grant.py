@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         """Grant account@VLAN (or change the terms of an existing grant)."""
 
         def body() -> Result:
-            from ikemgr.store import current_actor, open_store
+            from ikemgr.allowlist.store import current_actor, open_store
 
             cfg = load_config(config)
             ident = vlan_identity(cfg, identity, allow_unknown_vlan)
@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
         """Remove a grant (from source "manual" unless --source is given)."""
 
         def body() -> Result:
-            from ikemgr.store import current_actor, open_store
+            from ikemgr.allowlist.store import current_actor, open_store
 
             cfg = load_config(config)
             ident = vlan_identity(cfg, identity, allow_unknown=True)
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
         """List grants, with whether each is in force now."""
 
         def body() -> Result:
-            from ikemgr.store import open_store
+            from ikemgr.allowlist.store import open_store
 
             cfg = load_config(config)
             if account is not None:

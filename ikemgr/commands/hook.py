@@ -31,11 +31,11 @@ def register(app: typer.Typer) -> None:
         PLUTO_PEER_ID). Idempotent per traffic-selector pair; serialised with watch (waits
         for the policy lock up to --lock-timeout seconds, then exits 4).
         """
-        from ikemgr.adapters.netns import check_netns
-        from ikemgr.adapters.state import HookSas
+        from ikemgr.adapters.kernel.netns import check_netns
         from ikemgr.adapters.updown_env import parse_env
+        from ikemgr.engine.hook import run_hook
         from ikemgr.errors import UsageError
-        from ikemgr.reconcile import build_engine, close_engine, setup_logging
+        from ikemgr.log import setup_logging
 
         def body() -> Result:
             if log_format not in ("text", "json"):
@@ -48,22 +48,8 @@ def register(app: typer.Typer) -> None:
                               messages=(f"{call.verb}: nothing to do",))
             if netns is not None:
                 check_netns(netns)
-            engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
-            lock, engine.lock = engine.lock, None
-            assert lock is not None
-            lock.timeout = lock_timeout
-            try:
-                with lock:  # the SA file, the kernel and the generation change together
-                    store = HookSas(cfg.policy.state_dir)
-                    engine.replace_sas(store.load().values())
-                    engine.refresh_allow()
-                    upd = call.update
-                    touch = () if upd.present else upd.sa.vips
-                    report = engine.events([upd], touch=touch)
-                    store.save(dict(engine.sas))
-            finally:
-                lock.close()
-                close_engine(engine)
+            report = run_hook(cfg, call.update, netns=netns, allow_file=allow_file, lock_file=lock_file,
+                              lock_timeout=lock_timeout)
             lines = tuple(report.plan.lines()) if report else ()
             return Result("hook", data={"verb": call.verb, "uniqueid": call.update.sa.uniqueid,
                                         "changed": bool(lines), "plan": list(lines)},

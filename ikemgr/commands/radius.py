@@ -15,13 +15,13 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.adapters.files import SecretUnreadable, secret_line
-from ikemgr.adapters.freeradius import STOCK_RADDB, RadiusdInstance, prepare_raddb
 from ikemgr.adapters.radius import RadiusClient
+from ikemgr.checks.freeradius import STOCK_RADDB, RadiusdInstance, prepare_raddb
 from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, read_secret, run
 from ikemgr.config.schema import Config
-from ikemgr.core.radius import RadiusSecrets, radius_outputs
 from ikemgr.errors import EXIT_FAILED, EXIT_OK, UsageError
+from ikemgr.fsio import SecretUnreadable, secret_line
+from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
 from ikemgr.result import Result
 
 MAX_USER_BYTES = 253  # one RADIUS attribute

@@ -22,9 +22,9 @@ def register(app: typer.Typer) -> None:
         lock_file: Path | None = typer.Option(None, "--lock-file", help="Override policy.lock_file."),
     ) -> None:
         """Add missing and remove stale per-user policy, from list-sas + allow-list + kernel."""
-        from ikemgr.adapters.netns import check_netns
-        from ikemgr.adapters.state import HookSas
-        from ikemgr.reconcile import reconcile_live
+        from ikemgr.adapters.kernel.netns import check_netns
+        from ikemgr.engine.hook import HookSas
+        from ikemgr.engine.oneshot import reconcile_live
 
         def body() -> Result:
             cfg = load_config(config)

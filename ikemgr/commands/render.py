@@ -9,12 +9,12 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.adapters import files
-from ikemgr.adapters.checkers import check_swanctl
-from ikemgr.adapters.templates import Output
+from ikemgr.checks.swanctl import check_swanctl
 from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
 from ikemgr.config.schema import Config
-from ikemgr.renderer import DEFAULT_BIN, all_outputs
+from ikemgr.render import files
+from ikemgr.render.outputs import DEFAULT_BIN, all_outputs
+from ikemgr.render.templates import Output
 from ikemgr.result import Result, TableData
 
 

@@ -19,60 +19,56 @@ def register(app: typer.Typer) -> None:
         allow_file: Path | None = typer.Option(None, "--allow-file", help="Allow-list text file "
                                                "instead of the database."),
     ) -> None:
-        """Connected users from list-sas, joined with the allow-list and the kernel."""
-        import time
+        """Connected users: the engine's decision (a dry-run reconcile) beside the kernel's rules."""
         from datetime import UTC, datetime
 
-        from ikemgr.adapters import vici
-        from ikemgr.adapters.netns import check_netns
-        from ikemgr.core.identity import IdentityGrammar
+        from ikemgr.adapters.kernel.netns import check_netns
         from ikemgr.core.model import Outcome
-        from ikemgr.core.policy import decide
-        from ikemgr.reconcile import make_backend, open_allow_list
+        from ikemgr.engine.oneshot import status_view
 
         def body() -> Result:
             cfg = load_config(config)
             if netns is not None:
                 check_netns(netns)
-            grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
-            cmd = vici.CommandSession(vici.connect(cfg.strongswan.vici_socket))
-            try:
-                sas = [s for s in cmd.list_sas() if s.live]
-            finally:
-                cmd.close()
-            allow = open_allow_list(cfg, grammar, allow_file)
-            allowed = allow.active_pairs(datetime.now(UTC))
-            backend = make_backend(cfg, netns)
-            try:
-                kernel = backend.read().rules
-            finally:
-                backend.close()
-            now = time.time()
+            view = status_view(cfg, netns=netns, allow_file=allow_file)
+            report = view.report
+            desired = report.owned_after  # the engine's decision for every VIP
+            by_uid = {sa.uniqueid: sa for sa in view.sas}
+            now = datetime.now(UTC).timestamp()
             users = []
-            for sa in sorted(sas, key=lambda s: s.sort_key()):
-                d = decide(sa, allowed, cfg, grammar)
-                for vip in sa.vips:
-                    k = kernel.get(vip)
-                    want = d.vlan if d.outcome is Outcome.ALLOWED else None
-                    since = (datetime.fromtimestamp(now - sa.established, UTC).isoformat(timespec="seconds")
-                             if sa.established is not None else None)
+            for d in sorted(report.decisions, key=lambda d: by_uid[d.uniqueid].sort_key()):
+                sa = by_uid[d.uniqueid]
+                since = (datetime.fromtimestamp(now - sa.established, UTC).isoformat(timespec="seconds")
+                         if sa.established is not None else None)
+                for vip in d.vips:
+                    want = desired.get(vip)
+                    k = view.kernel.get(vip)
+                    mine = want is not None and d.outcome is Outcome.ALLOWED and want.vlan == d.vlan
                     users.append({
                         "uniqueid": sa.uniqueid, "identity": d.identity, "vip": str(vip),
-                        "vlan": want, "outcome": str(d.outcome),
-                        "rule": want is not None,
-                        "in_kernel": k is not None and k.vlan == want,
+                        "vlan": want.vlan if mine and want is not None else None,
+                        "outcome": str(d.outcome), "reason": d.reason or None,
+                        "rule": mine,
+                        "in_kernel": mine and k is not None and k == want,
+                        # a rule this SA must not have (a VIP another SA holds keeps its own)
+                        "stale": not mine and k is not None and want is None,
                         "kernel_vlan": k.vlan if k is not None else None,
                         "since": since, "bytes_in": sa.bytes_in, "bytes_out": sa.bytes_out,
                     })
-            bad = [u for u in users if u["rule"] != u["in_kernel"]]
+            changes = list(report.plan.lines())
+            out_of_sync = len(changes) + report.stray
             rows = tuple((u["identity"], u["vip"], u["vlan"] or "-", u["outcome"],
-                          "yes" if u["in_kernel"] else ("MISSING" if u["rule"] else "no"),
+                          "yes" if u["in_kernel"] else
+                          ("MISSING" if u["rule"] else ("STALE" if u["stale"] else "no")),
                           u["since"] or "", u["bytes_in"], u["bytes_out"]) for u in users)
             msg = (f"{len(users)} connected, {sum(1 for u in users if u['rule'])} routed to lab VLANs, "
-                   f"backend {cfg.policy.backend}" + (f", {len(bad)} out of sync" if bad else "")
-                   + (" (allow-list from snapshot)" if allow.stale else ""))
+                   f"backend {cfg.policy.backend}"
+                   + (f", {out_of_sync} out of sync (a reconcile would: {'; '.join(changes)})"
+                      if out_of_sync else "")
+                   + (" (allow-list from snapshot)" if view.allow_stale else ""))
             return Result("status", data={"users": users, "backend": cfg.policy.backend,
-                                          "out_of_sync": len(bad), "allow_list_stale": allow.stale},
+                                          "out_of_sync": out_of_sync, "would_change": changes,
+                                          "stray": report.stray, "allow_list_stale": view.allow_stale},
                           messages=(msg,),
                           tables=(TableData("connected users", ("identity", "vip", "vlan", "decision",
                                                                 "in kernel", "since", "bytes in",

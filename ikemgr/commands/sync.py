@@ -22,7 +22,7 @@ from ikemgr.errors import EXIT_FAILED, EXIT_OK, UsageError
 from ikemgr.result import Result, TableData
 
 if TYPE_CHECKING:
-    from ikemgr.store.sync import CheckAccounts, OnChange, SyncOutcome
+    from ikemgr.allowlist.sync import CheckAccounts, OnChange, SyncOutcome
 
 #: rows of each list shown to humans; --json carries everything
 HUMAN_ROWS = 50
@@ -33,29 +33,22 @@ def live_reconcile_hook(cfg: Config, netns: str | None = None) -> OnChange:
 
     A new grant for a connected user adds their rule now; a removed, expired or suspended
     grant removes it now; with ``sync.terminate_revoked`` the revoked users' IKE_SAs are
-    closed too. A failure (charon down, kernel refused) raises: the store stays updated,
+    closed too (a running ``watch`` on every gateway of the database does the same when it
+    sees the change). A failure (charon down, kernel refused) raises: the store stays updated,
     ``watch`` repairs at its next reconcile, and sync's exit code says what happened.
     """
 
     def on_change(outcome: SyncOutcome) -> None:
         from ikemgr.core.identity import IdentityGrammar
-        from ikemgr.errors import IdentityRejected
-        from ikemgr.reconcile import reconcile_live, terminate_sas
+        from ikemgr.core.policy import holders_of
+        from ikemgr.engine.oneshot import reconcile_live, terminate_sas
 
         sas, _report = reconcile_live(cfg, netns=netns)
         revoked = outcome.revoked_pairs()
         if not (cfg.sync.terminate_revoked and revoked):
             return
         grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
-        doomed = []
-        for sa in sas:
-            try:
-                ident = grammar.parse(sa.identity_raw)
-            except IdentityRejected:
-                continue
-            if ident.vlan is not None and (ident.account, ident.vlan) in revoked:
-                doomed.append(sa.uniqueid)
-        terminate_sas(cfg, doomed)
+        terminate_sas(cfg, holders_of(sas, revoked, grammar))
 
     return on_change
 
@@ -145,15 +138,15 @@ def outcome_result(out: SyncOutcome) -> Result:
 
 def sync_body(cfg: Config, *, dry_run: bool, force: bool, on_change: OnChange | None) -> Result:
     # imported here: every ikemgr command loads this module; only sync needs these
-    from ikemgr.sources import fetch_all
-    from ikemgr.store import current_actor, open_store
-    from ikemgr.store.sync import run_sync
+    from ikemgr.allowlist.sources import fetch_all
+    from ikemgr.allowlist.store import current_actor, open_store
+    from ikemgr.allowlist.sync import run_sync
 
     if not cfg.sync.sources:
         raise UsageError("no sync.sources configured; nothing to sync from")
     check: CheckAccounts | None = None
     if cfg.sync.account_check.enabled:
-        from ikemgr.sources.ldap_accounts import account_status
+        from ikemgr.allowlist.directory_check import account_status
 
         check = partial(account_status, cfg, timeout=cfg.sync.timeout)
     store = open_store(cfg)

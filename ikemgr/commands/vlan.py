@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         """Every VLAN in the config or the store, with its table, SNAT and grant counts."""
 
         def body() -> Result:
-            from ikemgr.store import open_store
+            from ikemgr.allowlist.store import open_store
 
             cfg = load_config(config)
             now = datetime.now(UTC)
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         """Record a VLAN's name, owner and contact in the store (audited)."""
 
         def body() -> Result:
-            from ikemgr.store import current_actor, open_store
+            from ikemgr.allowlist.store import current_actor, open_store
 
             cfg = load_config(config)
             changes = {k: v for k, v in (("name", name), ("owner", owner), ("contact", contact))
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         """One VLAN: its config, owner/contact and every grant."""
 
         def body() -> Result:
-            from ikemgr.store import open_store
+            from ikemgr.allowlist.store import open_store
 
             cfg = load_config(config)
             now = datetime.now(UTC)

@@ -34,10 +34,12 @@ def register(app: typer.Typer) -> None:
         change and every policy.reconcile_interval seconds. SIGTERM stops it and leaves
         the rules in place: the next start reconciles.
         """
-        from ikemgr.adapters.netns import check_netns
+        from ikemgr.adapters.kernel.netns import check_netns
+        from ikemgr.allowlist.store.notify import ChangeListener
+        from ikemgr.engine.watch import Watcher
+        from ikemgr.engine.wiring import build_engine, close_engine
         from ikemgr.errors import UsageError
-        from ikemgr.reconcile import Watcher, build_engine, close_engine, setup_logging
-        from ikemgr.store.notify import ChangeListener
+        from ikemgr.log import setup_logging
 
         def body() -> Result:
             if log_format not in ("text", "json"):

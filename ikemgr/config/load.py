@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -18,6 +18,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ikemgr.config.schema import Config
 from ikemgr.errors import ConfigError, ConfigProblem
+
+M = TypeVar("M", bound=Config)
 
 DEFAULT_PATH = Path(os.environ.get("IKEMGR_CONFIG", "/etc/ikemgr/ikemgr.yaml"))
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -135,19 +137,26 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def load_text(text: str, source: str = "<string>") -> Config:
+def load_text(text: str, source: str = "<string>", model: type[M] = Config,  # type: ignore[assignment]
+              ignore: frozenset[str] = frozenset()) -> M:
+    """Validate a YAML text as ``model``.
+
+    ``ignore``: top-level sections that belong to an installed extension (the lab's
+    ``lab:``), left to it; any other unknown key is an error.
+    """
     doc = parse_yaml(text, source)
     if doc is None:
         raise ConfigError([ConfigProblem("<config>", None, "the file is empty")], source)
     if not isinstance(doc, dict):
         raise ConfigError([ConfigProblem("<config>", 1, "the top level must be a mapping")], source)
     try:
-        return Config.model_validate(_plain(doc))
+        return model.model_validate({k: v for k, v in _plain(doc).items() if k not in ignore})
     except ValidationError as e:
         raise ConfigError(_problems(e, doc), source) from None
 
 
-def load(path: Path | str | None = None) -> Config:
+def load(path: Path | str | None = None, model: type[M] = Config,  # type: ignore[assignment]
+         ignore: frozenset[str] = frozenset()) -> M:
     p = Path(path) if path is not None else DEFAULT_PATH
     try:
         if p.stat().st_size > MAX_CONFIG_BYTES:
@@ -164,4 +173,4 @@ def load(path: Path | str | None = None) -> Config:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError([ConfigProblem("<yaml>", line, "not valid UTF-8")], str(p)) from None
-    return load_text(text, str(p))
+    return load_text(text, str(p), model, ignore)

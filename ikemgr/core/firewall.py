@@ -2,8 +2,7 @@
 
 Both backends are fed from the same ``FirewallSpec``: the nftables template, the
 iptables-restore template and the python-iptables rules. Names that end up in a
-ruleset are checked here, once, so the templates only print validated values.
-"""
+ruleset are checked here, once, so the templates only print validated values."""
 
 from __future__ import annotations
 
@@ -11,19 +10,27 @@ import re
 from dataclasses import dataclass
 
 from ikemgr.config.schema import Config
-from ikemgr.core.gateway import BaseState, SnatSpec, base_state
+from ikemgr.core.base_state import BaseState, SnatSpec, base_state
 from ikemgr.errors import ConfigError, ConfigProblem
 
 #: nft identifiers: a letter or '_' first (the config's Token also allows a leading digit)
 _NFT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
 #: iptables chain names are at most 28 characters (XT_EXTENSION_MAXNAMELEN - 1 - 2)
 IPT_CHAIN_MAX = 28
+
+
 _COMMENT_DROP = re.compile(r"[^A-Za-z0-9 .,:/_+()-]")
+
 
 #: the policy engine's own nftables table (adapters/policy_backend.py); never ours to replace
 POLICY_TABLE = "ikemgr_policy"
 
+
 POSTROUTING_SUFFIX = "POSTROUTING"
+
+
 FORWARD_SUFFIX = "FORWARD"
 
 
@@ -85,35 +92,3 @@ def firewall_spec(cfg: Config, state: BaseState | None = None) -> FirewallSpec:
         ipt_postrouting=post,
         ipt_forward=fwd,
     )
-
-
-def nft_context(spec: FirewallSpec) -> dict[str, object]:
-    """Everything the nftables template prints, already formatted."""
-    snat = [{"oif": s.oif, "src": str(s.src), "to": str(s.to), "comment": s.why} for s in spec.snat]
-    clamps = []
-    for c in spec.clamps:
-        if c.mss is None:
-            stmt = "tcp option maxseg size set rt mtu"
-        else:
-            # like iptables TCPMSS --set-mss: only ever lower the MSS, never raise it
-            stmt = f"tcp option maxseg size > {c.mss} tcp option maxseg size set {c.mss}"
-        clamps.append({"match": f"ip {c.match} {spec.pool}", "stmt": stmt})
-    return {"table": spec.table, "snat": snat, "clamps": clamps}
-
-
-def ipt_context(spec: FirewallSpec) -> dict[str, object]:
-    """The same rules in iptables-restore syntax (render output and operator reference)."""
-    snat = [f"-s {s.src} -o {s.oif} -m comment --comment \"{s.why}\" -j SNAT --to-source {s.to}"
-            for s in spec.snat]
-    clamps = []
-    for c in spec.clamps:
-        flag = "-s" if c.match == "saddr" else "-d"
-        target = "--clamp-mss-to-pmtu" if c.mss is None else f"--set-mss {c.mss}"
-        clamps.append(f"{flag} {spec.pool} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS {target}")
-    return {"postrouting": spec.ipt_postrouting, "forward": spec.ipt_forward,
-            "snat": snat, "clamps": clamps}
-
-
-def rt_tables_context(state: BaseState) -> dict[str, object]:
-    return {"tables": [{"id": t.id, "name": t.name, "owner": t.owner}
-                       for t in sorted(state.tables, key=lambda t: t.id)]}

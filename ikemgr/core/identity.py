@@ -13,10 +13,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from ikemgr.config.services import DEFAULT_ACCOUNT_PATTERN, DEFAULT_PATTERN
 from ikemgr.errors import IdentityRejected
 
-DEFAULT_PATTERN = r"^[a-z0-9._-]{1,64}@[0-9]{1,9}$"
-DEFAULT_ACCOUNT_PATTERN = r"^[a-z0-9._-]{1,64}$"
 #: Upper bound checked before any regex runs (characters after decoding, bytes before).
 MAX_CHARS = 128
 MAX_BYTES = 512

@@ -7,6 +7,7 @@ variables and kernel dumps into these types at the edge, and the pure decision
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,3 +86,17 @@ class AllowList(Protocol):
     """The registration DB as the engine sees it: which (account, VLAN) pairs are allowed now."""
 
     def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]: ...
+
+
+
+
+log = logging.getLogger("ikemgr.vici")
+
+
+@dataclass(frozen=True)
+class SaUpdate:
+    """What one event says about one SA: it is there (``present``) or it went away."""
+
+    event: str
+    sa: Sa
+    present: bool

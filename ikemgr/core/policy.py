@@ -97,3 +97,18 @@ def describe(d: Decision) -> dict[str, object]:
     if d.reason:
         out["reason"] = d.reason
     return out
+
+
+def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], grammar: IdentityGrammar) -> list[str]:
+    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""
+    out = []
+    for sa in sorted(sas, key=Sa.sort_key):
+        if sa.state not in LIVE_STATES:
+            continue
+        try:
+            ident = grammar.parse(sa.identity_raw)
+        except IdentityRejected:
+            continue
+        if ident.vlan is not None and (ident.account, ident.vlan) in pairs:
+            out.append(sa.uniqueid)
+    return out

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ikemgr.lab.runner import Lab
+from ikemgr_lab.runner import Lab
 
 
 def rules_for(lab: Lab, vip: str) -> list[dict[str, Any]]:

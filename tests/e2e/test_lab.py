@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from labtools import rules_for
 
-from ikemgr.lab import charons, sourcelog
-from ikemgr.lab.runner import Lab
+from ikemgr_lab import charons, sourcelog
+from ikemgr_lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ikemgr.lab.runner import Lab
+from ikemgr_lab.runner import Lab
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ikemgr.lab import procs
-from ikemgr.lab.runner import teardown
+from ikemgr_lab import procs
+from ikemgr_lab.runner import teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

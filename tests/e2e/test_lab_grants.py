@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from labtools import rules_for, until
 
-from ikemgr.lab.runner import Lab
+from ikemgr_lab.runner import Lab
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,11 @@ import re
 import subprocess
 
 import pytest
+from ikemgr_lab.model import load_lab as load
+from ikemgr_lab.runner import REPO, Lab
 from labtools import rules_for, until
 
-from ikemgr.config.load import load
-from ikemgr.lab import procs, sourcelog
-from ikemgr.lab.runner import REPO, Lab
+from ikemgr_lab import procs, sourcelog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from ikemgr_lab.model import load_lab as load
+from ikemgr_lab.runner import Lab
 
-from ikemgr.config.load import load
-from ikemgr.lab import procs
-from ikemgr.lab.runner import Lab
+from ikemgr_lab import procs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

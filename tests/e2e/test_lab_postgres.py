@@ -28,12 +28,12 @@ import time
 from pathlib import Path
 
 import pytest
+from ikemgr_lab.model import load_lab as load
+from ikemgr_lab.runner import Lab
 from labtools import rules_for, until
 
-from ikemgr.config.load import load
-from ikemgr.lab import procs
-from ikemgr.lab.runner import Lab
-from ikemgr.reconcile import Watcher
+from ikemgr.engine.watch import Watcher
+from ikemgr_lab import procs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.postgres]
 

@@ -10,7 +10,7 @@ import pytest
 from gwconfig import gateway_doc
 
 from ikemgr.config.schema import Config
-from ikemgr.core.baseplan import (
+from ikemgr.core.base_diff import (
     Observed,
     Plan,
     address_fields,
@@ -20,7 +20,7 @@ from ikemgr.core.baseplan import (
     plan,
     route_key,
 )
-from ikemgr.core.gateway import RouteSpec, RuleSpec, base_state
+from ikemgr.core.base_state import RouteSpec, RuleSpec, base_state
 
 N = ip_network
 A = ip_address

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ikemgr.adapters.files import sync_outputs
-from ikemgr.adapters.templates import Output
+from ikemgr.render.files import sync_outputs
+from ikemgr.render.templates import Output
 
 
 def test_unchanged_render_touches_nothing(tmp_path: Path) -> None:

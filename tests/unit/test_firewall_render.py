@@ -6,21 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from ikemgr.adapters.firewall import (
-    IPT_PATH,
-    NFT_PATH,
-    RT_TABLES_PATH,
-    firewall_outputs,
-    ipt_file_text,
-    nft_file_text,
-    nft_table_text,
-    rt_tables_output,
-)
-from ikemgr.adapters.netlink import write_atomic
 from ikemgr.config.load import load
 from ikemgr.config.schema import Config
-from ikemgr.core.firewall import firewall_spec, ipt_context, nft_context
+from ikemgr.core.firewall import firewall_spec
 from ikemgr.errors import ConfigError
+from ikemgr.fsio import replace_text
+from ikemgr.render.firewall import (
+    IPT_PATH,
+    NFT_PATH,
+    firewall_outputs,
+    ipt_context,
+    ipt_file_text,
+    nft_context,
+    nft_file_text,
+    nft_table_text,
+)
+from ikemgr.render.routing import RT_TABLES_PATH, rt_tables_output
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campus.yaml"
 
@@ -145,11 +146,11 @@ def test_bad_table_names(campus: Config, table: str, message: str) -> None:
 def test_rt_tables_write_is_atomic_and_skips_unchanged(tmp_path: Path, campus: Config) -> None:
     target = tmp_path / "rt_tables.d" / "ikemgr.conf"
     text = rt_tables_output(campus).text
-    assert write_atomic(target, text) is True
+    assert replace_text(target, text) is True
     ino = target.stat().st_ino
-    assert write_atomic(target, text) is False
+    assert replace_text(target, text) is False
     assert target.stat().st_ino == ino
-    assert write_atomic(target, text + "7 extra\n") is True
+    assert replace_text(target, text + "7 extra\n") is True
     assert target.stat().st_ino != ino  # replaced by rename, never rewritten in place
     assert target.read_text().endswith("7 extra\n")
     assert oct(target.stat().st_mode & 0o777) == "0o644"

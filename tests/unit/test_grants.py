@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ikemgr.allowlist.sources.listfile import parse_list
 from ikemgr.core.grants import (
     Grant,
     RawEntry,
@@ -23,7 +24,6 @@ from ikemgr.core.grants import (
 )
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.errors import BackendUnavailable, Refused
-from ikemgr.sources.listfile import parse_list
 
 NOW = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 G = IdentityGrammar()
@@ -274,6 +274,6 @@ def test_control_characters_are_rejected_exactly(value: str) -> None:
 
 def test_head_revision_constant_is_the_migration_scripts_head() -> None:
     """store.migrate skips importing Alembic when the database is at HEAD_REVISION."""
-    from ikemgr.store.migrate import HEAD_REVISION, head_revision
+    from ikemgr.allowlist.store.migrate import HEAD_REVISION, head_revision
 
     assert head_revision() == HEAD_REVISION

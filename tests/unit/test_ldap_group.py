@@ -10,9 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from ikemgr.adapters.ldap import describe, tls_settings
-from ikemgr.config.schema import Ldap, LdapGroupSource, Sync
+from ikemgr.allowlist.sources.ldap_group import _show, _values
+from ikemgr.config.services import Ldap
+from ikemgr.config.sync import LdapGroupSource, Sync
 from ikemgr.errors import ConfigError
-from ikemgr.sources.ldap_group import _show, _values
 
 GROUP = "cn=lab-123456,ou=groups,dc=example,dc=ac,dc=jp"
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ikemgr.core.model import UserRule
-from ikemgr.core.plan import Plan, apply, diff, vlans_in_use
+from ikemgr.core.policy_diff import Plan, apply, diff, vlans_in_use
 
 rules = st.builds(
     lambda n, v: UserRule(IPv4Address(f"10.1.0.{n}"), v, v, 29000),

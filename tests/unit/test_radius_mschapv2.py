@@ -12,7 +12,7 @@ from ikemgr.adapters.radius import (
     nt_password_hash,
     nt_response,
 )
-from ikemgr.adapters.slapd import nt_hash
+from ikemgr_lab.slapd import nt_hash
 
 
 @pytest.mark.parametrize("data,digest", [  # RFC 1320 appendix A.5

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ikemgr.adapters.templates import Output
 from ikemgr.config.load import load
-from ikemgr.config.schema import Config, Eap
-from ikemgr.core.radius import RadiusSecrets, radius_outputs, subject_regex, unlang_regex
+from ikemgr.config.schema import Config
+from ikemgr.config.services import Eap
 from ikemgr.core.secrets import check_secret
 from ikemgr.errors import ConfigError, UsageError
+from ikemgr.render.freeradius import RadiusSecrets, radius_outputs, subject_regex, unlang_regex
+from ikemgr.render.templates import Output
 
 ROOT = Path(__file__).resolve().parents[2]
 

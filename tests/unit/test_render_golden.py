@@ -14,7 +14,7 @@ import pytest
 from ikemgr.config.load import load
 from ikemgr.core.secrets import Secrets
 from ikemgr.errors import UsageError
-from ikemgr.renderer import all_outputs
+from ikemgr.render.outputs import all_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pyroute2.netlink.rtnl.fibmsg import fibmsg
 
-from ikemgr.adapters import rtnl
-from ikemgr.adapters.rtnl import RuleMsg, encode, parse_acks
+from ikemgr.adapters.kernel import rule_channel
+from ikemgr.adapters.kernel.rule_channel import RuleMsg, encode, parse_acks
 
 N = ip_network
 
@@ -59,9 +59,9 @@ def test_encoding_decodes_with_pyroute2(verb: str, rule: RuleMsg, fields: dict[s
     assert got_fields["family"] == 2 and got_fields["seq"] == 7 and got_fields["length"] == len(data)
     assert len(data) % 4 == 0
     if verb == "add":
-        assert (got_fields["type"], got_fields["flags"]) == (rtnl.RTM_NEWRULE, 0x1 | 0x4 | 0x200 | 0x400)
+        assert (got_fields["type"], got_fields["flags"]) == (rule_channel.RTM_NEWRULE, 0x1 | 0x4 | 0x200 | 0x400)
     else:
-        assert (got_fields["type"], got_fields["flags"]) == (rtnl.RTM_DELRULE, 0x1 | 0x4)
+        assert (got_fields["type"], got_fields["flags"]) == (rule_channel.RTM_DELRULE, 0x1 | 0x4)
     assert {k: got_fields[k] for k in fields} == fields
     assert got_attrs == attrs
 
@@ -73,7 +73,7 @@ def test_unknown_verb_is_refused() -> None:
 
 def ack(seq: int, code: int) -> bytes:
     body = struct.pack("=i", -code) + struct.pack("=IHHII", 16, 32, 5, seq, 0)
-    return struct.pack("=IHHII", 16 + len(body), rtnl.NLMSG_ERROR, 0x100, seq, 4242) + body
+    return struct.pack("=IHHII", 16 + len(body), rule_channel.NLMSG_ERROR, 0x100, seq, 4242) + body
 
 
 def test_acks_in_one_buffer_give_each_sequence_and_errno() -> None:
@@ -88,7 +88,7 @@ def test_a_truncated_buffer_is_an_error_not_a_short_list() -> None:
 
 
 def test_non_ack_messages_are_skipped() -> None:
-    done = struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 0, 9, 0) + b"\0\0\0\0"
+    done = struct.pack("=IHHII", 20, rule_channel.NLMSG_DONE, 0, 9, 0) + b"\0\0\0\0"
     assert parse_acks(done + ack(4, 0)) == [(4, 0)]
 
 

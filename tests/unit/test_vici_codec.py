@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vici.protocol import FiniteStream, Message
 
-from ikemgr.adapters.vici import MessageError, decode_message
+from ikemgr.adapters.vici.codec import MessageError, decode_message
 
 SAMPLES = Path(__file__).with_name("test_vici_sample_events.json")
 

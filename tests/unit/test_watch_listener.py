@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from ikemgr import reconcile
+from ikemgr.engine import watch as watch_mod
+from ikemgr.engine.watch import Watcher
 from ikemgr.errors import BackendUnavailable
-from ikemgr.reconcile import Watcher
 
 
 class Listener:
@@ -33,7 +33,7 @@ class Listener:
 def test_outage_backs_off_warns_once_and_rereads_when_back(monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     clock = {"t": 1000.0}
-    monkeypatch.setattr(reconcile.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(watch_mod.time, "monotonic", lambda: clock["t"])
     lst = Listener(down=3, clock=clock)
     w = Watcher(engine=None, uri="unix:///nonexistent", changes=lst, backoff_max=8.0)  # type: ignore[arg-type]
     seen: list[Any] = []

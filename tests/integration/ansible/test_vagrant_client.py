@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ikemgr.adapters.charon import BASE_PLUGINS, INITIATOR_PLUGINS, NETLINK_PLUGINS, CharonInstance
+from ikemgr.checks.charon import BASE_PLUGINS, INITIATOR_PLUGINS, NETLINK_PLUGINS, CharonInstance
 
 REPO = Path(__file__).resolve().parents[3]
 PROVISION = REPO / "vagrant" / "provision"

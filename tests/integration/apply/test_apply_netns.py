@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from ikt_apply_gw import IKEMGR, VLAN1, VLAN2, Gw, sh
 
-from ikemgr.adapters.firewall import firewall_outputs, nft_table_text
 from ikemgr.config.load import load
 from ikemgr.core.firewall import firewall_spec
+from ikemgr.render.firewall import firewall_outputs, nft_table_text
 
 pytestmark = pytest.mark.root
 

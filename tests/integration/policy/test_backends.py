@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ikemgr.adapters.vici import SaUpdate
 from ikemgr.config.load import load
-from ikemgr.core.model import Sa
-from ikemgr.reconcile import Engine, build_engine, close_engine
+from ikemgr.core.model import Sa, SaUpdate
+from ikemgr.engine.engine import Engine
+from ikemgr.engine.wiring import build_engine, close_engine
 
 from .conftest import Lab, sh
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ikemgr.adapters import vici
-from ikemgr.adapters.charon import BASE_PLUGINS, CHARON, LIBIPSEC_PLUGINS, CharonInstance
+from ikemgr.checks.charon import BASE_PLUGINS, CHARON, LIBIPSEC_PLUGINS, CharonInstance
 from ikemgr.core.identity import shown
 
 from .conftest import IKEMGR, Lab, sh

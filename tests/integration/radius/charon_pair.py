@@ -23,10 +23,10 @@ from pathlib import Path
 import vici
 from radius_support import ORG, PEOPLE, SECRET, SUFFIX, Certs, free_port, make_config, pki
 
-from ikemgr.adapters.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
-from ikemgr.adapters.freeradius import RadiusdInstance, prepare_raddb
-from ikemgr.adapters.slapd import LdapUser, SlapdInstance
-from ikemgr.core.radius import RadiusSecrets, radius_outputs
+from ikemgr.checks.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
+from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
+from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
+from ikemgr_lab.slapd import LdapUser, SlapdInstance
 
 GW_IP, CLIENT_IP = "192.0.2.1", "192.0.2.100"
 GW_ID, RADIUS_ID = "vpn.example.ac.jp", "radius.example.ac.jp"

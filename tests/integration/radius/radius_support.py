@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from ikemgr.adapters.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.adapters.radius import RadiusClient
-from ikemgr.adapters.slapd import LdapUser, SlapdInstance, nt_hash
+from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.load import load
 from ikemgr.config.schema import Config
-from ikemgr.core.radius import RadiusSecrets, radius_outputs
+from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
+from ikemgr_lab.slapd import LdapUser, SlapdInstance, nt_hash
 
 ROOT = Path(__file__).resolve().parents[3]
 SUFFIX = "dc=example,dc=ac,dc=jp"

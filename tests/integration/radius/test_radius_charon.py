@@ -16,7 +16,7 @@ import pytest
 from charon_pair import RADIUS_ID, Pair, charon_pair, client_conn
 from radius_support import ORG, PASSWORDS, Certs, pki
 
-from ikemgr.adapters.slapd import LdapUser, nt_hash
+from ikemgr_lab.slapd import LdapUser, nt_hash
 
 pytestmark = pytest.mark.root
 

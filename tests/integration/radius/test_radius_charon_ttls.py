@@ -22,7 +22,7 @@ import pytest
 from charon_pair import POOL, RADIUS_ID, Pair, charon_pair, client_conn
 from radius_support import PASSWORDS, PEOPLE, Certs
 
-from ikemgr.adapters.slapd import LdapUser
+from ikemgr_lab.slapd import LdapUser
 
 pytestmark = pytest.mark.root
 

@@ -21,11 +21,11 @@ from eap_peer import gtc
 from pyrad.client import Client
 from radius_support import PASSWORDS, PEOPLE, SECRET, SUFFIX, Certs, free_port, make_config, pki
 
-from ikemgr.adapters.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.adapters.radius import RadiusClient, dictionary
-from ikemgr.adapters.slapd import LdapUser, SlapdInstance, SlapdTls, nt_hash
+from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.schema import Config
-from ikemgr.core.radius import RadiusSecrets, radius_outputs
+from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
+from ikemgr_lab.slapd import LdapUser, SlapdInstance, SlapdTls, nt_hash
 
 pytestmark = pytest.mark.root
 

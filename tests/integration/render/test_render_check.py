@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ikemgr.adapters.checkers import check_swanctl
+from ikemgr.checks.swanctl import check_swanctl
 from ikemgr.cli import app
 from ikemgr.errors import CheckFailed
 
@@ -74,7 +74,7 @@ def test_rendered_units_pass_systemd_analyze(config: Path, tmp_path: Path) -> No
 
     from ikemgr.commands._common import load_secrets
     from ikemgr.config.load import load
-    from ikemgr.renderer import all_outputs
+    from ikemgr.render.outputs import all_outputs
 
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")

@@ -10,8 +10,8 @@ import pytest
 from ldap3 import MODIFY_REPLACE, Connection, Server
 from store_support import LDAP_ADMIN, LDAP_PASSWORD, LDAP_SUFFIX, Env, Slapd, make_env
 
+from ikemgr.allowlist.store import open_store
 from ikemgr.config.load import load
-from ikemgr.store import open_store
 
 PEOPLE = f"ou=people,{LDAP_SUFFIX}"
 OK = [f"user{i}" for i in range(8)]

@@ -29,13 +29,13 @@ from typing import Any
 import pytest
 from store_support import Env, free_port, make_env
 
-from ikemgr.adapters.slapd import LdapUser, SlapdInstance, SlapdTls, ldif_attr
+from ikemgr.allowlist.store import open_store
 from ikemgr.commands.sync import sync_body
 from ikemgr.config.load import load
 from ikemgr.core.identity import shown
 from ikemgr.errors import BackendUnavailable
-from ikemgr.lab.pki import LabCA
-from ikemgr.store import open_store
+from ikemgr_lab.pki import LabCA
+from ikemgr_lab.slapd import LdapUser, SlapdInstance, SlapdTls, ldif_attr
 
 SUFFIX = "dc=example,dc=ac,dc=jp"
 PEOPLE = f"ou=people,{SUFFIX}"

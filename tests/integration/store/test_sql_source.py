@@ -169,7 +169,7 @@ def test_emptied_registration_table_hits_the_valve(pg: PgServer, pg_db: str, tmp
 def test_two_gateways_sharing_a_database_sync_one_at_a_time(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
     import psycopg
 
-    from ikemgr.store.repository import SYNC_LOCK_KEY
+    from ikemgr.allowlist.store.repository import SYNC_LOCK_KEY
 
     db = regdb(pg, pg.createdb(pg_db + "_reg"))
     gw1 = sql_env(tmp_path, pg, db, store_url=pg.url(pg_db))

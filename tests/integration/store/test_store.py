@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import inspect, text
 from store_support import PgServer, make_env
 
+from ikemgr.allowlist.store import NOTIFY_CHANNEL, Store, open_store
+from ikemgr.allowlist.store.models import VERSION_TABLE
 from ikemgr.config.load import load
 from ikemgr.config.schema import Config
 from ikemgr.core.grants import Grant, SyncPlan
 from ikemgr.errors import ApplyFailed, BackendUnavailable
-from ikemgr.store import NOTIFY_CHANNEL, Store, open_store
-from ikemgr.store.models import VERSION_TABLE
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
@@ -177,7 +177,7 @@ def test_lean_sync_read_equals_the_general_read(store: Store) -> None:
 
 
 def test_change_listener_wakes_within_a_second(cfg: Config, store: Store) -> None:
-    from ikemgr.store.notify import ChangeListener
+    from ikemgr.allowlist.store.notify import ChangeListener
 
     with ChangeListener(cfg) as listener:
         assert listener.wait(0.3) is False

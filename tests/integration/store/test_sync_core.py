@@ -7,12 +7,12 @@ from pathlib import Path
 
 from store_support import make_env
 
+from ikemgr.allowlist.sources import fetch_all
+from ikemgr.allowlist.store import open_store
+from ikemgr.allowlist.sync import SyncOutcome, run_sync
 from ikemgr.commands.sync import outcome_result
 from ikemgr.config.load import load
 from ikemgr.errors import ApplyFailed
-from ikemgr.sources import fetch_all
-from ikemgr.store import open_store
-from ikemgr.store.sync import SyncOutcome, run_sync
 
 
 def test_on_change_sees_the_committed_store_and_what_was_revoked(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from store_support import IKEMGR, make_env
 
 from ikemgr.config.load import load
 from ikemgr.errors import ConfigError
-from ikemgr.store.units import sync_unit_outputs
+from ikemgr.render.systemd import sync_unit_outputs
 
 
 def test_units_render_and_pass_systemd_analyze_verify(tmp_path: Path) -> None:

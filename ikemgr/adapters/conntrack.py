@@ -1,0 +1,189 @@
+"""Flushing the conntrack entries of VIPs whose path changed, off the event path.
+
+An established flow keeps its NAT binding; without the flush a user's open connections
+would keep the old SNAT address after their rule changed. ``watch`` parses the dump in
+a child process (``adapters.conntrack_child``); the one-shot commands do it in-thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+from ipaddress import IPv4Address
+from typing import Any
+
+log = logging.getLogger("ikemgr.backend")
+
+
+class InThread:
+    """The flush in the flusher's own thread, which enters the gateway's namespace first."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self._ct: Any = None
+
+    def start(self) -> bool:
+        if self.netns:
+            from pyroute2 import netns as pr_netns
+
+            try:
+                pr_netns.setns(self.netns, flags=0)
+            except OSError as e:
+                log.error("conntrack flusher cannot enter netns %s: %s", self.netns, e)
+                return False
+        return True
+
+    def flush(self, vips: set[str]) -> int:
+        from ikemgr.adapters import conntrack_child
+
+        if self._ct is None:
+            from pyroute2 import Conntrack
+
+            self._ct = Conntrack()
+        return conntrack_child.flush(self._ct, vips)
+
+    def close(self) -> None:
+        if self._ct is not None:
+            ct, self._ct = self._ct, None
+            ct.close()
+
+
+class InChild:
+    """The flush by a child process in the gateway's namespace (adapters/conntrack_child.py)."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self.child: subprocess.Popen[str] | None = None
+
+    def start(self) -> bool:
+        # start the child now, not at the first flush: its interpreter start (~0.3 s of
+        # CPU) would otherwise compete with the event burst that caused that flush
+        try:
+            self._spawn()
+        except OSError as e:
+            log.warning("conntrack flusher process did not start: %s", e)
+        return True
+
+    def _spawn(self) -> subprocess.Popen[str]:
+        """The child process, started (again) if it is not running."""
+        child = self.child
+        if child is None or child.poll() is not None:
+            prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+            child = self.child = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "ikemgr.adapters.conntrack_child"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1)
+        return child
+
+    def flush(self, vips: set[str]) -> int:
+        child = self._spawn()
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write("".join(f"{v}\n" for v in sorted(vips)) + "\n")
+            child.stdin.flush()
+            reply = child.stdout.readline().strip()
+        except OSError as e:
+            self.close()
+            raise RuntimeError(f"conntrack flusher process: {e}") from None
+        if not reply:
+            self.close()
+            raise RuntimeError("conntrack flusher process ended")
+        if reply.startswith("error "):
+            raise RuntimeError(reply.removeprefix("error "))
+        return int(reply)
+
+    def close(self) -> None:
+        child, self.child = self.child, None
+        if child is None:
+            return
+        try:
+            if child.stdin is not None:
+                child.stdin.close()  # end of input: the child exits
+            child.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            child.kill()
+            child.wait(timeout=5)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+class ConntrackFlusher:
+    """Deletes conntrack entries of VIPs whose path changed, off the event path.
+
+    An established flow keeps its NAT binding; without the flush a user's open
+    connections would keep the old SNAT address after their rule changed.
+
+    Any conntrack dump walks the kernel's whole (machine-wide) conntrack hash table:
+    measured here ~15-35 ms per ``conntrack -D -s VIP`` and ~50 ms per netlink dump,
+    whatever the number of matching entries. So VIPs queued while a flush runs are
+    coalesced, and each run is ONE netlink dump of this namespace's table that deletes the
+    entries whose original source is one of the VIPs. Runs are at least ``min_gap`` (1 s)
+    apart so a burst costs one dump.
+
+    ``out_of_process`` (``watch``): the dump is parsed in a long-lived child process
+    (adapters/conntrack_child.py), so it never holds the interpreter lock the event thread needs;
+    this thread only waits on a pipe. Short-lived commands (hook, reconcile, sync) have no
+    event thread to protect and would pay an interpreter start per call for the child, so
+    they parse the dump in this thread, inside the namespace.
+    """
+
+    def __init__(self, netns: str | None, enabled: bool = True, min_gap: float = 1.0,
+                 out_of_process: bool = False) -> None:
+        self.enabled = enabled
+        self.min_gap = min_gap
+        self._way: InThread | InChild = InChild(netns) if out_of_process else InThread(netns)
+        self._pending: set[IPv4Address] = set()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._busy = False
+        self.flushed = 0
+        self.deleted = 0
+        self.runs = 0
+        self._t: threading.Thread | None = None
+        if enabled:
+            self._t = threading.Thread(target=self._run, name="ikemgr-conntrack", daemon=True)
+            self._t.start()
+
+    def flush(self, vips: frozenset[IPv4Address]) -> None:
+        if not self.enabled or not vips:
+            return
+        with self._cv:
+            self._pending |= vips
+            self._cv.notify()
+
+    def _run(self) -> None:
+        if not self._way.start():
+            return
+        while True:
+            with self._cv:
+                while not self._pending and not self._stop:
+                    self._cv.wait()
+                if self._stop and not self._pending:
+                    self._way.close()
+                    return
+                batch, self._pending = {str(v) for v in self._pending}, set()
+                self._busy = True
+            try:
+                self.deleted += self._way.flush(batch)
+            except Exception as e:  # netlink errors must not kill the flusher
+                log.warning("conntrack flush of %d VIPs failed: %s", len(batch), e)
+            self.flushed += len(batch)
+            self.runs += 1
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
+                # let more VIPs gather (one dump per burst); a stop request ends the wait
+                self._cv.wait_for(lambda: self._stop, timeout=self.min_gap)
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """For tests and orderly exit: wait until everything queued has been flushed."""
+        with self._cv:
+            self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def close(self) -> None:
+        if self._t is not None:
+            with self._cv:
+                self._stop = True
+                self._cv.notify_all()
+            self._t.join(timeout=10)

@@ -1,0 +1,43 @@
+"""The interface of the two kernel policy backends (config: ``policy.backend``).
+
+Both own only what they can recognise: rules with protocol ``routing.rule_protocol``
+and a priority in [user_priority, base_priority), and the table ``ip ikemgr_policy``.
+``read`` returns the complete user rules plus strays to delete; ``apply`` changes the
+kernel from a plan in one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Any, Protocol
+
+from ikemgr.config.schema import Config
+from ikemgr.core.model import UserRule
+from ikemgr.core.policy_diff import Plan
+
+log = logging.getLogger("ikemgr.backend")
+
+
+@dataclass
+class KernelView:
+    """What the kernel holds that ikemgr owns: complete user rules, plus strays to delete."""
+
+    rules: dict[IPv4Address, UserRule]
+    stray: list[Any] = field(default_factory=list)
+    vlan_rules: dict[int, bool] = field(default_factory=dict)
+
+
+class PolicyBackend(Protocol):
+    name: str
+
+    def ensure(self) -> None: ...
+    def read(self) -> KernelView: ...
+    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None: ...
+    def close(self) -> None: ...
+
+
+def owned_band(cfg: Config) -> tuple[int, int]:
+    return cfg.routing.user_priority, cfg.routing.base_priority

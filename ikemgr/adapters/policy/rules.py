@@ -1,0 +1,77 @@
+"""The ``rules`` backend: the seed's design, one ``ip rule`` per user and campus prefix.
+
+``ip rule from VIP/32 to <campus prefix> lookup <VLAN table>``. The kernel walks the
+rule list linearly for every routed packet, so forwarding slows down in proportion to
+the number of users (docs/policy-engine.md has the figures). Rules are read and written
+on one rtnetlink socket (``adapters.kernel.rule_channel``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network, ip_network
+
+from ikemgr.adapters.kernel.netns import InNetns
+from ikemgr.adapters.kernel.rule_channel import KernelRule, RuleSocket
+from ikemgr.adapters.policy.base import KernelView, owned_band
+from ikemgr.config.schema import Config
+from ikemgr.core.model import UserRule
+from ikemgr.core.policy_diff import Plan
+
+log = logging.getLogger("ikemgr.backend")
+
+
+class RulesBackend:
+    """One ip rule per (VIP, campus prefix): the seed's design."""
+
+    name = "rules"
+
+    def __init__(self, cfg: Config, ex: InNetns) -> None:
+        self.cfg = cfg
+        self.prefixes = tuple(p for p in cfg.campus_prefixes if isinstance(p, IPv4Network))
+        self.nl = RuleSocket(ex, cfg.routing.rule_protocol)
+        self._stray: list[KernelRule] = []
+        self._by_table = {v.table_id: v.number for v in cfg.vlans}
+
+    def kernel_rules(self, r: UserRule) -> list[KernelRule]:
+        src = ip_network(f"{r.vip}/32")
+        return [KernelRule(r.priority, r.table_id, src, p) for p in self.prefixes]  # type: ignore[arg-type]
+
+    def ensure(self) -> None:
+        return None
+
+    def read(self) -> KernelView:
+        lo, hi = owned_band(self.cfg)
+        rules = self.nl.dump(lo, hi)
+        by_vip: dict[IPv4Address, list[KernelRule]] = {}
+        stray: list[KernelRule] = []
+        for k in rules:
+            if (k.action != "lookup" or k.src is None or k.src.prefixlen != 32 or k.fwmark is not None
+                    or k.table not in self._by_table):
+                stray.append(k)
+                continue
+            by_vip.setdefault(IPv4Address(k.src.network_address), []).append(k)
+        out: dict[IPv4Address, UserRule] = {}
+        for vip, ks in by_vip.items():
+            r = UserRule(vip, self._by_table[ks[0].table], ks[0].table, self.cfg.routing.user_priority)
+            if sorted(ks) == sorted(self.kernel_rules(r)):
+                out[vip] = r
+            else:
+                stray.extend(ks)  # partial or odd: remove, the plan re-adds it whole
+        self._stray = stray
+        return KernelView(out, list(stray))
+
+    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None:
+        delete = list(self._stray)
+        for r in plan.remove:
+            delete.extend(self.kernel_rules(r))
+        add: list[KernelRule] = []
+        for r in plan.add:
+            add.extend(self.kernel_rules(r))
+        self.nl.change(add, delete)
+        self._stray = []
+
+    def close(self) -> None:
+        self.nl.close()
+        self.nl.ex.close()

@@ -1,0 +1,216 @@
+"""VICI messages and events → ``core.model`` values (pure: bytes and dicts in, values out).
+
+What charon 5.9.8 really sends: keys are text, values bytes; the EAP identity is
+``remote-eap-id`` (only when it differs from the IKE id), else ``remote-xauth-id``,
+else ``remote-id``; VIPs are in ``remote-vips``; ``up`` is present only on up; a
+half-open SA (INVALID_KE retry) sends a down with no VIPs, state CONNECTING, named
+``(unnamed)``; ``ike-update`` adds non-dict top-level keys; ``ike-rekey`` nests the SAs
+under ``old``/``new``. Messages are decoded by offset (property-tested against the
+vici package's own decoder).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address, ip_address
+from typing import Any
+
+from ikemgr.core.model import Sa, SaUpdate
+
+log = logging.getLogger("ikemgr.vici")
+
+
+EVENTS = ("ike-updown", "ike-rekey", "ike-update", "child-updown", "child-rekey")
+
+
+def _text(v: object) -> str:
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode("utf-8", errors="replace")
+    return "" if v is None else str(v)
+
+
+def _int(v: object) -> int:
+    t = _text(v)
+    return int(t) if t.isascii() and t.isdigit() else 0
+
+
+def vips_of(d: Mapping[str, Any]) -> tuple[IPv4Address, ...]:
+    """IPv4 VIPs of an SA dict; IPv6 is skipped (not supported yet) and logged."""
+    out: list[IPv4Address] = []
+    raw = d.get("remote-vips") or []
+    if not isinstance(raw, list):
+        return ()
+    for item in raw:
+        try:
+            addr = ip_address(_text(item))
+        except ValueError:
+            log.warning("ignoring unparsable VIP %r", _text(item)[:64])
+            continue
+        if isinstance(addr, IPv4Address):
+            out.append(addr)
+        else:
+            log.info("ignoring IPv6 VIP %s (IPv6 policy is not supported yet)", addr)
+    return tuple(out)
+
+
+def identity_of(d: Mapping[str, Any]) -> str | bytes | None:
+    """The EAP identity, raw: the grammar checks UTF-8 and length itself."""
+    for key in ("remote-eap-id", "remote-xauth-id", "remote-id"):
+        v = d.get(key)
+        if isinstance(v, bytes | bytearray | str) and len(v) > 0:
+            return bytes(v) if isinstance(v, bytearray) else v
+    return None
+
+
+def sa_of(conn: str, d: Mapping[str, Any]) -> Sa | None:
+    """One IKE_SA dict → Sa (None if it has no unique id: not an SA)."""
+    uid = _text(d.get("uniqueid"))
+    if not uid:
+        return None
+    bin_, bout = 0, 0
+    children = d.get("child-sas")
+    if isinstance(children, Mapping):
+        for c in children.values():
+            if isinstance(c, Mapping):
+                bin_ += _int(c.get("bytes-in"))
+                bout += _int(c.get("bytes-out"))
+    est = d.get("established")
+    return Sa(
+        uniqueid=uid,
+        identity_raw=identity_of(d),
+        vips=vips_of(d),
+        state=_text(d.get("state")),
+        conn=conn,
+        remote_host=_text(d.get("remote-host")),
+        established=_int(est) if est is not None else None,
+        bytes_in=bin_,
+        bytes_out=bout,
+    )
+
+
+def parse_event(name: str, msg: Mapping[str, Any]) -> list[SaUpdate]:
+    """One VICI event → updates, in the order the SAs appear."""
+    out: list[SaUpdate] = []
+    for conn, d in msg.items():
+        if not isinstance(d, Mapping):
+            continue  # "up": b"yes", ike-update's local-host … keys
+        if "uniqueid" not in d and isinstance(d.get("old"), Mapping):
+            # ike-rekey: the old SA hands its VIPs over to the new one
+            old, new = sa_of(conn, d["old"]), sa_of(conn, d.get("new") or {})
+            if old is not None:
+                out.append(SaUpdate(name, old, False))
+            if new is not None:
+                out.append(SaUpdate(name, new, new.live))
+            continue
+        sa = sa_of(conn, d)
+        if sa is None:
+            continue
+        # a live state means it is there; anything else (DELETING, CONNECTING…) means it
+        # is not, and the engine ignores "gone" for SAs it never knew (half-open SAs)
+        out.append(SaUpdate(name, sa, sa.live))
+    return out
+
+
+def parse_list_sas(items: Iterable[Mapping[str, Any]]) -> list[Sa]:
+    out: list[Sa] = []
+    for item in items:
+        for conn, d in item.items():
+            if isinstance(d, Mapping):
+                sa = sa_of(conn, d)
+                if sa is not None:
+                    out.append(sa)
+    return out
+
+
+def parse_leases(pools: Mapping[str, Any]) -> dict[IPv4Address, str]:
+    """get-pools leases → {VIP: identity} of online leases (a second source for VIP → user)."""
+    out: dict[IPv4Address, str] = {}
+    for pool in pools.values():
+        if not isinstance(pool, Mapping):
+            continue
+        leases = pool.get("leases")
+        if not isinstance(leases, Mapping):
+            continue
+        for lease in leases.values():
+            if not isinstance(lease, Mapping) or _text(lease.get("status")) != "online":
+                continue
+            try:
+                addr = ip_address(_text(lease.get("address")))
+            except ValueError:
+                continue
+            if isinstance(addr, IPv4Address):
+                out[addr] = _text(lease.get("identity"))
+    return out
+
+
+class MessageError(ValueError):
+    """A VICI message that does not parse (truncated, unbalanced, unknown element)."""
+
+
+_SECTION_START, _SECTION_END, _KEY_VALUE, _LIST_START, _LIST_ITEM, _LIST_END = 1, 2, 3, 4, 5, 6
+
+
+def decode_message(data: bytes, pos: int = 0) -> dict[str, Any]:
+    """A VICI message body → nested dicts/lists of bytes, like ``vici.Message.deserialize``.
+
+    The same result as the library's decoder (checked by property tests against it), about
+    five times faster: it slices one ``bytes`` by offset instead of reading a BytesIO a few
+    bytes at a time, and decoding was half of the cost of an event on the watch path.
+    Stricter: a truncated message, an unknown element or an unbalanced section raises
+    MessageError instead of being read short.
+    """
+    end = len(data)
+    root: dict[str, Any] = {}
+    section = root
+    stack: list[dict[str, Any]] = []
+    try:
+        while pos < end:
+            kind = data[pos]
+            pos += 1
+            if kind == _KEY_VALUE or kind == _SECTION_START or kind == _LIST_START:
+                size = data[pos]
+                name = data[pos + 1:pos + 1 + size].decode("utf-8")
+                pos += 1 + size
+                if kind == _KEY_VALUE:
+                    size = (data[pos] << 8) | data[pos + 1]
+                    pos += 2
+                    section[name] = data[pos:pos + size]
+                    pos += size
+                elif kind == _SECTION_START:
+                    child: dict[str, Any] = {}
+                    section[name] = child
+                    stack.append(section)
+                    section = child
+                else:
+                    items: list[bytes] = []
+                    while data[pos] == _LIST_ITEM:
+                        size = (data[pos + 1] << 8) | data[pos + 2]
+                        pos += 3
+                        items.append(data[pos:pos + size])
+                        pos += size
+                    if data[pos] != _LIST_END:
+                        raise MessageError(f"expected the end of list {name!r} at {pos}")
+                    pos += 1
+                    section[name] = items
+                if pos > end:
+                    raise MessageError("truncated message")
+            elif kind == _SECTION_END:
+                if not stack:
+                    raise MessageError(f"unexpected end of section at {pos - 1}")
+                section = stack.pop()
+            else:
+                raise MessageError(f"unknown element type {kind} at {pos - 1}")
+    except IndexError:
+        raise MessageError("truncated message") from None
+    except UnicodeDecodeError:
+        raise MessageError("a key is not UTF-8") from None
+    if stack:
+        raise MessageError("expected the end of a section")
+    return root
+
+
+def _body(p: Any) -> dict[str, Any]:
+    """The message of a parsed packet (``vici.Packet.parse`` leaves the stream at its start)."""
+    stream = p.payload
+    return decode_message(stream.getvalue(), stream.tell())

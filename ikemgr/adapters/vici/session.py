@@ -1,0 +1,160 @@
+"""The two VICI sessions charon wants: one for commands, one registered for events.
+
+The event session belongs to the event stream once registered; the command session
+runs ``list-sas``, ``get-pools`` and ``terminate``. The socket path always comes from
+the config, because every lab charon has its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import struct
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+from typing import Any
+
+from vici.protocol import Message, Packet, Transport
+
+from ikemgr.adapters.vici.codec import EVENTS, _body, _text, parse_leases, parse_list_sas
+from ikemgr.core.model import Sa
+from ikemgr.errors import BackendUnavailable
+
+log = logging.getLogger("ikemgr.vici")
+
+
+def connect(uri: str, timeout: float = 5.0) -> socket.socket:
+    """unix:///path or tcp://host:port → a connected socket; BackendUnavailable otherwise."""
+    try:
+        if uri.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(uri[len("unix://"):])
+        elif uri.startswith("tcp://"):
+            host, _, port = uri[len("tcp://"):].rpartition(":")
+            sock = socket.create_connection((host, int(port)), timeout=timeout)
+        else:
+            raise BackendUnavailable("vici", f"unsupported socket URI {uri!r}")
+    except OSError as e:
+        raise BackendUnavailable("vici", f"{uri}: {e.strerror or e}") from None
+    sock.settimeout(None)
+    return sock
+
+
+class _Wire:
+    """Request/response over one socket with the vici codec; errors → BackendUnavailable."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.transport = Transport(sock)
+
+    def _recv(self) -> Any:
+        try:
+            return Packet.parse(self.transport.receive())
+        except (OSError, struct.error) as e:
+            raise BackendUnavailable("vici", f"connection lost: {e}") from None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class CommandSession(_Wire):
+    """list-sas and get-pools; streamed requests collect their events."""
+
+    def _streamed(self, command: str, event: str, message: dict[str, Any] | None) -> list[Any]:
+        self._send(Packet.register_event(event))
+        self._expect_confirm(event)
+        body = Message.serialize(message) if message else None
+        self._send(Packet.request(command, body))
+        items: list[Any] = []
+        while True:
+            p = self._recv()
+            if p.response_type == Packet.EVENT:
+                items.append(_body(p))
+                continue
+            if p.response_type != Packet.CMD_RESPONSE:
+                raise BackendUnavailable("vici", f"{command}: unexpected response {p.response_type}")
+            break
+        self._send(Packet.unregister_event(event))
+        self._expect_confirm(event)
+        return items
+
+    def _send(self, packet: bytes) -> None:
+        try:
+            self.transport.send(packet)
+        except OSError as e:
+            raise BackendUnavailable("vici", f"connection lost: {e}") from None
+
+    def _expect_confirm(self, event: str) -> None:
+        p = self._recv()
+        while p.response_type == Packet.EVENT:
+            p = self._recv()
+        if p.response_type != Packet.EVENT_CONFIRM:
+            raise BackendUnavailable("vici", f"charon refused event {event!r}")
+
+    def request(self, command: str, message: dict[str, Any] | None = None) -> Any:
+        self._send(Packet.request(command, Message.serialize(message) if message else None))
+        p = self._recv()
+        if p.response_type != Packet.CMD_RESPONSE:
+            raise BackendUnavailable("vici", f"{command}: unexpected response {p.response_type}")
+        return _body(p)
+
+    def list_sas(self) -> list[Sa]:
+        return parse_list_sas(self._streamed("list-sas", "list-sa", {"noblock": "yes"}))
+
+    def leases(self) -> dict[IPv4Address, str]:
+        return parse_leases(self.request("get-pools", {"leases": "yes"}))
+
+    def terminate_ike(self, uniqueid: str) -> None:
+        """Close one IKE_SA by unique id; charon sends the DELETE without us waiting for it."""
+        if not uniqueid.isdigit():
+            raise BackendUnavailable("vici", f"terminate: bad IKE_SA id {uniqueid!r}")
+        reply = self.request("terminate", {"ike-id": uniqueid, "timeout": "-1"})
+        if _text(reply.get("success")) != "yes":
+            detail = _text(reply.get('errmsg')) or 'failed'
+            raise BackendUnavailable("vici", f"terminate {uniqueid}: {detail}")
+
+
+class EventSession(_Wire):
+    """Registered for the policy events; ``batch`` returns what arrived together."""
+
+    def register(self, events: Iterable[str] = EVENTS) -> None:
+        for e in events:
+            try:
+                self.transport.send(Packet.register_event(e))
+            except OSError as err:
+                raise BackendUnavailable("vici", f"connection lost: {err}") from None
+            p = self._recv()
+            if p.response_type != Packet.EVENT_CONFIRM:
+                raise BackendUnavailable("vici", f"charon refused event {e!r}")
+
+    def batch(self, timeout: float, limit: int = 1024) -> list[tuple[str, dict[str, Any]]]:
+        """Wait up to ``timeout`` s for one event, then take every event already queued.
+
+        Returns [] on an idle tick. Events that arrive together are handled as one batch:
+        one decision pass, one atomic kernel change.
+        """
+        out: list[tuple[str, dict[str, Any]]] = []
+        wait: float = timeout
+        while len(out) < limit:
+            try:
+                ready, _, _ = select.select([self.sock], [], [], wait)
+            except (OSError, ValueError) as e:
+                raise BackendUnavailable("vici", f"connection lost: {e}") from None
+            if not ready:
+                break
+            p = self._recv()
+            wait = 0.0
+            if p.response_type != Packet.EVENT:
+                continue
+            try:
+                msg = _body(p)
+            except Exception as e:  # a malformed event must not stop the watcher
+                log.warning("dropping undecodable %r event: %s", p.event_type, e)
+                continue
+            out.append((_text(p.event_type), msg))
+        return out

@@ -1,0 +1,37 @@
+"""The allow-list the engine reads: the store (or ``--allow-file``) behind the last-good snapshot."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ikemgr.allowlist.snapshot import SnapshotAllowList
+from ikemgr.allowlist.sources.listfile import FileAllowList
+from ikemgr.config.schema import Config
+from ikemgr.core.identity import IdentityGrammar
+from ikemgr.core.model import AllowList
+
+
+class LazyStore:
+    """The SQL store, opened on first use and re-opened after an outage."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._store: Any = None
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        if self._store is None:
+            from ikemgr.allowlist.store import open_store
+
+            self._store = open_store(self.cfg)
+        pairs: frozenset[tuple[str, int]] = self._store.active_pairs(now)
+        return pairs
+
+
+def open_allow_list(cfg: Config, grammar: IdentityGrammar,
+                    allow_file: Path | None = None) -> SnapshotAllowList:
+    """The allow-list the engine reads, with the last-good snapshot in front of it."""
+    source: AllowList = (FileAllowList(allow_file, grammar, cfg.sync.max_removal_share) if allow_file
+                         else LazyStore(cfg))
+    return SnapshotAllowList(source, cfg.policy.state_dir)

@@ -1,0 +1,65 @@
+"""The allow-list's last good answer, on disk: served while the database is away.
+
+An outage must not disconnect every lab user, nor let anyone new in: each good answer
+is saved atomically, and while the source is unavailable the snapshot is served and
+marked ``stale``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from ikemgr.core.model import AllowList
+from ikemgr.errors import BackendUnavailable
+from ikemgr.fsio import atomic_write
+
+log = logging.getLogger("ikemgr.state")
+
+
+SNAPSHOT_FILE = "allow-list.snapshot.json"
+
+
+class SnapshotAllowList:
+    """Wraps the real source: saves each good answer, serves the last one during outages."""
+
+    def __init__(self, source: AllowList, state_dir: Path) -> None:
+        self.source = source
+        self.path = state_dir / SNAPSHOT_FILE
+        self.stale = False
+        self._last: frozenset[tuple[str, int]] | None = None
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        try:
+            pairs = self.source.active_pairs(now)
+        except BackendUnavailable as e:
+            snap = self._load()
+            if snap is None:
+                raise
+            if not self.stale:
+                log.warning("allow-list source down (%s): serving the snapshot of %s", e.message,
+                            snap[1])
+            self.stale = True
+            return snap[0]
+        self.stale = False
+        if pairs != self._last:
+            self._save(pairs, now)
+            self._last = pairs
+        return pairs
+
+    def _save(self, pairs: frozenset[tuple[str, int]], now: datetime) -> None:
+        body = {"taken": now.isoformat(), "pairs": sorted([a, v] for a, v in pairs)}
+        try:
+            atomic_write(self.path, (json.dumps(body, indent=0) + "\n").encode("utf-8"), 0o600)
+        except OSError as e:
+            log.warning("cannot save the allow-list snapshot %s: %s", self.path, e)
+
+    def _load(self) -> tuple[frozenset[tuple[str, int]], str] | None:
+        try:
+            body = json.loads(self.path.read_text(encoding="utf-8"))
+            pairs = frozenset((str(a), int(v)) for a, v in body["pairs"])
+            return pairs, str(body.get("taken", "?"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

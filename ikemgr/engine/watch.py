@@ -1,0 +1,176 @@
+"""``ikemgr watch``: the long-running loop on charon's VICI socket.
+
+Events arrive in batches; idle ticks drive the periodic full reconcile and the
+allow-list poll; a disconnect means reconnect with backoff, then a full reconcile —
+the same path as a start after kill -9. When the allow-list loses a pair, the engine
+names the revoked users' SAs and the loop terminates them (``sync.terminate_revoked``),
+so every gateway on a shared database acts on a revocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+from typing import Protocol
+
+from ikemgr.adapters.vici.codec import parse_event
+from ikemgr.adapters.vici.session import CommandSession, EventSession, connect
+from ikemgr.core.model import SaUpdate
+from ikemgr.engine.engine import Engine, Report
+from ikemgr.engine.oneshot import sas_and_leases
+from ikemgr.errors import ApplyFailed, BackendUnavailable
+from ikemgr.log import log_event
+
+log = logging.getLogger("ikemgr.policy")
+
+
+class ChangeWaiter(Protocol):
+    """Something that says whether the allow-list store changed (ikemgr.allowlist.store.notify)."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Watcher:
+    """The long-running loop: VICI events in batches, idle ticks, reconnect with backoff."""
+
+    def __init__(self, engine: Engine, uri: str, *, tick: float = 0.5, allow_poll: float = 5.0,
+                 backoff_max: float = 30.0, changes: ChangeWaiter | None = None) -> None:
+        self.engine = engine
+        self.uri = uri
+        self.tick = tick
+        self.allow_poll = allow_poll
+        # a store change (PostgreSQL NOTIFY / SQLite data_version) re-reads the allow-list at
+        # the next tick; the poll still runs for grants that expire without any write
+        self.changes = changes
+        self.backoff_max = backoff_max
+        self.stop = False
+        self.hup = False
+        self.reconnects = 0
+        # the change listener while the database is away: retry with backoff, log the
+        # transitions (not every tick), and re-read the allow-list once it is back
+        self._listener_down = False
+        self._listener_retry_at = 0.0
+        self._listener_backoff = 1.0
+
+    def install_signals(self) -> None:
+        def term(signum: int, frame: FrameType | None) -> None:
+            self.stop = True
+
+        def hup(signum: int, frame: FrameType | None) -> None:
+            self.hup = True
+
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, term)
+        signal.signal(signal.SIGHUP, hup)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stop and time.monotonic() < end:
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self.stop:
+            cmd = ev = None
+            try:
+                ev = EventSession(connect(self.uri))
+                ev.register()  # before list-sas: nothing falls between the two
+                cmd = CommandSession(connect(self.uri))
+                self._full(cmd)
+                log_event("watching", event="connected", uri=self.uri, reconnects=self.reconnects)
+                backoff = 0.2
+                self._loop(ev, cmd)
+            except BackendUnavailable as e:
+                if self.stop:
+                    break
+                log.warning("%s; retrying in %.1f s", e.message, backoff,
+                            extra={"fields": {"event": "backend-down", "backend": e.backend}})
+                self._sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+                self.reconnects += 1
+            finally:
+                for s in (ev, cmd):
+                    if s is not None:
+                        s.close()
+        log_event("stopped", event="stopped", rules_left=len(self.engine.owned))
+
+    def _terminate_revoked(self, cmd: CommandSession) -> None:
+        doomed = self.engine.take_revoked()
+        if not self.engine.cfg.sync.terminate_revoked:
+            return
+        for uid in doomed:
+            try:
+                cmd.terminate_ike(uid)
+            except BackendUnavailable as e:  # already gone (another gateway's watch, the sync)
+                log.warning("terminate of a revoked user's SA failed: %s", e.message,
+                            extra={"fields": {"event": "terminate-failed", "uniqueid": uid}})
+                continue
+            log_event("revoked user terminated", event="terminate", uniqueid=uid)
+
+    def _full(self, cmd: CommandSession) -> Report:
+        sas, leases = sas_and_leases(cmd)
+        return self.engine.full(sas, leases=leases)
+
+    def _store_changed(self) -> bool:
+        if self.changes is None:
+            return False
+        now = time.monotonic()
+        if now < self._listener_retry_at:
+            return False
+        try:
+            changed = self.changes.wait(0)
+        except BackendUnavailable as e:
+            if not self._listener_down:
+                log.warning("allow-list change listener: %s; retrying with backoff (up to %.0f s), "
+                            "the allow-list poll keeps serving the last good list", e.message,
+                            self.backoff_max,
+                            extra={"fields": {"event": "backend-down", "backend": e.backend}})
+            self._listener_down = True
+            self._listener_retry_at = now + self._listener_backoff
+            self._listener_backoff = min(self._listener_backoff * 2, self.backoff_max)
+            return False
+        if self._listener_down:
+            log.info("allow-list change listener is back",
+                     extra={"fields": {"event": "backend-up", "backend": "db"}})
+            self._listener_down = False
+            self._listener_backoff = 1.0
+            return True  # notifications sent while it was away are lost: re-read now
+        return changed
+
+    def _loop(self, ev: EventSession, cmd: CommandSession) -> None:
+        interval = self.engine.cfg.policy.reconcile_interval
+        last_full = last_allow = time.monotonic()
+        while not self.stop:
+            batch = ev.batch(self.tick)
+            received = time.monotonic()
+            if batch:
+                updates: list[SaUpdate] = []
+                for name, msg in batch:
+                    updates.extend(parse_event(name, msg))
+                try:
+                    self.engine.events(updates, received)
+                except ApplyFailed as e:
+                    # the SA index is updated; the next full reconcile repairs the kernel
+                    log.error("apply failed: %s", e.message, extra={"fields": {"event": "apply-failed"}})
+                    self.engine.invalidate()
+                    last_full = 0.0
+            now = time.monotonic()
+            if self.hup:
+                self.hup = False
+                self.engine.refresh_allow()
+                self._full(cmd)
+                last_full = last_allow = now
+                continue
+            if self._store_changed() or now - last_allow >= self.allow_poll:
+                last_allow = now
+                if self.engine.refresh_allow():
+                    log_event("allow-list changed", event="allow-list")
+                    self.engine.recompute()
+                    self._terminate_revoked(cmd)
+            if now - last_full >= interval:
+                last_full = now
+                self._full(cmd)
