@@ -15,7 +15,7 @@ from ikemgr.errors import EXIT_OK
 
 @dataclass(frozen=True)
 class TableData:
-    """A table for humans; in --json output the rows appear as a list of dicts."""
+    """A table: rich text for humans; in --json output its rows are dicts keyed by the columns."""
 
     title: str
     columns: tuple[str, ...]
@@ -39,7 +39,14 @@ class Result:
             "data": self.data,
             "messages": list(self.messages),
             "errors": list(self.errors),
+            "tables": [{"title": t.title, "rows": [dict(zip(t.columns, row, strict=True)) for row in t.rows]}
+                       for t in self.tables],
         }
+
+
+def error_json(command: str, exit_code: int, error: dict[str, Any]) -> dict[str, Any]:
+    """The --json payload of a command that failed with an IkemgrError (same top-level keys)."""
+    return {"command": command, "ok": False, "exit_code": exit_code, "error": error}
 
 
 def _jsonable(o: Any) -> Any:

@@ -20,6 +20,8 @@ PKGS=(
   iproute2 iptables nftables libnftables1 conntrack
   # lab tools
   tcpdump iputils-ping procps psmisc ethtool
+  # systemd-analyze verifies the rendered units (the package only; nothing starts systemd)
+  systemd
   # python
   python3 python3-venv python3-dev gcc
 )

@@ -13,7 +13,7 @@ from ikemgr.config.schema import Config
 from ikemgr.core.secrets import Secrets
 from ikemgr.errors import EXIT_OK, IkemgrError
 from ikemgr.fsio import config_secret as read_secret
-from ikemgr.result import Result, render
+from ikemgr.result import Result, error_json, render
 
 ConfigOpt = typer.Option(
     DEFAULT_PATH, "--config", "-c", envvar="IKEMGR_CONFIG",
@@ -54,8 +54,7 @@ def run(command: str, as_json: bool, fn: Callable[[], Result]) -> None:
         if as_json:
             import json
 
-            payload = {"command": command, "ok": False, "exit_code": e.exit_code,
-                       "error": e.to_json()}
+            payload = error_json(command, e.exit_code, e.to_json())
             sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         else:
             for line in e.lines():

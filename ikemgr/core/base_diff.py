@@ -9,7 +9,7 @@
   plus the tables listed in the rt_tables file it wrote last time (so a removed VLAN's
   table is still cleaned up).
 
-The adapter reduces the kernel's view to the same frozen ``RuleSpec``/``RouteSpec`` values
+The adapter reduces the kernel's view to the same frozen ``Rule``/``RouteSpec`` values
 that ``core.gateway.base_state`` produces, so "is it converged?" is plain value equality,
 and a second plan computed after applying the first is empty.
 """
@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ikemgr.config.schema import Config
-from ikemgr.core.base_state import BaseState, RouteSpec, RuleSpec
+from ikemgr.core.base_state import BaseState, RouteSpec
+from ikemgr.core.model import Rule
 
 RouteKey = tuple[int, object]
 
@@ -40,7 +41,7 @@ def _route_order(r: RouteSpec) -> tuple[int, int, str, int]:
 class Observed:
     """The kernel state ikemgr owns, already reduced to spec values by the adapter."""
 
-    rules: tuple[RuleSpec, ...] = ()
+    rules: tuple[Rule, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
 
 
@@ -56,8 +57,8 @@ class Plan:
     routes_add: tuple[RouteSpec, ...] = ()
     routes_replace: tuple[RouteSpec, ...] = ()
     routes_remove: tuple[RouteSpec, ...] = ()
-    rules_add: tuple[RuleSpec, ...] = ()
-    rules_remove: tuple[RuleSpec, ...] = ()
+    rules_add: tuple[Rule, ...] = ()
+    rules_remove: tuple[Rule, ...] = ()
 
     @property
     def empty(self) -> bool:

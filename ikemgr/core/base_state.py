@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 from ikemgr.config.schema import Config
+from ikemgr.core.model import Rule
 
 Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
@@ -51,26 +52,6 @@ class RouteSpec:
         return out
 
 
-@dataclass(frozen=True, order=True)
-class RuleSpec:
-    priority: int
-    table: int
-    src: Network | None = None
-    dst: Network | None = None
-    fwmark: int | None = None
-
-    def ip_args(self, table_name: str | None = None) -> str:
-        out = f"priority {self.priority}"
-        if self.src is not None:
-            out += f" from {self.src}"
-        if self.dst is not None:
-            out += f" to {self.dst}"
-        if self.fwmark is not None:
-            out += f" fwmark {self.fwmark:#x}"
-        out += f" lookup {table_name or self.table}"
-        return out
-
-
 @dataclass(frozen=True)
 class SnatSpec:
     oif: str
@@ -83,7 +64,7 @@ class SnatSpec:
 class BaseState:
     tables: tuple[TableSpec, ...]
     routes: tuple[RouteSpec, ...]
-    rules: tuple[RuleSpec, ...]
+    rules: tuple[Rule, ...]
     snat: tuple[SnatSpec, ...]
     pool: Network
     mss: int | str
@@ -106,7 +87,7 @@ def base_state(cfg: Config) -> BaseState:
         RouteSpec(campus.table.id, DEFAULT_V4, campus.interface, gateway=campus.gateway),
     ]
     pool = cfg.pool_network
-    rules = [RuleSpec(cfg.routing.base_priority, campus.table.id, src=pool, dst=prefix)
+    rules = [Rule(cfg.routing.base_priority, campus.table.id, src=pool, dst=prefix)
              for prefix in cfg.campus_prefixes]
     snat = [SnatSpec(gw.outside.interface, pool, gw.outside.address.ip,
                      "pool to the Internet via the global address")]

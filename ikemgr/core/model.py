@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Protocol
 
 #: IKE_SA states in which the SA holds its virtual IPs and its user is connected.
@@ -41,6 +41,54 @@ class Sa:
     def sort_key(self) -> tuple[int, str]:
         """Newest SA last: unique ids are increasing decimal numbers in charon."""
         return (int(self.uniqueid), "") if self.uniqueid.isdigit() else (-1, self.uniqueid)
+
+
+ALL_ONES = 0xFFFFFFFF
+Network = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True, order=True)
+class Rule:
+    """One kernel policy rule, as ikemgr makes and reads it: the one rule value of both diffs.
+
+    The base rules (``from <pool> to <campus> lookup <campus table>``), the ``rules``
+    backend's per-user rules and the ``marks`` backend's fwmark/goto/nop rules are all
+    this value; the rtnetlink channel encodes and decodes it. ``action`` is ``lookup``,
+    ``goto`` or ``nop``; a rule read from the kernel in a shape ikemgr never makes
+    (inverted, another family, iif/oif/tos selectors) reads back as ``foreign``.
+    """
+
+    priority: int
+    table: int = 0
+    src: Network | None = None
+    dst: Network | None = None
+    fwmark: int | None = None
+    fwmask: int | None = None
+    action: str = "lookup"
+    goto: int | None = None
+
+    def __post_init__(self) -> None:
+        # a mark without a mask matches all of it: one spelling, so rules compare equal
+        if self.fwmark is not None and self.fwmask is None:
+            object.__setattr__(self, "fwmask", ALL_ONES)
+
+    def ip_args(self, table_name: str | None = None, protocol: int | None = None) -> str:
+        """iproute2 ``ip rule`` syntax from typed values only (plans, logs, the routing description)."""
+        out = f"priority {int(self.priority)}"
+        if self.src is not None:
+            out += f" from {self.src}"
+        if self.dst is not None:
+            out += f" to {self.dst}"
+        if self.fwmark is not None:
+            mask = self.fwmask if self.fwmask is not None else ALL_ONES
+            out += f" fwmark {int(self.fwmark):#x}/{int(mask):#x}"
+        if self.action == "goto":
+            out += f" goto {int(self.goto or 0)}"
+        elif self.action == "nop":
+            out += " nop"
+        else:
+            out += f" lookup {table_name or int(self.table)}"
+        return out + (f" protocol {int(protocol)}" if protocol is not None else "")
 
 
 @dataclass(frozen=True, order=True)

@@ -1,7 +1,8 @@
 """FreeRADIUS from the ikemgr config: template contexts and the files to write.
 
-Pure: no files are read here. The command layer reads the RADIUS client secret and the
-LDAP bind password from their files and passes them in as ``RadiusSecrets``.
+No secret file is read here: the command layer reads the RADIUS client secret and the
+LDAP bind password and passes them in as ``RadiusSecrets``. The only input from disk is
+the templates (``render.templates``), as for every rendered feature.
 
 Layout: paths are relative to the FreeRADIUS config dir (Debian: /etc/freeradius/3.0).
 ikemgr writes only ``clients.conf``, ``policy.d/ikemgr`` and files in ``mods-enabled/``

@@ -11,15 +11,15 @@ import ipaddress
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from labtools import rules_for
+from helpers import until
+from helpers.lab import rules_for
+from ikemgr_lab.runner import Lab
 
 from ikemgr_lab import charons, sourcelog
-from ikemgr_lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -37,13 +37,10 @@ def _user(lab: Lab, vip: str) -> dict | None:
     return next((u for u in _status(lab)["users"] if u["vip"] == vip), None)
 
 
-def _wait(pred, timeout: float = 10.0, interval: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return bool(pred())
+
+
+def _until(pred, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    return until(pred, timeout, 0.1) is not None
 
 
 def _seen(lab: Lab, client: str, address: str) -> str | None:
@@ -132,7 +129,7 @@ def test_nat_traversal_for_the_client_behind_the_home_router(lab: Lab) -> None:
 
 def test_alice_reaches_her_lab_vlan_as_broadcast_minus_2(lab: Lab) -> None:
     host, snat = _lab_host(lab, 123456), _snat(lab, 123456)
-    assert _wait(lambda: _seen(lab, "alice", host) == snat), _seen(lab, "alice", host)
+    assert _until(lambda: _seen(lab, "alice", host) == snat), _seen(lab, "alice", host)
     assert snat in (lab.state / "seen" / "lab1.log").read_text().split()
     # her campus traffic also leaves through the lab VLAN
     assert _seen(lab, "alice", str(lab.lab.campus.server)) == snat
@@ -148,7 +145,7 @@ def test_alice_reaches_her_lab_vlan_as_broadcast_minus_2(lab: Lab) -> None:
 
 def test_eap_tls_user_reaches_the_second_vlan(lab: Lab) -> None:
     host, snat = _lab_host(lab, 123457), _snat(lab, 123457)
-    assert _wait(lambda: _seen(lab, "erin", host) == snat), _seen(lab, "erin", host)
+    assert _until(lambda: _seen(lab, "erin", host) == snat), _seen(lab, "erin", host)
 
 
 def test_bob_and_carol_never_reach_a_lab_vlan_with_its_snat_address(lab: Lab) -> None:
@@ -168,7 +165,7 @@ def test_bob_and_carol_never_reach_a_lab_vlan_with_its_snat_address(lab: Lab) ->
 def test_disconnect_removes_alices_rule_and_reconnect_restores_it(lab: Lab) -> None:
     alice = lab.lab.client("alice")
     vip = lab.vip(alice)
-    assert _wait(lambda: len(rules_for(lab, vip)) == 1)
+    assert _until(lambda: len(rules_for(lab, vip)) == 1)
     user = _user(lab, vip)
     assert user is not None and user["outcome"] == "allowed"
     assert user["in_kernel"] is True and user["kernel_vlan"] == 123456
@@ -177,17 +174,17 @@ def test_disconnect_removes_alices_rule_and_reconnect_restores_it(lab: Lab) -> N
     assert rule["dst"] == "10.0.0.0" and rule["dstlen"] == 8
     r = lab.disconnect(alice)
     assert r.returncode == 0, r.stdout
-    assert _wait(lambda: rules_for(lab, vip) == []), rules_for(lab, vip)
+    assert _until(lambda: rules_for(lab, vip) == []), rules_for(lab, vip)
     assert lab.vip(alice) is None
     assert _user(lab, vip) is None and _status(lab)["out_of_sync"] == 0
     r = lab.connect(alice)
     assert r.returncode == 0, r.stdout
     new_vip = lab.vip(alice)
     assert new_vip is not None
-    assert _wait(lambda: len(rules_for(lab, new_vip)) == 1)
-    assert _wait(lambda: (_user(lab, new_vip) or {}).get("in_kernel") is True)
+    assert _until(lambda: len(rules_for(lab, new_vip)) == 1)
+    assert _until(lambda: (_user(lab, new_vip) or {}).get("in_kernel") is True)
     host, snat = _lab_host(lab, 123456), _snat(lab, 123456)
-    assert _wait(lambda: _seen(lab, "alice", host) == snat)
+    assert _until(lambda: _seen(lab, "alice", host) == snat)
 
 
 # --------------------------------------------------------------------------- RADIUS says no

@@ -10,18 +10,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import IKEMGR
+from ikemgr_lab.runner import teardown
 
 from ikemgr_lab import procs
-from ikemgr_lab.runner import teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 
 
 def _lab_processes(marker: str) -> list[str]:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import IKEMGR
+from ikemgr_lab.runner import teardown
 
 from ikemgr_lab import procs
-from ikemgr_lab.runner import teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 
 CASES = {
     # a well-formed proposal with an algorithm charon does not know: `swanctl --load-all`

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from labtools import rules_for, until
-
+from helpers import IKEMGR, until
+from helpers.lab import rules_for
 from ikemgr_lab.runner import Lab
 
 pytestmark = pytest.mark.e2e
 
-EXE = Path(sys.executable).parent / "ikemgr"
 
 
 def _ikemgr(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(EXE), *args, "-c", str(config), "--json"], capture_output=True, text=True,
+    return subprocess.run([str(IKEMGR), *args, "-c", str(config), "--json"], capture_output=True, text=True,
                           timeout=60, check=False)
 
 

@@ -14,9 +14,10 @@ import re
 import subprocess
 
 import pytest
+from helpers import until
+from helpers.lab import rules_for
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import REPO, Lab
-from labtools import rules_for, until
 
 from ikemgr_lab import procs, sourcelog
 

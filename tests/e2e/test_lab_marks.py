@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import IKEMGR
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import Lab
 
@@ -15,7 +14,6 @@ from ikemgr_lab import procs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
-IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 
 
 def test_marks_backend_steers_alice_and_erin_to_their_vlans(lab_variant) -> None:  # type: ignore[no-untyped-def]

@@ -23,21 +23,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import IKEMGR, until
+from helpers.lab import rules_for
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import Lab
-from labtools import rules_for, until
 
 from ikemgr.engine.watch import Watcher
 from ikemgr_lab import procs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.postgres]
 
-IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 PG_URL = "postgresql+psycopg://postgres@10.5.0.20:5432/ikemgr"
 RECONCILE_INTERVAL = 3600
 ALLOW_POLL = 5.0  # Watcher's allow-list re-read timer (watch does not set it)

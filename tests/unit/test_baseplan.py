@@ -7,7 +7,7 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
-from gwconfig import gateway_doc
+from helpers.gateway import gateway_doc
 
 from ikemgr.config.schema import Config
 from ikemgr.core.base_diff import (
@@ -20,7 +20,8 @@ from ikemgr.core.base_diff import (
     plan,
     route_key,
 )
-from ikemgr.core.base_state import RouteSpec, RuleSpec, base_state
+from ikemgr.core.base_state import RouteSpec, base_state
+from ikemgr.core.model import Rule
 
 N = ip_network
 A = ip_address
@@ -53,8 +54,8 @@ def simulate(observed: Observed, p: Plan) -> Observed:
 LINK_123457 = RouteSpec(123457, N("10.2.1.0/24"), "lab2", prefsrc=A("10.2.1.253"))
 GW_123457 = RouteSpec(123457, DEFAULT, "lab2", gateway=A("10.2.1.254"))
 CAMPUS_DEFAULT = RouteSpec(200, DEFAULT, "ens2", gateway=A("10.1.0.254"))
-RULE_10 = RuleSpec(30001, 200, src=N("10.1.0.0/24"), dst=N("10.0.0.0/8"))
-RULE_198 = RuleSpec(30001, 200, src=N("10.1.0.0/24"), dst=N("198.51.100.0/24"))
+RULE_10 = Rule(30001, 200, src=N("10.1.0.0/24"), dst=N("10.0.0.0/8"))
+RULE_198 = Rule(30001, 200, src=N("10.1.0.0/24"), dst=N("198.51.100.0/24"))
 
 CASES = [
     # (id, observed, expected plan)
@@ -86,9 +87,9 @@ CASES = [
      Observed(STATE.rules, (*STATE.routes, RouteSpec(123456, N("10.50.0.0/16"), "lab1",
                                                      gateway=A("10.2.0.254")))),
      Plan(routes_remove=(RouteSpec(123456, N("10.50.0.0/16"), "lab1", gateway=A("10.2.0.254")),))),
-    ("stale rule removed", Observed((RULE_10, RULE_198, RuleSpec(30001, 200, src=N("10.1.0.0/24"),
+    ("stale rule removed", Observed((RULE_10, RULE_198, Rule(30001, 200, src=N("10.1.0.0/24"),
                                                                  dst=N("172.16.0.0/12"))), STATE.routes),
-     Plan(rules_remove=(RuleSpec(30001, 200, src=N("10.1.0.0/24"), dst=N("172.16.0.0/12")),))),
+     Plan(rules_remove=(Rule(30001, 200, src=N("10.1.0.0/24"), dst=N("172.16.0.0/12")),))),
     ("duplicate rule: one copy removed", Observed((RULE_10, RULE_10, RULE_198), STATE.routes),
      Plan(rules_remove=(RULE_10,))),
     ("rule pointing at another table: remove old, add new",

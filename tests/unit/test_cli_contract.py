@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from helpers import IKEMGR
 from typer.testing import CliRunner
 
 from ikemgr import __version__
 from ikemgr.cli import app, command_modules
-
-IKEMGR = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "ikemgr"
 
 
 def _paths() -> list[list[str]]:

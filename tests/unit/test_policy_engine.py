@@ -188,18 +188,15 @@ def test_watch_unit_renders_with_computed_values() -> None:
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text
 
 
-def test_kernel_rule_batch_lines_match_the_netlink_request() -> None:
+def test_rule_lines_in_iproute2_syntax() -> None:
     from ipaddress import ip_network
 
-    from ikemgr.adapters.kernel.rule_channel import KernelRule
+    from ikemgr.core.model import Rule
 
-    r = KernelRule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.0.0.0/8"))  # type: ignore[arg-type]
-    assert r.ip_args(99) == "priority 29000 from 10.1.0.10/32 to 10.0.0.0/8 lookup 123456 protocol 99"
-    m = r.msg(99)
-    assert (m.priority, m.action, m.table, m.src, m.dst, m.protocol) == \
-        (29000, "lookup", 123456, r.src, r.dst, 99)
-    g = KernelRule(29000, 0, fwmark=0, fwmask=0xFFFFFFFF, action="goto", goto=29002)
-    assert g.ip_args(99) == "priority 29000 fwmark 0x0/0xffffffff goto 29002 protocol 99"
-    assert KernelRule(29002, action="nop").ip_args(99) == "priority 29002 nop protocol 99"
-    assert KernelRule(29001, 300, fwmark=300).ip_args(99) == \
+    r = Rule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.0.0.0/8"))  # type: ignore[arg-type]
+    assert r.ip_args(protocol=99) == "priority 29000 from 10.1.0.10/32 to 10.0.0.0/8 lookup 123456 protocol 99"
+    g = Rule(29000, 0, fwmark=0, fwmask=0xFFFFFFFF, action="goto", goto=29002)
+    assert g.ip_args(protocol=99) == "priority 29000 fwmark 0x0/0xffffffff goto 29002 protocol 99"
+    assert Rule(29002, action="nop").ip_args(protocol=99) == "priority 29002 nop protocol 99"
+    assert Rule(29001, 300, fwmark=300).ip_args(protocol=99) == \
         "priority 29001 fwmark 0x12c/0xffffffff lookup 300 protocol 99"  # table ids above 255

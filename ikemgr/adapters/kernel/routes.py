@@ -1,7 +1,7 @@
 """rtnetlink through pyroute2: observe the rules/routes ikemgr owns, apply a Plan, write rt_tables.
 
 One long-lived ``IPRoute`` per namespace (``IPRoute(netns=NAME)`` for ``--netns``).
-Everything crosses this edge as ``RuleSpec``/``RouteSpec`` values; kernel messages never
+Everything crosses this edge as ``Rule``/``RouteSpec`` values; kernel messages never
 leak into the core. Every rule and route created here carries the ownership protocol,
 deletes name that protocol too, so the kernel itself refuses to delete anything else."""
 
@@ -14,7 +14,8 @@ from socket import AF_INET
 from typing import Any
 
 from ikemgr.core.base_diff import Observed, Plan
-from ikemgr.core.base_state import RouteSpec, RuleSpec
+from ikemgr.core.base_state import RouteSpec
+from ikemgr.core.model import Rule
 from ikemgr.errors import ApplyFailed, BackendUnavailable
 
 RT_SCOPE_UNIVERSE = 0
@@ -110,7 +111,7 @@ class Netlink:
             raise BackendUnavailable("netlink", f"dump failed{self._where()}: {e}") from None
         return Observed(rules=rules, routes=routes)
 
-    def _rules(self, protocol: int, priority: int) -> list[RuleSpec]:
+    def _rules(self, protocol: int, priority: int) -> list[Rule]:
         out = []
         for m in self.ipr.get_rules(family=AF_INET):
             if _attr(m, "FRA_PROTOCOL") != protocol or (_attr(m, "FRA_PRIORITY") or 0) != priority:
@@ -118,7 +119,7 @@ class Netlink:
             table = _attr(m, "FRA_TABLE") or m["table"]
             src = _net(_attr(m, "FRA_SRC"), m["src_len"]) if m["src_len"] or _attr(m, "FRA_SRC") else None
             dst = _net(_attr(m, "FRA_DST"), m["dst_len"]) if m["dst_len"] or _attr(m, "FRA_DST") else None
-            out.append(RuleSpec(priority, int(table), src=src, dst=dst, fwmark=_attr(m, "FRA_FWMARK")))
+            out.append(Rule(priority, int(table), src=src, dst=dst, fwmark=_attr(m, "FRA_FWMARK")))
         return out
 
     def _routes(self, protocol: int, tables: set[int]) -> list[RouteSpec]:
@@ -213,7 +214,7 @@ class Netlink:
             raise ApplyFailed(f"delete route {r.ip_args(names.get(r.table))}: "
                               f"{os.strerror(e.code)}{self._where()}") from None
 
-    def _rule(self, cmd: str, rule: RuleSpec, protocol: int, names: dict[int, str]) -> None:
+    def _rule(self, cmd: str, rule: Rule, protocol: int, names: dict[int, str]) -> None:
         kw: dict[str, Any] = {"family": AF_INET, "priority": rule.priority, "table": rule.table,
                               "protocol": protocol, "action": "to_tbl"}
         if rule.src is not None:

@@ -1,4 +1,6 @@
-"""Batched ``ip rule`` changes over one rtnetlink socket: a pure codec and a small transport.
+"""``ip rule`` over one rtnetlink socket: batched changes and the RTM_GETRULE dump.
+
+A pure codec and a small transport.
 
 The ``rules`` backend changes one rule per campus prefix for every lab user who comes or
 goes. Through pyroute2's ``IPRoute.rule()`` each change costs ~0.7 ms, almost all of it
@@ -8,36 +10,37 @@ is fixed-shape (a ``fib_rule_hdr`` and six attributes): packed with ``struct`` i
 microseconds, and any number of them go to the kernel in one ``send``; the kernel answers
 each with an ACK (an ``NLMSG_ERROR`` carrying 0 or ``-errno``) in order.
 
-Encoding is checked against pyroute2's own ``fibmsg`` decoder in the unit tests and
+Reads use the same socket: one RTM_GETRULE dump, decoded by offset into ``core.model.Rule``
+values (no ``ip -j rule show`` subprocess, no pyroute2 message objects). Encoding and
+decoding are checked against pyroute2's own ``fibmsg`` codec in the unit tests and
 against the kernel by the policy backend tests. The socket belongs to the network
-namespace of the thread that opens it (adapters.netns.InNetns runs us in that thread).
+namespace of the thread that opens it (adapters.kernel.netns.InNetns runs us in that thread).
 """
 
 from __future__ import annotations
 
 import errno
-import json
-import logging
 import os
 import socket
 import struct
-import subprocess
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from ipaddress import IPv4Network, ip_network
-from typing import Any
+from ipaddress import ip_address, ip_network
 
 from ikemgr.adapters.kernel.netns import InNetns
+from ikemgr.core.model import ALL_ONES, Network, Rule
 from ikemgr.errors import ApplyFailed, BackendUnavailable
 
 NETLINK_ROUTE = 0
-RTM_NEWRULE, RTM_DELRULE = 32, 33
+RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
 # fib rule attributes (linux/fib_rules.h)
 FRA_DST, FRA_SRC, FRA_GOTO, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_FWMASK, FRA_PROTOCOL = (
     1, 2, 4, 6, 10, 15, 16, 21)
+FRA_IIFNAME, FRA_OIFNAME = 3, 17
 FR_ACT = {"lookup": 1, "goto": 2, "nop": 3}
+FR_ACT_NAME = {v: k for k, v in FR_ACT.items()}
+FIB_RULE_INVERT = 0x2
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # ACKs without a copy of the request: smaller receive queue
 RT_TABLE_UNSPEC = 0
@@ -52,21 +55,6 @@ _ERR = struct.Struct("=i")
 CHUNK = 512
 
 
-@dataclass(frozen=True)
-class RuleMsg:
-    """The fields of one rule as ikemgr sets them (a typed view, no strings)."""
-
-    priority: int
-    action: str = "lookup"  # lookup | goto | nop
-    table: int = 0
-    src: IPv4Network | None = None
-    dst: IPv4Network | None = None
-    fwmark: int | None = None
-    fwmask: int | None = None
-    goto: int | None = None
-    protocol: int = 0
-
-
 def _attr(kind: int, payload: bytes) -> bytes:
     size = _RTA.size + len(payload)
     return _RTA.pack(size, kind) + payload + b"\0" * (-size % 4)
@@ -76,13 +64,13 @@ def _u32(kind: int, value: int) -> bytes:
     return _attr(kind, _U32.pack(value))
 
 
-def encode(verb: str, rule: RuleMsg, seq: int) -> bytes:
+def encode(verb: str, rule: Rule, protocol: int, seq: int) -> bytes:
     """One RTM_NEWRULE (``verb="add"``, create-exclusive) or RTM_DELRULE request."""
     if verb not in ("add", "del"):
         raise ValueError(f"verb {verb!r}: add or del")
     action = FR_ACT[rule.action]
     table = rule.table if rule.action == "lookup" else 0
-    attrs = [_u32(FRA_PRIORITY, rule.priority), _attr(FRA_PROTOCOL, bytes((rule.protocol,)))]
+    attrs = [_u32(FRA_PRIORITY, rule.priority), _attr(FRA_PROTOCOL, bytes((protocol,)))]
     if rule.src is not None:
         attrs.append(_attr(FRA_SRC, rule.src.network_address.packed))
     if rule.dst is not None:
@@ -120,10 +108,78 @@ def parse_acks(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
+def dump_request(seq: int, family: int = socket.AF_INET) -> bytes:
+    """RTM_GETRULE with NLM_F_DUMP: every rule of ``family`` in this namespace."""
+    body = _FIB_HDR.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+
+
+def _net(payload: bytes, plen: int) -> Network:
+    addr = ip_address(payload)
+    return ip_network(f"{addr}/{plen}", strict=False)
+
+
+def decode_rule(data: bytes, off: int, size: int) -> tuple[Rule, int | None]:
+    """One RTM_NEWRULE message of a dump → (the rule, its protocol); pure, by offset."""
+    family, dst_len, src_len, tos, table, _r1, _r2, action, flags = _FIB_HDR.unpack_from(data, off)
+    attrs: dict[int, bytes] = {}
+    pos, end = off + _FIB_HDR.size, off + size
+    while pos + _RTA.size <= end:
+        alen, kind = _RTA.unpack_from(data, pos)
+        if alen < _RTA.size or pos + alen > end:
+            raise ValueError("truncated rule attribute")
+        attrs[kind & 0x3FFF] = data[pos + _RTA.size:pos + alen]
+        pos += (alen + 3) & ~3
+
+    def u32(kind: int) -> int | None:
+        v = attrs.get(kind)
+        return _U32.unpack(v[:4])[0] if v is not None and len(v) >= 4 else None
+
+    src = _net(attrs[FRA_SRC], src_len) if FRA_SRC in attrs else None
+    dst = _net(attrs[FRA_DST], dst_len) if FRA_DST in attrs else None
+    fwmark = u32(FRA_FWMARK)
+    fwmask = u32(FRA_FWMASK)
+    if fwmark is not None and fwmask is None:
+        fwmask = ALL_ONES
+    if fwmark == 0 and fwmask == 0:  # no mark selector at all
+        fwmark = fwmask = None
+    name = FR_ACT_NAME.get(action, "foreign")
+    table_id = u32(FRA_TABLE) or table
+    goto = u32(FRA_GOTO) if name == "goto" else None
+    if name != "lookup":
+        table_id = 0
+    if (flags & FIB_RULE_INVERT or family != socket.AF_INET or tos or FRA_IIFNAME in attrs
+            or FRA_OIFNAME in attrs):
+        name = "foreign"  # a shape ikemgr never makes: whoever owns it, it is not one of ours
+    proto = attrs.get(FRA_PROTOCOL)
+    prio = u32(FRA_PRIORITY) or 0
+    return Rule(prio, table_id, src, dst, fwmark, fwmask, name, goto), (proto[0] if proto else None)
+
+
+def parse_dump(data: bytes) -> tuple[list[tuple[Rule, int | None]], bool]:
+    """Every rule in one receive buffer of a dump, and whether NLMSG_DONE ended it."""
+    out: list[tuple[Rule, int | None]] = []
+    off = 0
+    while off + _NLMSGHDR.size <= len(data):
+        size, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        if size < _NLMSGHDR.size or off + size > len(data):
+            raise ValueError(f"truncated netlink message at offset {off}")
+        if kind == NLMSG_DONE:
+            return out, True
+        if kind == NLMSG_ERROR:
+            (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
+            if code:
+                raise OSError(-code, os.strerror(-code))
+        elif kind == RTM_NEWRULE:
+            out.append(decode_rule(data, off + _NLMSGHDR.size, size - _NLMSGHDR.size))
+        off += (size + 3) & ~3
+    return out, False
+
+
 class RuleError(Exception):
     """The kernel refused a rule change for another reason than exists/not found."""
 
-    def __init__(self, verb: str, rule: RuleMsg, code: int) -> None:
+    def __init__(self, verb: str, rule: Rule, code: int) -> None:
         super().__init__(f"ip rule {verb} priority {rule.priority}: {os.strerror(code)}")
         self.verb, self.rule, self.code = verb, rule, code
 
@@ -147,18 +203,29 @@ class RuleChannel:
             raise
         self._seq = 0
 
-    def apply(self, delete: Sequence[RuleMsg], add: Sequence[RuleMsg]) -> None:
+    def apply(self, delete: Sequence[Rule], add: Sequence[Rule], protocol: int) -> None:
         work = [("del", r) for r in delete] + [("add", r) for r in add]
         for start in range(0, len(work), CHUNK):
-            self._send_chunk(work[start:start + CHUNK])
+            self._send_chunk(work[start:start + CHUNK], protocol)
 
-    def _send_chunk(self, chunk: Iterable[tuple[str, RuleMsg]]) -> None:
-        pending: dict[int, tuple[str, RuleMsg]] = {}
+    def dump(self) -> list[tuple[Rule, int | None]]:
+        """Every IPv4 rule of this namespace with its protocol (one RTM_GETRULE dump)."""
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        self.sock.sendto(dump_request(self._seq), (0, 0))
+        out: list[tuple[Rule, int | None]] = []
+        while True:
+            rules, done = parse_dump(self.sock.recv(1 << 20))
+            out.extend(rules)
+            if done:
+                return out
+
+    def _send_chunk(self, chunk: Iterable[tuple[str, Rule]], protocol: int) -> None:
+        pending: dict[int, tuple[str, Rule]] = {}
         buf = bytearray()
         for verb, rule in chunk:
             self._seq = self._seq % 0xFFFFFFFF + 1
             pending[self._seq] = (verb, rule)
-            buf += encode(verb, rule, self._seq)
+            buf += encode(verb, rule, protocol, self._seq)
         self.sock.sendto(bytes(buf), (0, 0))
         first: RuleError | None = None
         while pending:
@@ -179,75 +246,6 @@ class RuleChannel:
 
 
 
-log = logging.getLogger("ikemgr.backend")
-
-
-ALL_ONES = 0xFFFFFFFF
-
-
-@dataclass(frozen=True, order=True)
-class KernelRule:
-    """One ip rule as ikemgr sees it (the part ikemgr sets)."""
-
-    priority: int
-    table: int = 0
-    src: IPv4Network | None = None
-    dst: IPv4Network | None = None
-    fwmark: int | None = None
-    fwmask: int | None = None
-    action: str = "lookup"  # lookup | goto | nop
-    goto: int | None = None
-
-    def ip_args(self, protocol: int) -> str:
-        """iproute2 ``ip rule`` arguments (for ``ip -batch``), from typed values only."""
-        out = f"priority {int(self.priority)}"
-        if self.src is not None:
-            out += f" from {IPv4Network(self.src)}"
-        if self.dst is not None:
-            out += f" to {IPv4Network(self.dst)}"
-        if self.fwmark is not None:
-            mask = self.fwmask if self.fwmask is not None else ALL_ONES
-            out += f" fwmark {int(self.fwmark):#x}/{int(mask):#x}"
-        if self.action == "goto":
-            out += f" goto {int(self.goto or 0)}"
-        elif self.action == "nop":
-            out += " nop"
-        else:
-            out += f" lookup {int(self.table)}"
-        return out + f" protocol {int(protocol)}"
-
-    def msg(self, protocol: int) -> RuleMsg:
-        """The rtnetlink request fields (adapters.rtnl encodes them)."""
-        return RuleMsg(self.priority, self.action, self.table, self.src, self.dst, self.fwmark,
-                       self.fwmask, self.goto, protocol)
-
-
-def parse_ip_rules(items: list[dict[str, Any]], protocol: int, lo: int, hi: int) -> list[KernelRule]:
-    """``ip -N -j rule show`` → the rules ikemgr owns in [lo, hi) (pure)."""
-    out: list[KernelRule] = []
-    for r in items:
-        prio = int(r.get("priority", -1))
-        if not (lo <= prio < hi) or str(r.get("protocol")) != str(protocol):
-            continue
-        src = dst = None
-        if r.get("src", "all") != "all":
-            src = ip_network(f"{r['src']}/{r.get('srclen', 32)}", strict=False)
-        if r.get("dst", "all") != "all":
-            dst = ip_network(f"{r['dst']}/{r.get('dstlen', 32)}", strict=False)
-        fwmark = int(r["fwmark"], 0) if "fwmark" in r else None
-        fwmask = int(r["fwmask"], 0) if "fwmask" in r else (ALL_ONES if fwmark is not None else None)
-        if "goto" in r:
-            action, goto, table = "goto", int(r["goto"]), 0
-        elif "nop" in r:
-            action, goto, table = "nop", None, 0
-        else:
-            action, goto = "lookup", None
-            table = int(r.get("table", 0)) if str(r.get("table", "0")).isdigit() else -1
-        if r.get("not") is not None or (src is not None and src.version != 4):
-            action = "foreign"  # a shape ikemgr never makes: remove it as stray
-        out.append(KernelRule(prio, table, src, dst, fwmark, fwmask, action, goto))  # type: ignore[arg-type]
-    return out
-
 
 class RuleSocket:
     """Rule changes through one rtnetlink socket opened in the executor thread (its netns)."""
@@ -257,33 +255,42 @@ class RuleSocket:
         self.protocol = protocol
         self._chan: RuleChannel | None = None
 
-    def dump(self, lo: int, hi: int) -> list[KernelRule]:
-        def run() -> list[KernelRule]:
-            p = subprocess.run(["ip", "-N", "-j", "rule", "show"], capture_output=True, text=True,
-                               check=False)
-            if p.returncode != 0:
-                raise BackendUnavailable("netlink", f"ip rule show: {p.stderr.strip()}")
-            return parse_ip_rules(json.loads(p.stdout or "[]"), self.protocol, lo, hi)
+    def _channel(self) -> RuleChannel:
+        if self._chan is None:
+            self._chan = RuleChannel()
+        return self._chan
+
+    def _reset(self) -> None:
+        chan, self._chan = self._chan, None  # a fresh socket next time
+        if chan is not None:
+            chan.close()
+
+    def dump(self, lo: int, hi: int) -> list[Rule]:
+        """The rules ikemgr owns: its protocol, a priority in [lo, hi). A failed dump raises."""
+
+        def run() -> list[Rule]:
+            try:
+                rules = self._channel().dump()
+            except (OSError, ValueError) as e:
+                self._reset()
+                why = getattr(e, "strerror", None) or e
+                raise BackendUnavailable("netlink", f"rule dump: {why}") from None
+            return [r for r, proto in rules if proto == self.protocol and lo <= r.priority < hi]
 
         return self.ex.call(run)
 
-    def change(self, add: list[KernelRule], delete: list[KernelRule]) -> None:
+    def change(self, add: list[Rule], delete: list[Rule]) -> None:
         """Deletes, then adds, in as few sends as the batch allows; exists/not-found are done."""
         if not add and not delete:
             return
 
         def run() -> None:
             try:
-                if self._chan is None:
-                    self._chan = RuleChannel()
-                self._chan.apply([r.msg(self.protocol) for r in delete],
-                                 [r.msg(self.protocol) for r in add])
+                self._channel().apply(delete, add, self.protocol)
             except RuleError as e:
                 raise ApplyFailed(str(e)) from None
             except OSError as e:
-                chan, self._chan = self._chan, None  # a fresh socket next time
-                if chan is not None:
-                    chan.close()
+                self._reset()
                 raise ApplyFailed(f"rtnetlink: {e.strerror or e}") from None
 
         self.ex.call(run)

@@ -16,14 +16,10 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
 from ikemgr.adapters.kernel.netns import InNetns
-from ikemgr.adapters.kernel.rule_channel import (
-    ALL_ONES,
-    KernelRule,
-    RuleSocket,
-)
+from ikemgr.adapters.kernel.rule_channel import RuleSocket
 from ikemgr.adapters.policy.base import KernelView, owned_band
 from ikemgr.config.schema import Config
-from ikemgr.core.model import UserRule
+from ikemgr.core.model import ALL_ONES, Rule, UserRule
 from ikemgr.core.policy_diff import Plan
 from ikemgr.errors import ApplyFailed, ConfigError, ConfigProblem
 
@@ -58,20 +54,20 @@ class MarksBackend:
         self._nft: Any = None
         self._by_table = {v.table_id: v.number for v in cfg.vlans}
         self._vlan_rules: set[int] = set()
-        self._stray_rules: list[KernelRule] = []
+        self._stray_rules: list[Rule] = []
         self._stray_elems: list[tuple[IPv4Address, int]] = []
 
     # ---------------------------------------------------------------- fixed rules
     @property
-    def goto_rule(self) -> KernelRule:
-        return KernelRule(self.prio, 0, fwmark=0, fwmask=ALL_ONES, action="goto", goto=self.prio + 2)
+    def goto_rule(self) -> Rule:
+        return Rule(self.prio, 0, fwmark=0, fwmask=ALL_ONES, action="goto", goto=self.prio + 2)
 
     @property
-    def nop_rule(self) -> KernelRule:
-        return KernelRule(self.prio + 2, action="nop")
+    def nop_rule(self) -> Rule:
+        return Rule(self.prio + 2, action="nop")
 
-    def vlan_rule(self, table_id: int) -> KernelRule:
-        return KernelRule(self.prio + 1, table_id, fwmark=table_id, fwmask=ALL_ONES)
+    def vlan_rule(self, table_id: int) -> Rule:
+        return Rule(self.prio + 1, table_id, fwmark=table_id, fwmask=ALL_ONES)
 
     # ---------------------------------------------------------------- nft
     def _cmd(self, text: str) -> Any:
@@ -115,7 +111,7 @@ class MarksBackend:
         lo, hi = owned_band(self.cfg)
         fixed = {self.goto_rule, self.nop_rule}
         vlan_rules: set[int] = set()
-        stray_rules: list[KernelRule] = []
+        stray_rules: list[Rule] = []
         for k in self.nl.dump(lo, hi):
             if k in fixed:
                 continue

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from ipaddress import IPv4Address, IPv4Network, ip_network
 
 from ikemgr.adapters.kernel.netns import InNetns
-from ikemgr.adapters.kernel.rule_channel import KernelRule, RuleSocket
+from ikemgr.adapters.kernel.rule_channel import RuleSocket
 from ikemgr.adapters.policy.base import KernelView, owned_band
 from ikemgr.config.schema import Config
-from ikemgr.core.model import UserRule
+from ikemgr.core.model import Rule, UserRule
 from ikemgr.core.policy_diff import Plan
 
 log = logging.getLogger("ikemgr.backend")
@@ -31,12 +31,12 @@ class RulesBackend:
         self.cfg = cfg
         self.prefixes = tuple(p for p in cfg.campus_prefixes if isinstance(p, IPv4Network))
         self.nl = RuleSocket(ex, cfg.routing.rule_protocol)
-        self._stray: list[KernelRule] = []
+        self._stray: list[Rule] = []
         self._by_table = {v.table_id: v.number for v in cfg.vlans}
 
-    def kernel_rules(self, r: UserRule) -> list[KernelRule]:
+    def kernel_rules(self, r: UserRule) -> list[Rule]:
         src = ip_network(f"{r.vip}/32")
-        return [KernelRule(r.priority, r.table_id, src, p) for p in self.prefixes]  # type: ignore[arg-type]
+        return [Rule(r.priority, r.table_id, src, p) for p in self.prefixes]  # type: ignore[arg-type]
 
     def ensure(self) -> None:
         return None
@@ -44,8 +44,8 @@ class RulesBackend:
     def read(self) -> KernelView:
         lo, hi = owned_band(self.cfg)
         rules = self.nl.dump(lo, hi)
-        by_vip: dict[IPv4Address, list[KernelRule]] = {}
-        stray: list[KernelRule] = []
+        by_vip: dict[IPv4Address, list[Rule]] = {}
+        stray: list[Rule] = []
         for k in rules:
             if (k.action != "lookup" or k.src is None or k.src.prefixlen != 32 or k.fwmark is not None
                     or k.table not in self._by_table):
@@ -66,7 +66,7 @@ class RulesBackend:
         delete = list(self._stray)
         for r in plan.remove:
             delete.extend(self.kernel_rules(r))
-        add: list[KernelRule] = []
+        add: list[Rule] = []
         for r in plan.add:
             add.extend(self.kernel_rules(r))
         self.nl.change(add, delete)

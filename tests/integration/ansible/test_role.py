@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gwconfig import sh, veth_gateway, vlan
+from helpers import sh
+from helpers.gateway import veth_gateway, vlan
 
 pytestmark = pytest.mark.root
 

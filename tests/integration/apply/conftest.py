@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gwconfig import veth_gateway
+from helpers.gateway import veth_gateway
 from ikt_apply_gw import Gw, netns_del
 
 

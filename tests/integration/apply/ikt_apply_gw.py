@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gwconfig import IKEMGR, gateway_doc, sh, vlan
+from helpers import IKEMGR, sh
+from helpers.gateway import gateway_doc, vlan
 
 VLAN1 = vlan(123456, "lab1", 0)
 VLAN2 = vlan(123457, "lab2", 1)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gwconfig import IKEMGR, gateway_doc, sh, vlan
+from helpers import IKEMGR, sh
+from helpers.gateway import gateway_doc, vlan
 
 VLAN_A = vlan(123456, "lab0", 0)
 VLAN_B = vlan(123457, "lab1", 1)

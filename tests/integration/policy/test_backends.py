@@ -232,3 +232,33 @@ def test_bulk_changes_in_one_batch(lab: Lab, backend: str) -> None:
         assert e.full(sas).plan.empty
     finally:
         close_engine(e)
+
+
+def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
+    """The RTM_GETRULE dump against rules iproute2 added: ours in the band, nothing else."""
+    from ipaddress import ip_network
+
+    from ikemgr.adapters.kernel.netns import InNetns
+    from ikemgr.adapters.kernel.rule_channel import RuleSocket
+    from ikemgr.core.model import Rule
+
+    for args in (["priority", "29000", "from", "10.1.0.10/32", "to", "10.20.0.0/16", "lookup", "123456"],
+                 ["priority", "29001", "fwmark", "0x1e240/0xffffffff", "lookup", "123456"],
+                 ["priority", "29002", "not", "from", "10.1.0.11/32", "lookup", "200"],
+                 ["priority", "29003", "iif", "lo", "lookup", "200"],
+                 ["priority", "29004", "nop"]):
+        sh("ip", "-n", lab.ns, "rule", "add", *args, "protocol", "99")
+    sh("ip", "-n", lab.ns, "rule", "add", "priority", "29005", "lookup", "200", "protocol", "4")  # not ours
+    sh("ip", "-n", lab.ns, "rule", "add", "priority", "31000", "lookup", "200", "protocol", "99")  # out of band
+    ex = InNetns(lab.ns)
+    chan = RuleSocket(ex, 99)
+    try:
+        got = chan.dump(29000, 30001)
+    finally:
+        chan.close()
+        ex.close()
+    assert [r.priority for r in got] == [29000, 29001, 29002, 29003, 29004]
+    assert got[0] == Rule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.20.0.0/16"))
+    assert got[1] == Rule(29001, 123456, fwmark=123456)
+    assert got[2].action == "foreign" and got[3].action == "foreign"
+    assert got[4] == Rule(29004, action="nop")

@@ -12,13 +12,14 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_for
 
 from ikemgr.adapters import vici
 from ikemgr.checks.charon import BASE_PLUGINS, CHARON, LIBIPSEC_PLUGINS, CharonInstance
@@ -174,15 +175,6 @@ class Ike:
         finally:
             s.close()
 
-
-def wait_for(cond: Callable[[], object], timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(what)
 
 
 @pytest.fixture(params=["marks", "rules"])

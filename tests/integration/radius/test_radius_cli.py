@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import IKEMGR
 from radius_support import PASSWORDS, RadiusEnv, free_port
 
 pytestmark = pytest.mark.root
-IKEMGR = [str(Path(sys.executable).parent / "ikemgr")]
 
 
 def _ikemgr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*IKEMGR, *args], capture_output=True, text=True, input=stdin, timeout=60)
+    return subprocess.run([IKEMGR, *args], capture_output=True, text=True, input=stdin, timeout=60)
 
 
 def _pwfile(tmp_path: Path, user: str, password: str) -> Path:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers import IKEMGR
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[3]
-IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 

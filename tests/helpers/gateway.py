@@ -6,12 +6,9 @@ prefixes and the VLAN list; everything else is the same everywhere, so it lives 
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-IKEMGR = REPO / ".venv" / "bin" / "ikemgr"
+from helpers import sh
 
 #: gateway-side interface → its address (the VLAN ones carry the SNAT address, noprefixroute)
 LINKS = {
@@ -46,10 +43,6 @@ def gateway_doc(*, outside: str = "ens1", campus: str = "ens2",
     doc.update(extra)
     return doc
 
-
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """A command's result as text; raises on a non-zero exit when ``check``."""
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
 
 
 def veth_gateway(ns: str, peer: str, links: dict[str, str] = LINKS) -> None:
