@@ -57,6 +57,24 @@ def test_recorded_events_decode_to_sa_updates() -> None:
     ]
 
 
+def test_a_down_event_still_in_state_established_is_a_down() -> None:
+    """DPD gave up (ike_sa.c retransmit → ike_updown(FALSE)): no ``up`` key, state ESTABLISHED.
+
+    The shape charon 5.9.8 sent for libreswan's silent drop (ike-peers notes); only the
+    ``up`` key tells up from down, for both up/down events."""
+    sa = {"uniqueid": b"12", "state": b"ESTABLISHED", "remote-id": b"alice@123456",
+          "remote-vips": [b"10.1.0.10"], "child-sas": {}}
+    for event in ("ike-updown", "child-updown"):
+        (gone,) = vici.parse_event(event, {"kuins": sa})
+        assert gone.present is False and gone.sa.state == "ESTABLISHED"
+        (back,) = vici.parse_event(event, {"up": b"yes", "kuins": sa})
+        assert back.present is True
+    # a rekey still goes by state: the old SA (REKEYED) goes, the new one is there
+    rekey = {"kuins": {"old": {**sa, "state": b"REKEYED"}, "new": {**sa, "uniqueid": b"13"}}}
+    old, new = vici.parse_event("ike-rekey", rekey)
+    assert (old.present, new.present) == (False, True)
+
+
 def test_recorded_list_sas_and_leases() -> None:
     items = samples()
     lists = [vici.parse_list_sas(wire(i["sas"])) for i in items if i["kind"] == "list-sas-after-event"]

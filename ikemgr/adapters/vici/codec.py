@@ -22,6 +22,8 @@ log = logging.getLogger("ikemgr.vici")
 
 
 EVENTS = ("ike-updown", "ike-rekey", "ike-update", "child-updown", "child-rekey")
+#: the events whose ``up`` key says up (present) or down (absent)
+UPDOWN_EVENTS = frozenset({"ike-updown", "child-updown"})
 
 
 def _text(v: object) -> str:
@@ -92,6 +94,7 @@ def sa_of(conn: str, d: Mapping[str, Any]) -> Sa | None:
 def parse_event(name: str, msg: Mapping[str, Any]) -> list[SaUpdate]:
     """One VICI event → updates, in the order the SAs appear."""
     out: list[SaUpdate] = []
+    up = _text(msg.get("up")) == "yes"
     for conn, d in msg.items():
         if not isinstance(d, Mapping):
             continue  # "up": b"yes", ike-update's local-host … keys
@@ -106,9 +109,15 @@ def parse_event(name: str, msg: Mapping[str, Any]) -> list[SaUpdate]:
         sa = sa_of(conn, d)
         if sa is None:
             continue
-        # a live state means it is there; anything else (DELETING, CONNECTING…) means it
-        # is not, and the engine ignores "gone" for SAs it never knew (half-open SAs)
-        out.append(SaUpdate(name, sa, sa.live))
+        if name in UPDOWN_EVENTS:
+            # the protocol marks it: ``up`` is present only on up. A peer that vanished
+            # (DPD gave up, retransmits exhausted) goes down still in state ESTABLISHED,
+            # so the state must not decide here.
+            out.append(SaUpdate(name, sa, up and bool(sa.vips)))
+        else:
+            # rekeys: a live state means it is there; anything else (DELETING, CONNECTING…)
+            # means it is not, and the engine ignores "gone" for SAs it never knew
+            out.append(SaUpdate(name, sa, sa.live))
     return out
 
 

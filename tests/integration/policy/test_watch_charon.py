@@ -593,3 +593,35 @@ def test_grant_expiry_reaches_a_connected_user(ike: Ike, tmp_path: Path) -> None
     finally:
         if ike.proc is not None:
             ike.kill_watch()
+
+
+def test_a_peer_that_vanishes_loses_its_policy_when_charon_declares_it_dead(ike: Ike) -> None:
+    """The client's charon is SIGKILLed (no DELETE): the gateway's DPD gives up and charon
+    sends ike-updown/child-updown *without* ``up`` and still in state ESTABLISHED. The
+    ``up`` key decides, so the rule goes at that event, not at the next full reconcile
+    (an hour away here) — a VIP handed to the next user must not carry the lab VLAN."""
+    lab = ike.lab
+    # fast DPD on the gateway only for this test: settings reloaded, the connection re-read
+    ike.gw.charon_settings += ("    retransmit_tries = 1\n    retransmit_timeout = 1.0\n"
+                               "    retransmit_base = 1.0\n")
+    ike.gw.conf.write_text(ike.gw.strongswan_conf())
+    ike.gw.swanctl("--reload-settings")
+    (ike.gw.swanctl_dir / "conf.d" / "test.conf").write_text(
+        GW_CONF.replace("%UPDOWN%", "").replace("unique = never", "unique = never\n    dpd_delay = 1s"))
+    ike.gw.load_all()
+    ike.reconfigure("-slow", policy={"reconcile_interval": 3600})
+    ike.start_watch()
+    try:
+        ike.initiate("alice")
+        va = _vip_of(ike, "alice@123456")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456}, 10, "alice's rule did not appear")
+        assert ike.client.proc is not None
+        ike.client.proc.kill()  # no DELETE: the laptop lid closed
+        ike.client.proc.wait(timeout=10)
+        ike.client.proc = None
+        wait_for(lambda: not ike.vips(), 30, "the gateway never declared alice's SA dead")
+        wait_for(lambda: lab.routed(ike.backend) == {}, 3, "the dead peer's rule stayed")
+        assert not [r for r in ike.records() if r.get("event") == "reconcile" and r.get("removed")], \
+            "a full reconcile removed it, not the down event"
+    finally:
+        ike.kill_watch()
