@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from ikemgr.config.pki import Pki
 from ikemgr.core.identity import DEFAULT_ACCOUNT_PATTERN, DEFAULT_PATTERN
 from ikemgr.lab.model import LabConfig
 
@@ -706,6 +707,7 @@ class Config(Strict):
     ldap: Ldap = Ldap()
     eap: Eap = Eap()
     sync: Sync = Sync()
+    pki: Pki = Pki()
     lab: LabConfig | None = Field(None, description="the namespace lab around the gateway (ikemgr lab)")
 
     @model_validator(mode="after")
