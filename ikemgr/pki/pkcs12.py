@@ -39,3 +39,11 @@ def export(key: PrivateKey, cert: x509.Certificate, ca: x509.Certificate, friend
                    .hmac_hash(hashes.SHA256()))
     return pkcs12.serialize_key_and_certificates(
         friendly_name.encode(), key, cert, [ca], builder.build(password))
+
+
+def load(data: bytes, password: bytes) -> tuple[PrivateKey, x509.Certificate]:
+    """Key and certificate of a bundle; ValueError when the password or the data is wrong."""
+    key, cert, _ = pkcs12.load_key_and_certificates(data, password)
+    if key is None or cert is None or not isinstance(key, PrivateKey):
+        raise ValueError("the PKCS#12 bundle holds no ECDSA/RSA key with its certificate")
+    return key, cert

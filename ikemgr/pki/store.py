@@ -27,10 +27,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ikemgr.adapters.files import atomic_write
 from ikemgr.config.pki import Pki
 from ikemgr.errors import ApplyFailed, Refused, UsageError
 from ikemgr.pki import certs, crl, pkcs12
+from ikemgr.pki.fs import write as atomic_write
 
 KEY_MODE = 0o600
 CERT_MODE = 0o644
@@ -89,7 +89,6 @@ class PkiStore:
         return self.dir / "p12" / (f"{name}-legacy.p12" if encoding == "legacy" else f"{name}.p12")
 
     def _write_key(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(path, data, KEY_MODE)
 
     # ------------------------------------------------------------------ index
