@@ -15,7 +15,7 @@ from __future__ import annotations
 import plistlib
 from typing import Any
 
-from ikemgr.render.profiles.common import ProfileFile, ProfileInput
+from ikemgr.render.profiles.common import ProfileFile, ProfileInput, no_controls
 from ikemgr.render.profiles.proposals import pick
 
 ENCRYPTION = {"3des": "3DES", "aes128": "AES-128", "aes256": "AES-256",
@@ -67,6 +67,8 @@ def _reverse(fqdn: str) -> str:
 
 
 def build(inp: ProfileInput) -> list[ProfileFile]:
+    # XML 1.0 cannot carry most control characters and normalises CR: refuse them
+    no_controls(inp.identity, "a profile value")
     ss = inp.cfg.strongswan
     ike_d, child, pfs = sa_parameters(inp)
     payloads: list[dict[str, Any]] = [

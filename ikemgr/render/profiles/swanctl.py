@@ -58,7 +58,8 @@ def conf_text(inp: ProfileInput) -> str:
         local = ["auth = pubkey", f"id = {q(inp.identity)}", f"certs = {q(user_file)}"]
     ts = ",".join(str(n) for n in inp.remote_ts())
     lines = [
-        f"# IKEv2 to {inp.fqdn} for {inp.identity}: rendered by `ikemgr profile` from the gateway's",
+        f"# IKEv2 to {inp.fqdn} for {no_controls(inp.identity, 'a swanctl comment')}: rendered by "
+        "`ikemgr profile` from the gateway's",
         "# config; layout: swanctl.conf, x509ca/ca.pem, x509/<user>.pem, private/<user>.pem",
         "connections {",
         f"    {inp.conn} {{",

@@ -65,13 +65,18 @@ def ipsec_parameters(inp: ProfileInput) -> dict[str, str]:
     }
 
 
+def comment(value: str) -> str:
+    """Text inside a ``#`` comment: a newline there would start a command."""
+    return no_controls(value, "a PowerShell comment")
+
+
 def build(inp: ProfileInput) -> list[ProfileFile]:
     name = inp.display_name
     params = ipsec_parameters(inp)
     ca_b64 = base64.b64encode(inp.ca_der).decode()
     lines = [
-        f"# IKEv2 VPN to {inp.fqdn} for {inp.identity}: rendered by `ikemgr profile` from the",
-        "# gateway's config. Run in an elevated PowerShell (it writes LocalMachine\\Root).",
+        f"# IKEv2 VPN to {comment(inp.fqdn)} for {comment(inp.identity)}: rendered by `ikemgr profile`",
+        "# from the gateway's config. Run in an elevated PowerShell (it writes LocalMachine\\Root).",
         "#Requires -RunAsAdministrator",
         "$ErrorActionPreference = 'Stop'",
         f"$Name = {ps(name)}",
@@ -89,7 +94,7 @@ def build(inp: ProfileInput) -> list[ProfileFile]:
     add = ["Add-VpnConnection", "-Name", "$Name", "-ServerAddress", "$Server", "-TunnelType", "Ikev2",
            "-EncryptionLevel", "Required", "-AllUserConnection"]
     if inp.auth == "eap":
-        lines += [f"# Sign in as {inp.identity} (EAP-MSCHAPv2, checked by RADIUS).",
+        lines += [f"# Sign in as {comment(inp.identity)} (EAP-MSCHAPv2, checked by RADIUS).",
                   "$Eap = New-EapConfiguration"]
         add += ["-AuthenticationMethod", "Eap", "-EapConfigXmlStream", "$Eap.EapConfigXmlStream"]
     else:
