@@ -72,6 +72,9 @@ def conf_text(inp: ProfileInput) -> str:
         f"        encap = {_yes(ss.encap)}",
         f"        rekey_time = {sp.ike_rekey_s}s",
         "        send_certreq = yes",
+        # the gateway renders send_certreq = no: a client that waits to be asked never
+        # sends its certificate and fails with "no trusted public key found"
+        *(["        send_cert = always"] if inp.auth == "cert" else []),
         "        local {",
         *(f"            {x}" for x in local),
         "        }",
