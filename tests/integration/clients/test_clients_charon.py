@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -185,6 +186,11 @@ def test_profile_client_connects_to_rendered_gateway(cfg_file: Path, pki: Path, 
             assert "10.0.0.0/8" in lease, lease  # split tunnel: campus prefixes only
             addrs = sh("ip", "-n", cl_ns, "-o", "addr", "show").stdout
             assert "10.8.0.100" in addrs, addrs  # the VIP is on the client's TUN device
+            # traffic to a campus address crosses the tunnel (userspace ESP over UDP)
+            ping = sh("ip", "netns", "exec", cl_ns, "ping", "-c", "2", "-W", "3", "10.0.0.1", check=False)
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            after = client.swanctl("--list-sas").stdout
+            assert re.search(r"out \w+,\s+\d+ bytes,\s+[1-9]\d* packets", after), after
         # the revoked user's profile: the gateway refuses the certificate by the CRL
         with _client(tmp_path / "bob", cl_ns, profiles["bob@123456"]) as client:
             client.load_all()
