@@ -120,7 +120,10 @@ def register(app: typer.Typer) -> None:
             cns = ca_cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
             password = None
             if password_file is not None:
-                password = password_from_file(password_file, create=False).decode(errors="strict")
+                try:
+                    password = password_from_file(password_file, create=False).decode()
+                except UnicodeDecodeError:
+                    raise UsageError(f"{password_file}: the password is not UTF-8") from None
             inp = ProfileInput(
                 cfg=cfg, identity=ident, auth=cast(Auth, mode),
                 ca_pem=cert_pem(ca_cert), ca_der=ca_cert.public_bytes(serialization.Encoding.DER),

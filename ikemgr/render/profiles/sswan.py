@@ -40,7 +40,9 @@ def build(inp: ProfileInput) -> list[ProfileFile]:
     if esp:
         doc["esp-proposal"] = esp[0]
     if inp.tunnel == "split":
-        doc["split-tunneling"] = {"subnets": " ".join(str(n) for n in inp.remote_ts()),
-                                  "block-ipv6": True}
+        doc["split-tunneling"] = {"subnets": " ".join(str(n) for n in inp.remote_ts())}
+    else:
+        # the gateway tunnels IPv4 only: in a full tunnel, IPv6 would leave outside it
+        doc["split-tunneling"] = {"block-ipv6": True}
     return [ProfileFile("", (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
                         0o600 if inp.credential else 0o644)]

@@ -162,7 +162,7 @@ def test_sswan_eap_split(cfg: Config, store: PkiStore) -> None:
     assert ca.public_bytes(serialization.Encoding.PEM) == store.ca_cert_path.read_bytes()
     assert doc["ike-proposal"] == cfg.strongswan.proposals[0]
     assert doc["esp-proposal"] == cfg.strongswan.esp_proposals[0]
-    assert doc["split-tunneling"]["subnets"] == "10.0.0.0/8 172.16.0.0/12"
+    assert doc["split-tunneling"] == {"subnets": "10.0.0.0/8 172.16.0.0/12"}
 
 
 def test_sswan_certificate_full(cfg: Config, store: PkiStore) -> None:
@@ -170,7 +170,7 @@ def test_sswan_certificate_full(cfg: Config, store: PkiStore) -> None:
     doc = _sswan(sswan.build(inp)[0].data)
     assert doc["type"] == "ikev2-eap-tls" and doc["local"]["id"] == "alice@123456"
     assert inp.credential is not None and base64.b64decode(doc["local"]["p12"]) == inp.credential.p12
-    assert "split-tunneling" not in doc
+    assert doc["split-tunneling"] == {"block-ipv6": True}
     assert _sswan(sswan.build(inp_for(cfg, store, auth="cert"))[0].data)["type"] == "ikev2-cert"
 
 
@@ -424,3 +424,22 @@ def test_cli_unexpressible_is_exit_2(tmp_path: Path) -> None:
     r = runner.invoke(app, ["profile", "-c", str(p), "--user", "alice@123456", "--format", "powershell",
                             "--out", str(tmp_path / "w.ps1")])
     assert r.exit_code == 2 and "cannot be expressed in powershell" in r.output
+
+
+@pytest.mark.parametrize(("content", "ok"), [(b'pa"ss\\w\n', True), (b"\xff\xfe\n", False),
+                                             (b"pa\x01ss\n", False)])
+def test_cli_password_file(cli_env: tuple[CliRunner, Path], tmp_path: Path, content: bytes, ok: bool) -> None:
+    runner, p = cli_env
+    pw = tmp_path / "pw"
+    pw.write_bytes(content)
+    out = tmp_path / "sw"
+    r = runner.invoke(app, ["profile", "-c", str(p), "--user", "alice@123456", "--format", "swanctl",
+                            "--password-file", str(pw), "--out", str(out)])
+    if ok:
+        assert r.exit_code == 0, r.output
+        conf = (out / "swanctl.conf").read_text()
+        assert 'secret = "pa\\"ss\\\\w"' in conf and stat.S_IMODE((out / "swanctl.conf").stat().st_mode) == 0o600
+        assert 'pa"ss' not in r.output
+    else:
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+        assert not out.exists()
