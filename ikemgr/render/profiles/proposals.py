@@ -23,14 +23,18 @@ from dataclasses import dataclass
 
 from ikemgr.config.schema import Config
 
-# strongSwan 5.9's "default" keyword (proposal_keywords / proposal.c defaults), expanded
-# so that a platform mapping can pick from it like from any other proposal.
-DEFAULT_IKE = ("aes128-aes192-aes256-sha256-sha384-sha512-prfsha256-prfsha384-prfsha512-"
-               "x25519-x448-ecp256-ecp384-ecp521-modp3072-modp4096-modp6144-modp8192",
+# The "default" keyword, expanded so a platform mapping can pick from it like from any
+# other proposal: what charon 5.9.8 on Debian 12 (openssl plugin loaded) logs as its
+# configured default proposals, in its order. CTR, Camellia, CCM, truncated GCM and the
+# brainpool groups are left out: no client platform ikemgr writes for names them.
+DEFAULT_IKE = ("aes128-aes192-aes256-3des-sha256-sha384-sha512-sha1-prfsha256-prfsha384-"
+               "prfsha512-prfsha1-x25519-x448-ecp256-ecp384-ecp521-modp3072-modp4096-modp6144-"
+               "modp8192-modp2048",
                "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-prfsha256-prfsha384-"
-               "prfsha512-x25519-x448-ecp256-ecp384-ecp521-modp3072-modp4096-modp6144-modp8192")
-DEFAULT_ESP = ("aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305",
-               "aes128-aes192-aes256-sha256-sha384-sha512")
+               "prfsha512-prfsha1-x25519-x448-ecp256-ecp384-ecp521-modp3072-modp4096-modp6144-"
+               "modp8192-modp2048")
+DEFAULT_ESP = ("aes128-aes192-aes256-sha256-sha384-sha512-sha1",
+               "aes128gcm16-aes192gcm16-aes256gcm16")
 
 AEAD = {"aes128gcm16", "aes192gcm16", "aes256gcm16", "aes128gcm", "aes192gcm", "aes256gcm",
         "chacha20poly1305"}

@@ -443,3 +443,15 @@ def test_cli_password_file(cli_env: tuple[CliRunner, Path], tmp_path: Path, cont
     else:
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
         assert not out.exists()
+
+
+def test_default_keyword_alone(tmp_path: Path, store: PkiStore) -> None:
+    """A server with only "default" still gets profiles: the expansion charon 5.9.8 logs."""
+    cfg = make_config(tmp_path, strongswan={"proposals": ["default"], "esp_proposals": ["default"]})
+    ike = _vpn_payload(apple.build(inp_for(cfg, store))[0].data)["IKEv2"]
+    assert ike["IKESecurityAssociationParameters"]["EncryptionAlgorithm"] == "AES-128"
+    assert ike["IKESecurityAssociationParameters"]["DiffieHellmanGroup"] == 31
+    assert ike["EnablePFS"] is False  # charon's default ESP proposals carry no DH group
+    assert windows.ipsec_parameters(inp_for(cfg, store))["DHGroup"] == "ECP256"
+    doc = _sswan(sswan.build(inp_for(cfg, store))[0].data)
+    assert "ike-proposal" not in doc and "esp-proposal" not in doc  # the app's defaults = charon's
