@@ -179,6 +179,20 @@ def test_profile_client_connects_to_rendered_gateway(cfg_file: Path, pki: Path, 
             assert "CHILD_SA ikemgr{1} established" in r.stdout, r.stdout
             sas = gw.swanctl("--list-sas").stdout
             assert "ESTABLISHED" in sas and "remote 'alice@123456'" in sas, sas
+            # the profile's proposals are the server's: the gateway received all of them
+            # (5.9's list-conns does not show proposals; the gateway log does)
+            glog = gw.log.read_text(errors="replace")
+            (ike_rx,) = [ln for ln in glog.splitlines() if "received proposals: IKE:" in ln][:1]
+            for want in ("IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519",
+                         "IKE:AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256",
+                         "IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/ECP_256",
+                         "IKE:AES_CBC_256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048",
+                         "IKE:AES_CBC_256/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024"):
+                assert want in ike_rx, ike_rx
+            (esp_rx,) = [ln for ln in glog.splitlines() if "received proposals: ESP:" in ln][:1]
+            for want in ("ESP:AES_GCM_16_256/NO_EXT_SEQ", "ESP:AES_CBC_256/HMAC_SHA2_256_128/NO_EXT_SEQ",
+                         "ESP:AES_CBC_256/HMAC_SHA1_96/NO_EXT_SEQ", "ESP:AES_GCM_16_128/NO_EXT_SEQ"):
+                assert want in esp_rx, esp_rx  # (no KE in IKE_AUTH: the DH groups are stripped)
             # the server's first proposal, which the profile also sends first
             assert "AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE_25519" in sas, sas
             lease = client.swanctl("--list-sas").stdout
