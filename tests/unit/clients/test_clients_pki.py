@@ -281,6 +281,11 @@ def test_cli_never_prints_keys_and_refuses_hostile(cfg_file: Path, tmp_path: Pat
                                 "--p12", "none"])
         assert r.exit_code == 2, (user[:20], r.output)
         assert len(r.output.strip().splitlines()) == 1
+    for bad in (["revoke", "--name", "$(x)"], ["revoke", "--serial", "12;rm"],
+                ["issue-server", "--ip", "1.2.3.4; x", "--force"], ["revoke", "--name", "x" * 10_000]):
+        r = runner.invoke(app, ["pki", bad[0], "-c", str(cfg_file), *bad[1:]])
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, (bad[:2], r.output[:200])
+        assert len(r.output) < 300
     r = runner.invoke(app, ["pki", "revoke", "-c", str(cfg_file), "--name", "alice@123456"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["pki", "crl", "-c", str(cfg_file), "--json"])
