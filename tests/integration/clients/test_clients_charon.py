@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FQDN, GW_IP, ikemgr, sh
+from clients_net import FQDN, GW_IP, ikemgr, sh
 from cryptography import x509
 
 from ikemgr.adapters.charon import (

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FQDN, GW_IP, ikemgr
+from clients_net import FQDN, GW_IP, ikemgr
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 READER = """

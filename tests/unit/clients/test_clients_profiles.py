@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PASSWORD, config_dict, issue_client, make_config
+from clients_support import PASSWORD, config_dict, issue_client, make_config
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
