@@ -18,6 +18,7 @@ from ipaddress import IPv4Network, IPv6Network
 from pydantic import Field, model_validator
 
 from ikemgr.config.network import Gateway, Pool, Routing, Vlan
+from ikemgr.config.pki import Pki
 from ikemgr.config.services import Database, Eap, Firewall, Ldap, Policy, Radius, Strongswan
 from ikemgr.config.sync import Sync
 from ikemgr.config.types import IPNetwork, Strict, _v4_only
@@ -37,6 +38,7 @@ class Config(Strict):
     ldap: Ldap = Ldap()
     eap: Eap = Eap()
     sync: Sync = Sync()
+    pki: Pki = Pki()
 
     @model_validator(mode="after")
     def _password_store(self) -> Config:
