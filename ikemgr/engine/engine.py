@@ -217,7 +217,13 @@ class Engine:
         stray = 0
         gen = self.generation.read() if self.generation is not None else None
         if full or not self._kernel_known or (gen is not None and gen != self._seen_generation):
-            view = self.backend.read()
+            try:
+                view = self.backend.read()
+            except BackendUnavailable:
+                # a failed read is never an empty answer: trust nothing, and set the
+                # backend up again on the retry (a map deleted behind us comes back)
+                self.invalidate()
+                raise
             self.owned = dict(view.rules)
             stray = len(view.stray)
             self._kernel_known = True

@@ -262,3 +262,25 @@ def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
     assert got[1] == Rule(29001, 123456, fwmark=123456)
     assert got[2].action == "foreign" and got[3].action == "foreign"
     assert got[4] == Rule(29004, action="nop")
+
+
+def test_a_failed_map_read_is_an_error_and_the_retry_repairs(lab: Lab) -> None:
+    """marks: the nft map vanished behind the engine. Reading it fails; that is an error
+    (BackendUnavailable naming the map), never "nothing owned", and the retry (what watch
+    does after backing off) sets the map up again and puts the users back."""
+    from ikemgr.errors import BackendUnavailable
+
+    sas = [Sa("1", "alice@123456", (A,), "ESTABLISHED"), Sa("2", "carol@123457", (B,), "ESTABLISHED")]
+    e = make(lab, "marks", "alice@123456", "carol@123457")
+    try:
+        e.full(sas)
+        want = {"10.1.0.10": 123456, "10.1.0.11": 123457}
+        assert lab.routed("marks") == want
+        sh("ip", "netns", "exec", lab.ns, "nft", "flush chain ip ikemgr_policy prerouting")
+        sh("ip", "netns", "exec", lab.ns, "nft", "delete map ip ikemgr_policy users")
+        with pytest.raises(BackendUnavailable, match="cannot read map ikemgr_policy users"):
+            e.full(sas)
+        e.full(sas)
+        assert lab.routed("marks") == want
+    finally:
+        close_engine(e)
