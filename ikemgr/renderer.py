@@ -12,6 +12,7 @@ from ikemgr.core.gateway import base_state
 from ikemgr.core.radius import radius_outputs
 from ikemgr.core.secrets import Secrets
 from ikemgr.reconcile import watch_unit_context
+from ikemgr.render.cert_auth import cert_auth_context
 from ikemgr.store.units import sync_unit_outputs
 
 
@@ -20,7 +21,8 @@ def gateway_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
     base = base_state(cfg)
     outs = [
         Output("swanctl/conf.d/ikemgr.conf",
-               render_template("swanctl/conf.d/ikemgr.conf.j2", **contexts.swanctl_context(cfg, header))),
+               render_template("swanctl/conf.d/ikemgr.conf.j2", **contexts.swanctl_context(cfg, header),
+                               **cert_auth_context(cfg))),  # issue 13: the certificate-only connection
         Output("strongswan.d/charon.conf",
                render_template("strongswan.d/charon.conf.j2", **contexts.charon_context(cfg, header))),
         Output("strongswan.d/charon/eap-radius.conf",

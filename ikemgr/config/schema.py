@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from ikemgr.config.clients import CertAuth
 from ikemgr.core.identity import DEFAULT_ACCOUNT_PATTERN, DEFAULT_PATTERN
 from ikemgr.lab.model import LabConfig
 
@@ -707,6 +708,7 @@ class Config(Strict):
     eap: Eap = Eap()
     sync: Sync = Sync()
     lab: LabConfig | None = Field(None, description="the namespace lab around the gateway (ikemgr lab)")
+    strongswan_cert_auth: CertAuth = CertAuth()
 
     @model_validator(mode="after")
     def _password_store(self) -> Config:
