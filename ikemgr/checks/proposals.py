@@ -48,19 +48,26 @@ _ALIAS = {
 _INTEG_TO_PRF = {"md5": "prfmd5", "sha1": "prfsha1", "sha256": "prfsha256", "sha384": "prfsha384",
                  "sha512": "prfsha512", "aesxcbc": "prfaesxcbc", "aescmac": "prfaescmac"}
 
-# charon 5.9.8's ``default`` keyword (src/libstrongswan/crypto/proposal/proposal.c,
-# proposal_create_default / _default_aead, with the openssl, curve25519, aes, gcm and sha2
-# plugins Debian loads; documented at https://docs.strongswan.org/docs/5.9/config/proposals.html).
-# The lab measured that ``default`` accepts libreswan's MODP_2048 and openiked's
-# AES_CBC_128/SHA2_384 (../shared/notes/ike-peers.md, Q4), which these lists reproduce.
-_DEFAULT_DH = "x25519-ecp256-ecp384-ecp521-x448-modp3072-modp4096-modp6144-modp8192-modp2048"
+# charon 5.9.8's ``default`` keyword as Debian 12's charon expands it with the plugin list
+# the gateway loads (openssl, curve25519, aes, gcm, sha1, sha2 …): copied from the
+# "configured proposals" lines of a real gateway charon (tests/integration/interop), in
+# charon's order. Documented at https://docs.strongswan.org/docs/5.9/config/proposals.html;
+# the lab also measured that it accepts libreswan's MODP_2048 and openiked's
+# AES_CBC_128/SHA2_384 (../shared/notes/ike-peers.md, Q4). It has no MODP_1024.
+_DEFAULT_DH = ("x25519-x448-ecp256-ecp384-ecp521-ecp256bp-ecp384bp-ecp512bp-"
+               "modp3072-modp4096-modp6144-modp8192-modp2048")
+_DEFAULT_PRF = "prfsha256-prfsha384-prfsha512-prfsha1"
 DEFAULT_IKE = (
-    f"aes128-aes192-aes256-sha256-sha384-sha512-prfsha256-prfsha384-prfsha512-{_DEFAULT_DH}",
-    f"aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-prfsha256-prfsha384-prfsha512-{_DEFAULT_DH}",
+    "aes128-aes192-aes256-aes128ctr-aes192ctr-aes256ctr-camellia128-camellia192-camellia256-"
+    f"camellia128ctr-camellia192ctr-camellia256ctr-3des-sha256-sha384-sha512-sha1-{_DEFAULT_PRF}-"
+    f"{_DEFAULT_DH}",
+    "aes128gcm16-aes192gcm16-aes256gcm16-aes128ccm16-aes192ccm16-aes256ccm16-chacha20poly1305-"
+    "aes128gcm12-aes192gcm12-aes256gcm12-aes128gcm8-aes192gcm8-aes256gcm8-aes128ccm12-aes192ccm12-"
+    f"aes256ccm12-aes128ccm8-aes192ccm8-aes256ccm8-{_DEFAULT_PRF}-{_DEFAULT_DH}",
 )
 DEFAULT_ESP = (
-    "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305",
-    "aes128-aes192-aes256-sha256-sha384-sha512",
+    "aes128-aes192-aes256-sha256-sha384-sha512-sha1-aesxcbc",
+    "aes128gcm16-aes192gcm16-aes256gcm16",
 )
 
 
