@@ -375,8 +375,11 @@ def cert_auth_findings(cfg: Config) -> list[Finding]:
 
 def config_findings(cfg: Config, path_mtu: int = 1500) -> list[Finding]:
     """Everything that follows from the config alone (what ``ikemgr render`` runs at its end)."""
-    return ordered([*proposal_findings(cfg), *feature_findings(cfg), *mss_findings(cfg, path_mtu),
-                    *send_cert_findings(rendered_swanctl(cfg)), *cert_auth_findings(cfg)])
+    out = [*proposal_findings(cfg), *feature_findings(cfg), *mss_findings(cfg, path_mtu),
+           *cert_auth_findings(cfg)]
+    if not any(f.id == "cert-auth.connection-name" for f in out):  # otherwise it cannot render
+        out += send_cert_findings(rendered_swanctl(cfg))
+    return ordered(out)
 
 
 # =========================================================================== server certificate
