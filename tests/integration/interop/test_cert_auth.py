@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from conftest import ORG, Topology, client_conn, sas, until, wrap
+from ikc_support import ORG, Topology, client_conn, sas, until, wrap
 
 from ikemgr.config.load import load
 from ikemgr.render.cert_auth import account_from_dn

@@ -10,8 +10,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import IKEMGR, Topology, client_conn, sas, wrap
-from replay import poll
+from ikc_replay import poll
+from ikc_support import IKEMGR, Topology, client_conn, sas, wrap
 
 from ikemgr.checks.client_proposals import MACOS
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import IKEMGR, Topology, client_conn, sh, wrap
-from replay import DH_NAMES, poll, replay_esp
+from ikc_replay import DH_NAMES, poll, replay_esp
+from ikc_support import IKEMGR, Topology, client_conn, sh, wrap
 
 from ikemgr.checks.client_proposals import CLIENTS
 from ikemgr.checks.interop import verdict

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from conftest import sas
+from ikc_support import sas
 
 from ikemgr.adapters.charon import CharonInstance
 from ikemgr.checks.client_proposals import ClientDefaults
