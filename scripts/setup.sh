@@ -20,6 +20,9 @@ PKGS=(
   iproute2 iptables nftables libnftables1 conntrack
   # lab tools
   tcpdump iputils-ping procps psmisc ethtool
+  # libreswan's pluto for the interop test: its libraries and NSS tools only (the libreswan
+  # package itself conflicts with strongSwan; the test unpacks its .deb with dpkg -x)
+  libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss
   # python
   python3 python3-venv python3-dev gcc
 )

@@ -363,6 +363,15 @@ def cert_auth_findings(cfg: Config) -> list[Finding]:
             "cert-auth.connection-name", "error",
             f"strongswan_cert_auth.connection {ca.connection!r} is the EAP connection's name",
             "choose another name", ALL_CLIENTS, IKE_AUTH, "strongswan_cert_auth.connection"))
+    # measured (tests/integration/interop): with both connections loaded, charon answers
+    # IKE_SA_INIT with the first matching IKE config, the EAP one (send_certreq = no)
+    out.append(Finding(
+        "cert-auth.no-certreq", "info",
+        "the gateway's IKE_SA_INIT response carries no CERTREQ (charon answers with the EAP "
+        "connection's IKE settings), so certificate clients must send their certificate unasked",
+        "configure certificate clients to always send their certificate (strongSwan: send_cert = "
+        "always; libreswan/Apple/Windows do by default)", ("certificate clients",), IKE_AUTH,
+        "strongswan_cert_auth"))
     if ca.subject and "O=" not in ca.subject:
         out.append(Finding(
             "cert-auth.subject-without-o", "warning",
