@@ -54,6 +54,10 @@ def test_certificate_of_the_organisation_gets_a_vip(topo: Topology, gateway) -> 
         assert account_from_dn(sa["remote-id"]) == "alice@123456"
         child = next(iter(sa["child-sas"].values()))
         assert child["state"] == "INSTALLED" and child["name"] == "ikemgr-cert"
+        text = gw.swanctl("--list-sas").stdout
+        print(text)
+        assert f"remote 'C=JP, O={ORG}, CN=alice@123456' @ 192.0.2.100[4500] [{vip}]" in text
+        assert "EAP" not in text
         csa = [s for s in sas(client) if s["name"] == "c"][0]
         assert csa["local-vips"] == [str(vip)]
     finally:
