@@ -40,6 +40,8 @@ class Watch:
     gaps: int = 0  # samples with no ESTABLISHED IKE SA holding an INSTALLED CHILD_SA
     first_ike: dict[str, Any] | None = None
     first_child: dict[str, Any] | None = None
+    packets_in: int = 0  # ESP packets received, summed over the CHILD_SAs seen (last sample each)
+    _last_in: dict[str, int] = field(default_factory=dict)
 
 
 def poll(inst: CharonInstance, conns: list[str], seconds: float, step: float = 0.5) -> dict[str, Watch]:
@@ -56,6 +58,8 @@ def poll(inst: CharonInstance, conns: list[str], seconds: float, step: float = 0
                     w.first_ike = sa
                 for child in (sa.get("child-sas") or {}).values():
                     w.child_ids.add(child["uniqueid"])
+                    w._last_in[child["uniqueid"]] = int(child.get("packets-in", 0))
+                    w.packets_in = sum(w._last_in.values())
                     if child.get("state") == "INSTALLED":
                         if w.first_child is None:
                             w.first_child = child

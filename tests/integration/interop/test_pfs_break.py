@@ -49,9 +49,11 @@ def test_macos_like_client_breaks_at_first_child_rekey(topo: Topology) -> None:
         assert r.returncode == 0, r.stdout[-2000:]
         first = [s for s in sas(client) if s["name"] == "macos"][0]
         assert any(c["state"] == "INSTALLED" for c in first["child-sas"].values())
+        assert ping(topo, 2).returncode == 0  # the tunnel carries traffic before the rekey
         # watch past the rekey (4 s) and the hard lifetime (8 s)
         w = poll(client, ["macos"], CHILD_LIFE + 4 - (time.monotonic() - start))["macos"]
         after = [s for s in sas(client) if s["name"] == "macos"]
+        dead = ping(topo, 3)
         log = client.log.read_text(errors="replace")
         gw_log = gw.log.read_text(errors="replace")
     finally:
@@ -63,3 +65,10 @@ def test_macos_like_client_breaks_at_first_child_rekey(topo: Topology) -> None:
     assert len(w.child_ids) == 1, w
     assert w.gaps > 0
     assert not any(c.get("state") == "INSTALLED" for s in after for c in (s.get("child-sas") or {}).values())
+    # the CHILD_SA (and with it the route through the tunnel) is gone
+    assert dead.returncode != 0 and (" 0 received" in dead.stdout or "unreachable" in dead.stderr), dead
+
+
+def ping(topo: Topology, count: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", topo.client_ns, "ping", "-n", "-q", "-c", str(count),
+                           "-W", "1", "10.0.0.1"], capture_output=True, text=True, timeout=30)

@@ -4,7 +4,8 @@ Each client of ``ikemgr/checks/client_proposals.py`` is replayed by a strongSwan
 (certificate auth on the rendered ``ikemgr-cert`` connection, so no RADIUS) with lifetimes
 of a few seconds: over the watch window every client goes through several CHILD_SA rekeys
 and at least one IKE_SA rekey and must stay connected the whole time. The algorithms
-charon negotiates must be the ones the linter's model predicts.
+charon negotiates must be the ones the linter's model predicts, and a ping through every
+tunnel loses nothing while the SAs are rekeyed under it.
 """
 
 from __future__ import annotations
@@ -49,13 +50,21 @@ def test_default_gateway_keeps_every_client_through_rekeys(topo: Topology) -> No
         for c in CLIENTS:
             r2 = client.swanctl("--initiate", "--child", c.key, "--timeout", "20", check=False, timeout=40)
             assert r2.returncode == 0, (c.key, r2.stdout[-3000:], gw.log_tail(20))
+        # traffic through every tunnel during the whole window (rekeys included)
+        pings = {c.key: subprocess.Popen(
+            ["ip", "netns", "exec", topo.client_ns, "ping", "-n", "-q", "-c", str(WATCH_S - 2), "-i", "1",
+             "-W", "1", f"10.{10 + i}.0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i, c in enumerate(CLIENTS)}
         watches = poll(client, [c.key for c in CLIENTS], WATCH_S)
+        ping_out = {k: p.communicate(timeout=30)[0] for k, p in pings.items()}
     finally:
         log = client.log.read_text(errors="replace")
         topo.stop(client)
         topo.stop(gw)
     summary = {k: (len(w.ike_ids), len(w.child_ids), w.gaps, w.samples) for k, w in watches.items()}
     print("rekeys per client (IKE SAs, CHILD SAs, gaps, samples):", summary)
+    for k, out in ping_out.items():
+        print(k, out.strip().splitlines()[-2])
     for c in CLIENTS:
         w, v = watches[c.key], verdicts[c.key]
         assert w.first_ike is not None and w.first_child is not None, c.key
@@ -64,4 +73,6 @@ def test_default_gateway_keeps_every_client_through_rekeys(topo: Topology) -> No
         assert w.gaps == 0, (c.key, summary[c.key])
         assert len(w.ike_ids) >= 2, (c.key, summary[c.key])  # at least one IKE_SA rekey
         assert len(w.child_ids) >= 4, (c.key, summary[c.key])  # at least three CHILD_SA rekeys
+        assert " 0% packet loss" in ping_out[c.key], (c.key, ping_out[c.key])
+        assert w.packets_in >= WATCH_S - 4, (c.key, w.packets_in)  # the replies came through ESP
     assert "NO_PROPOSAL_CHOSEN" not in log
