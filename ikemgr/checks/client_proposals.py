@@ -74,6 +74,26 @@ MACOS = ClientDefaults(
     source="https://docs.strongswan.org/docs/latest/interop/ios.html",
 )
 
+# iOS/macOS with a configuration profile (.mobileconfig, what `ikemgr profile` writes) whose
+# IKESecurityAssociationParameters / ChildSecurityAssociationParameters leave the algorithms
+# at their defaults: one proposal, AES-256 (since iOS 14/macOS 11), SHA2-256 (the PRF is
+# inferred from it), DH group 14; EnablePFS defaults to false, so CHILD_SA rekeys carry no
+# KE. Sources (under https://developer.apple.com/documentation/networkextension/):
+# nevpnikev2securityassociationparameters/encryptionalgorithm (default AES256),
+# nevpnikev2securityassociationparameters/integrityalgorithm (default SHA256),
+# nevpnikev2securityassociationparameters/diffiehellmangroup (default group14) and
+# nevpnprotocolikev2/enablepfs (default false). No CERTREQ unless
+# ServerCertificateIssuerCommonName is set (strongSwan docs above).
+APPLE_PROFILE = ClientDefaults(
+    key="apple-profile",
+    name="iOS/macOS with a configuration profile (algorithm defaults)",
+    ike=("aes256-sha256-prfsha256-modp2048",),
+    esp=("aes256-sha256",),
+    rekey_pfs="none",
+    sends_certreq=False,
+    source="https://developer.apple.com/documentation/networkextension/nevpnikev2securityassociationparameters",
+)
+
 # Windows 10/11 built-in (Agile VPN) client, no Set-VpnConnectionIPsecConfiguration and no
 # NegotiateDH2048_AES256 registry value. Source:
 # https://docs.strongswan.org/docs/6.0/interop/windowsClients.html — "By default Windows 7
@@ -111,7 +131,7 @@ ANDROID = ClientDefaults(
     source="https://docs.strongswan.org/docs/5.9/os/androidVpnClientProfiles.html",
 )
 
-CLIENTS: tuple[ClientDefaults, ...] = (IOS, MACOS, WINDOWS, ANDROID)
+CLIENTS: tuple[ClientDefaults, ...] = (IOS, MACOS, APPLE_PROFILE, WINDOWS, ANDROID)
 
 
 def by_key(key: str) -> ClientDefaults:
