@@ -59,3 +59,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], text: str
     r = run("-c", str(write(tmp_path)), "--no-radius", *args)
     assert r.exit_code == 2
     assert text in r.output
+
+
+@pytest.mark.parametrize("subject", ['O=Evil" }\n connections { x', "O=a;rm -rf /", "O=../../etc", "O=" + "a" * 500])
+def test_hostile_cert_auth_subject_is_refused(tmp_path: Path, subject: str) -> None:
+    p = write(tmp_path)
+    doc = json.loads(p.read_text())
+    doc["strongswan_cert_auth"] = {"enabled": True, "subject": subject}
+    p.write_text(json.dumps(doc))
+    r = run("-c", str(p), "--config-only")
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "strongswan_cert_auth.subject" in lines[0], r.output
