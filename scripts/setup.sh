@@ -22,6 +22,9 @@ PKGS=(
   tcpdump iputils-ping procps psmisc ethtool
   # systemd-analyze verifies the rendered units (the package only; nothing starts systemd)
   systemd
+  # libreswan's pluto for the interop test: its libraries and NSS tools only (the libreswan
+  # package itself conflicts with strongSwan; the test unpacks its .deb with dpkg -x)
+  libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss
   # python
   python3 python3-venv python3-dev gcc
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from ikemgr.checks.interop import config_findings
 from ikemgr.checks.swanctl import check_swanctl
 from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
 from ikemgr.config.schema import Config
@@ -83,6 +84,11 @@ def register(app: typer.Typer) -> None:
                 data["check"] = {"connection": res.connection, "pool": res.pool,
                                  "temporary_cert": res.temporary_cert,
                                  "list_conns": res.conns_output, "list_pools": res.pools_output}
+            # the interop linter's config-only findings (docs/check.md): who breaks, and how
+            findings = config_findings(cfg)
+            messages += [f"{f.severity}: {f.id}: {f.message}" for f in findings
+                         if f.severity in ("error", "warning")]
+            data["findings"] = [f.to_json() for f in findings]
             table = TableData("rendered files", ("file", "action"),
                               tuple((c.path, c.action) for c in changes))
             return Result("render", data=data, messages=tuple(messages),

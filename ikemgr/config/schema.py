@@ -17,6 +17,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from pydantic import Field, model_validator
 
+from ikemgr.config.clients import CertAuth
 from ikemgr.config.network import Gateway, Pool, Routing, Vlan
 from ikemgr.config.pki import Pki
 from ikemgr.config.services import Database, Eap, Firewall, Ldap, Policy, Radius, Strongswan
@@ -39,6 +40,7 @@ class Config(Strict):
     eap: Eap = Eap()
     sync: Sync = Sync()
     pki: Pki = Pki()
+    strongswan_cert_auth: CertAuth = CertAuth()
 
     @model_validator(mode="after")
     def _password_store(self) -> Config:

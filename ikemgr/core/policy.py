@@ -13,7 +13,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 from ikemgr.config.schema import Config
-from ikemgr.core.identity import IdentityGrammar, shown
+from ikemgr.core.identity import IdentityGrammar, account_from_dn, shown
 from ikemgr.core.model import LIVE_STATES, Decision, DesiredState, Outcome, Sa, UserRule
 from ikemgr.errors import IdentityRejected
 
@@ -21,8 +21,16 @@ from ikemgr.errors import IdentityRejected
 def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
            grammar: IdentityGrammar) -> Decision:
     """The outcome for one SA (whether it is live is the caller's filter)."""
+    raw = sa.identity_raw
+    cert = cfg.strongswan_cert_auth
+    if cert.enabled and sa.conn == cert.connection:
+        # a certificate client: its identity is the subject DN, the account is its CN
+        raw = account_from_dn(raw)
+        if raw is None:
+            return Decision(sa.uniqueid, shown(sa.identity_raw), Outcome.REJECTED_IDENTITY, sa.vips,
+                            reason="certificate subject has no single, last CN")
     try:
-        ident = grammar.parse(sa.identity_raw)
+        ident = grammar.parse(raw)
     except IdentityRejected as e:
         return Decision(sa.uniqueid, e.shown, Outcome.REJECTED_IDENTITY, sa.vips, reason=e.reason)
     name = str(ident)

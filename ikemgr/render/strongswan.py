@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ikemgr.config.schema import Config
 from ikemgr.core.secrets import Secrets, check_secret
+from ikemgr.render.cert_auth import cert_auth_context
 from ikemgr.render.templates import Output, render_template
 
 
@@ -77,7 +78,8 @@ def plugin_loads(cfg: Config) -> dict[str, bool]:
 def strongswan_outputs(cfg: Config, secrets: Secrets, header: str) -> list[Output]:
     outs = [
         Output("swanctl/conf.d/ikemgr.conf",
-               render_template("swanctl/conf.d/ikemgr.conf.j2", **swanctl_context(cfg, header))),
+               render_template("swanctl/conf.d/ikemgr.conf.j2", **swanctl_context(cfg, header),
+                               **cert_auth_context(cfg))),
         Output("strongswan.d/charon.conf",
                render_template("strongswan.d/charon.conf.j2", **charon_context(cfg, header))),
         Output("strongswan.d/charon/eap-radius.conf",

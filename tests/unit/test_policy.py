@@ -170,3 +170,23 @@ def test_full_reconcile_refuses_a_vip_the_pool_leased_to_someone_else() -> None:
     # a lease never opens anything by itself: bob is not on the list
     bob = sa("8", "bob@123456", IPv4Address("10.1.0.11"))
     assert desired_state([bob], ALLOWED, CFG, G, {IPv4Address("10.1.0.11"): "bob@123456"}).rules == {}
+
+
+def test_a_certificate_client_is_its_subjects_cn_on_the_certificate_connection_only() -> None:
+    """charon reports a public-key client as its subject DN (no EAP identity): on the
+    certificate connection the account is the DN's single, last CN, and the same grammar
+    and allow-list decide; on the EAP connection a DN-shaped identity is just refused."""
+    cfg = CFG.model_copy(update={"strongswan_cert_auth": CFG.strongswan_cert_auth.model_copy(
+        update={"enabled": True, "subject": "C=JP, O=Example University"})})
+    allowed = frozenset({("alice", 123456)})
+    dn = "C=JP, O=Example University, CN=alice@123456"
+    cert = Sa("9", dn.encode(), (IPv4Address("10.1.0.10"),), "ESTABLISHED", conn="ikemgr-cert")
+    d = decide(cert, allowed, cfg, G)
+    assert (d.outcome, d.account, d.vlan) == (Outcome.ALLOWED, "alice", 123456)
+    eap = Sa("10", dn.encode(), (IPv4Address("10.1.0.11"),), "ESTABLISHED", conn=cfg.strongswan.connection)
+    assert decide(eap, allowed, cfg, G).outcome is Outcome.REJECTED_IDENTITY
+    for bad in ("C=JP, O=Example University, CN=a, CN=alice@123456", "CN=alice@123456, O=Example University",
+                "C=JP, O=Example University, CN=.*@123456", b"C=JP, CN=\xff@123456", "C=JP, O=X"):
+        raw = bad if isinstance(bad, bytes) else bad.encode()
+        got = decide(Sa("11", raw, (IPv4Address("10.1.0.12"),), "ESTABLISHED", conn="ikemgr-cert"), allowed, cfg, G)
+        assert got.outcome is Outcome.REJECTED_IDENTITY, bad
