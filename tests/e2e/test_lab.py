@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from helpers import until
 from helpers.lab import rules_for
-from ikemgr_lab.runner import Lab
-
 from ikemgr_lab import charons, sourcelog
+from ikemgr_lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

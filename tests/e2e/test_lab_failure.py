@@ -11,10 +11,10 @@ import json
 import subprocess
 
 import pytest
-from helpers import IKEMGR
-from ikemgr_lab.runner import teardown
 
+from helpers import IKEMGR
 from ikemgr_lab import procs
+from ikemgr_lab.runner import teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

@@ -26,12 +26,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from helpers import IKEMGR
 from helpers.gateway import gateway_doc
-from ikemgr_lab.charons import gateway_instance  # the lab's gateway plugin list
-
 from ikemgr.checks.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
 from ikemgr.config.load import load
+from ikemgr_lab.charons import gateway_instance  # the lab's gateway plugin list
 
 GW_IP, CLIENT_IP = "192.0.2.1", "192.0.2.100"
 FQDN = "vpn.example.test"

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from helpers.gateway import gateway_doc
 from ikc_support import IKEMGR, WORK, make_pki, sh
+
+from helpers.gateway import gateway_doc
 
 pytestmark = pytest.mark.root
 

@@ -10,8 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.gateway import gateway_doc
 from ikc_support import IKEMGR
+
+from helpers.gateway import gateway_doc
 
 pytestmark = pytest.mark.root
 

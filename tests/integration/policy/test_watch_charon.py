@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_for
 
+from helpers import wait_for
 from ikemgr.adapters import vici
 from ikemgr.checks.charon import BASE_PLUGINS, CHARON, LIBIPSEC_PLUGINS, CharonInstance
 from ikemgr.core.identity import shown

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from charon_pair import GW_ID, GW_IP, Pair, charon_pair
-from ikemgr_lab.slapd import LdapUser, nt_hash
 from radius_support import ORG, PASSWORDS, Certs
 from typer.testing import CliRunner
 
 from ikemgr.cli import app
+from ikemgr_lab.slapd import LdapUser, nt_hash
 
 pytestmark = pytest.mark.root
 

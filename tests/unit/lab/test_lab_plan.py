@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from ikemgr.errors import ConfigError, UsageError
+from ikemgr_lab import charons
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.model import load_lab_text as load_text
 from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, Lab
 from ikemgr_lab.topology import plan
-
-from ikemgr.errors import ConfigError, UsageError
-from ikemgr_lab import charons
 
 TEXT = DEFAULT_LAB_CONFIG.read_text()
 
