@@ -26,7 +26,13 @@ class Metrics:
                                registry=self.registry)
         self.latency = Histogram("ikemgr_event_to_rule_seconds", "VICI event received → kernel changed",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.errors = Counter("ikemgr_errors", "failures handled without stopping (each logged): "
+                              "conntrack flushes, undecodable VICI events, failed kernel reads",
+                              ["kind"], registry=self.registry)
         self._vlans: set[str] = set()
+
+    def error(self, kind: str, n: int = 1) -> None:
+        self.errors.labels(kind=kind).inc(n)
 
     def set_sessions(self, per_vlan: Mapping[int, int]) -> None:
         now = {str(k): v for k, v in per_vlan.items()}

@@ -145,8 +145,13 @@ class Watcher:
         interval = self.engine.cfg.policy.reconcile_interval
         last_full = last_allow = time.monotonic()
         while not self.stop:
+            lost = ev.undecodable
             batch = ev.batch(self.tick)
             received = time.monotonic()
+            if ev.undecodable != lost:  # an event we could not read may have been a "down"
+                if self.engine.metrics is not None:
+                    self.engine.metrics.error("vici-undecodable", ev.undecodable - lost)
+                last_full = float("-inf")  # a full reconcile at once
             if batch:
                 updates: list[SaUpdate] = []
                 for name, msg in batch:
@@ -157,7 +162,7 @@ class Watcher:
                     # the SA index is updated; the next full reconcile repairs the kernel
                     log.error("apply failed: %s", e.message, extra={"fields": {"event": "apply-failed"}})
                     self.engine.invalidate()
-                    last_full = 0.0
+                    last_full = float("-inf")  # a full reconcile at once
             now = time.monotonic()
             if self.hup:
                 self.hup = False

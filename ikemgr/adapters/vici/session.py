@@ -17,7 +17,7 @@ from typing import Any
 
 from vici.protocol import Message, Packet, Transport
 
-from ikemgr.adapters.vici.codec import EVENTS, _body, _text, parse_leases, parse_list_sas
+from ikemgr.adapters.vici.codec import EVENTS, MessageError, _body, _text, parse_leases, parse_list_sas
 from ikemgr.core.model import Sa
 from ikemgr.errors import BackendUnavailable
 
@@ -122,6 +122,9 @@ class CommandSession(_Wire):
 class EventSession(_Wire):
     """Registered for the policy events; ``batch`` returns what arrived together."""
 
+    #: events that could not be decoded since the session opened (the watcher reconciles)
+    undecodable = 0
+
     def register(self, events: Iterable[str] = EVENTS) -> None:
         for e in events:
             try:
@@ -153,8 +156,12 @@ class EventSession(_Wire):
                 continue
             try:
                 msg = _body(p)
-            except Exception as e:  # a malformed event must not stop the watcher
-                log.warning("dropping undecodable %r event: %s", p.event_type, e)
+            except (MessageError, ValueError, TypeError) as e:
+                # a malformed event must not stop the watcher, but a lost "down" is a stale
+                # rule: counted here, and the watcher answers with a full reconcile
+                self.undecodable += 1
+                log.warning("undecodable %r event (%s): a full reconcile follows", p.event_type, e,
+                            extra={"fields": {"event": "vici-undecodable"}})
                 continue
             out.append((_text(p.event_type), msg))
         return out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import until
 from ikemgr.config.load import load
 from ikemgr.core.model import Sa, SaUpdate
 from ikemgr.engine.engine import Engine
@@ -284,3 +285,30 @@ def test_a_failed_map_read_is_an_error_and_the_retry_repairs(lab: Lab) -> None:
         assert lab.routed("marks") == want
     finally:
         close_engine(e)
+
+
+@pytest.mark.parametrize("long_lived", [False, True], ids=["in-thread", "child"])
+def test_a_conntrack_flush_that_cannot_run_is_counted_never_taken_as_done(long_lived: bool) -> None:
+    """A namespace that is gone: the in-thread flusher cannot enter it (it says so once and
+    counts every VIP it can no longer flush); the child process cannot start in it (each
+    failed run is counted, the batch is retried once, then given up). Nothing counts as
+    flushed."""
+    from ikemgr.adapters.conntrack import ConntrackFlusher
+
+    seen: list[tuple[str, int]] = []
+    f = ConntrackFlusher("ikt-p-gone" + os.urandom(2).hex(), out_of_process=long_lived, min_gap=0.05,
+                         on_error=lambda kind, n: seen.append((kind, n)))
+    try:
+        f.flush(frozenset({A, B}))
+        f.wait_idle(10)
+        until(lambda: f.errors >= 2, 10)
+        f.flush(frozenset({A}))
+        f.wait_idle(10)
+        assert f.flushed == 0 and f.deleted == 0
+        assert f.errors >= 2 and sum(n for _, n in seen) == f.errors
+        if long_lived:
+            assert [k for k, _ in seen].count("flush") >= 2 and f.broken is None
+        else:
+            assert f.broken is not None and ("start", 1) in seen
+    finally:
+        f.close()
