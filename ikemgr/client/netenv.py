@@ -68,9 +68,7 @@ def create(name: str, uplink: IPv4Network, gateway: IPv4Address) -> None:
     The environment gets *no* default route through the uplink: until the tunnel is up it
     can reach nothing but the gateway, afterwards everything else goes into the tunnel.
     """
-    from pyroute2 import netns
-
-    netns.create(name)
+    _ip_netns_in_root_mounts("add", name)
     host_if = model.host_ifname(name)
     h, e = model.uplink_addresses(uplink)
     with _ipr() as ipr:
@@ -241,7 +239,37 @@ def _zombie(pid: int) -> bool:
 
 
 def remove_netns(name: str) -> None:
-    from pyroute2 import netns
-
     if netns_exists(name):
-        netns.remove(name)
+        _ip_netns_in_root_mounts("delete", name)
+
+
+def outer_mount_ns() -> str | None:
+    """The mount namespace of the nearest ancestor that is not in ours (None: all are).
+
+    ``ip netns exec`` runs its command in a new *slave* mount namespace. A named netns is a
+    bind mount under /run/netns: made in here it would stay invisible to the rest of the
+    system and vanish with this process. Made in the namespace ``ip netns exec`` was
+    started from, it propagates to every slave, ours included.
+    """
+    own = os.stat("/proc/self/ns/mnt").st_ino
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            if os.stat(f"/proc/{pid}/ns/mnt").st_ino != own:
+                return f"/proc/{pid}/ns/mnt"
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return None
+
+
+def _ip_netns_in_root_mounts(verb: str, name: str) -> None:
+    """``ip netns add|delete NAME`` where the bind mount is seen system-wide."""
+    outer = outer_mount_ns()
+    argv = ["ip", "netns", verb, name]
+    if outer is not None:
+        argv = ["nsenter", f"--mount={outer}", "--", *argv]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    if r.returncode != 0:
+        raise ApplyFailed(f"ip netns {verb} {name}: {(r.stderr or r.stdout).strip()}")

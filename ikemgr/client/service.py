@@ -62,7 +62,7 @@ def _resolve_gateway(addrs: str) -> IPv4Address:
 
 
 def _forward_marker(store: Store, ino: int) -> Path:
-    return store.dir / f"forwarding-{ino}.json"
+    return store.dir / f"forwarding-{ino}.state"
 
 
 # --------------------------------------------------------------------------- up
@@ -133,7 +133,8 @@ def up(name: str, profile_dir: Path, password_file: Path | None, store: Store, *
         rec.dns = _dns(inst.workdir / "resolv.conf")
         _write_resolv(name, rec.dns)
         rec.vip = sa["vip"]
-        rec.identity = sa["identity"] or prof.identity
+        # an initiator's list-sas carries no EAP identity; the profile's eap_id is the one sent
+        rec.identity = prof.eap_id or sa["identity"] or prof.identity
         rec.phase = "up"
         rec.started = time.time()
         store.write(rec)
