@@ -20,6 +20,8 @@ PKGS=(
   iproute2 iptables nftables libnftables1 conntrack
   # lab tools
   tcpdump iputils-ping procps psmisc ethtool
+  # client tests: a DNS server on each side of `ikemgr client`
+  dnsmasq-base
   # python
   python3 python3-venv python3-dev gcc
 )
