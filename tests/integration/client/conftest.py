@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -169,6 +170,7 @@ def world() -> Iterator[World]:
     if shutil.which("dnsmasq") is None:
         pytest.skip("dnsmasq (Debian dnsmasq-base) is not installed")
     the_lab = Lab(load(LAB_YAML), LAB_YAML)
+    pids: list[int] = []
     try:
         the_lab.up(lambda _line: None)
         _client_machine(the_lab)
@@ -180,7 +182,7 @@ def world() -> Iterator[World]:
             shutil.copy2(HERE / f, bindir / f)
             (bindir / f).chmod(0o644)
         py = "/usr/bin/python3"
-        pids = [
+        pids += [
             _start(CM_LAN, [py, str(bindir / "echo.py"), "192.168.11.51", str(ECHO_PORT), "local"],
                    "echo-local", "listening", run),
             _start(CAMPUS_HOST_NS, [py, str(bindir / "echo.py"), "192.168.11.51", str(ECHO_PORT),
@@ -188,8 +190,6 @@ def world() -> Iterator[World]:
             _dnsmasq(CM_LAN, "192.168.11.51", "192.168.11.51", "dns-local", run),
             _dnsmasq(CAMPUS_DNS_NS, "10.5.0.10", "10.5.0.10", "dns-campus", run),
         ]
-        for i, pid in enumerate(pids):
-            procs.record(the_lab.state, f"ikn-test-{i}", pid)
         ca = the_lab.state / "pki" / "ca.crt"
         gw = the_lab.cfg.gateway
         alice = swanctl_profile_standin(STATE / "profiles" / "alice", gateway=str(gw.outside.address.ip),
@@ -208,6 +208,11 @@ def world() -> Iterator[World]:
         for n in (os.listdir(CLIENT_STATE) if CLIENT_STATE.is_dir() else []):
             if n.endswith(".json"):
                 ikemgr_cm("client", "down", n[:-5], check=False, uid=0)
+        for pid in pids:  # ours, by pid (the lab's own `down` knows only its pid files)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         for ns in (CM, CM_LAN):
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(Path("/etc/netns") / CM, ignore_errors=True)
@@ -215,3 +220,6 @@ def world() -> Iterator[World]:
         left = [n for n in procs.namespaces("ikn-")]
         assert left == [], f"namespaces left behind: {left}"
         assert not STATE.exists(), f"{STATE} left behind"
+        time.sleep(0.3)
+        ps = sh("ps", "-eo", "args").stdout
+        assert str(STATE) not in ps, "a test process survived teardown"
