@@ -69,7 +69,8 @@ def test_parse_settings_quotes_and_comments() -> None:
     (PROFILE.replace("eap-mschapv2", "psk"), "local auth"),
     (PROFILE.replace('eap_id = "alice@123456"', ""), "eap_id"),
     (PROFILE.replace("remote_addrs = vpn.lab.test", "remote_addrs = a,b"), "remote_addrs"),
-    (PROFILE.replace("kuins {\n        version", "ku$ins {\n        version"), "unexpected"),
+    (PROFILE.replace("kuins {\n        version", "ku$ins {\n        version"), "connection name"),
+    ("connections { = }\n", "unexpected"),
 ])
 def test_profile_refused(text: str, fragment: str) -> None:
     with pytest.raises(UsageError) as e:
