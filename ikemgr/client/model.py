@@ -304,13 +304,26 @@ def forward_guard_ruleset() -> dict[str, Any]:
     ])
 
 
-def env_ruleset() -> dict[str, Any]:
-    """Inside the environment: nothing from the host side may open a connection into it."""
-    return _table_cmds(ENV_TABLE, [
+def env_ruleset(only_to: IPv4Address | None = None) -> dict[str, Any]:
+    """Inside the environment: nothing from the host side may open a connection into it.
+
+    With ``only_to`` (userspace ESP: only charon itself talks over the uplink, to the
+    gateway) nothing else may leave through the uplink either, so a program that binds
+    the uplink address, or a tunnel that is down, fails closed instead of leaking
+    around the tunnel. (With kernel ESP the plaintext packet passes this hook before it
+    is encrypted, so the rule would drop the tunnel itself; it is left out there.)
+    """
+    chains: list[tuple[str, str, str, int, list[list[dict[str, Any]]]]] = [
         ("input", "filter", "input", 0,
          [[_match(_ifname("iifname"), ENV_IF), _CT_OK, {"accept": None}],
           [_match(_ifname("iifname"), ENV_IF), {"drop": None}]]),
-    ])
+    ]
+    if only_to is not None:
+        daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
+        chains.append(("output", "filter", "output", 0,
+                       [[_match(_ifname("oifname"), ENV_IF), _match(daddr, str(only_to), "!="),
+                         {"drop": None}]]))
+    return _table_cmds(ENV_TABLE, chains)
 
 
 def delete_table(table: str) -> dict[str, Any]:

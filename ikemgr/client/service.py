@@ -116,7 +116,7 @@ def up(name: str, profile_dir: Path, password_file: Path | None, store: Store, *
         store.write(rec)
         # the environment never routes for anyone: nothing can be sent *through* it
         netenv.sysctl_in(name, "net.ipv4.ip_forward", "0")
-        netenv.nft_apply(model.env_ruleset(), netns=name)
+        netenv.nft_apply(model.env_ruleset(gateway if libipsec else None), netns=name)
         _enable_forwarding(store, rec.host_netns)
         netenv.nft_apply(model.host_ruleset(name, uplink))
         inst = ike.instance(store.workdir(name), name, libipsec)

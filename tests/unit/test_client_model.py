@@ -146,3 +146,14 @@ def test_summary_from_list_sas() -> None:
     s = ike.summary(sas, "kuins")
     assert (s["vip"], s["bytes_in"], s["bytes_out"], s["children"]) == ("10.1.0.10", 703, 700, 1)
     assert ike.summary(sas, "other")["state"] == "DOWN"
+
+
+def test_env_ruleset_fails_closed_with_userspace_esp() -> None:
+    cmds = model.env_ruleset(IPv4Address("192.0.2.1"))["nftables"]
+    out = [c["add"]["rule"]["expr"] for c in cmds if "rule" in c["add"] and c["add"]["rule"]["chain"] == "output"]
+    assert out == [[{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "uplink0"}},
+                    {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                               "right": "192.0.2.1"}},
+                    {"drop": None}]]
+    assert not any("chain" in c["add"] and c["add"]["chain"]["name"] == "output"
+                   for c in model.env_ruleset()["nftables"])

@@ -141,6 +141,19 @@ def test_non_utf8_name_refused(world: World) -> None:
 # --------------------------------------------------------------------------- the scenario
 
 
+def test_wrong_password_fails_and_leaves_nothing(world: World, tmp_path: Path) -> None:
+    before = host_snapshot()
+    bad = tmp_path / "bad.password"
+    bad.write_text("wrong-pass\n")
+    r = ikemgr_cm("client", "up", "ikn-x", "--profile", str(world.alice_profile), "--password-file",
+                  str(bad), "--timeout", "10", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.startswith("error: the tunnel to vpn.lab.test did not come up"), r.stderr
+    assert host_snapshot() == before
+    assert not Path("/run/netns/ikn-x").exists() and not Path("/etc/netns/ikn-x").exists()
+    assert not (CLIENT_STATE / "ikn-x.json").exists() and not (CLIENT_STATE / "ikn-x").exists()
+
+
 def test_up_reports_identity_and_vip(world: World, scene: dict[str, Any]) -> None:
     a = _up("ikn-a", world.alice_profile, world.alice_password)
     assert a["identity"] == "alice@123458"
@@ -241,6 +254,13 @@ def test_other_user_refused(world: World, scene: dict[str, Any]) -> None:
     assert sh("ip", "netns", "exec", "ikn-a", "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
     env_nft = sh("ip", "netns", "exec", "ikn-a", "nft", "list", "ruleset").stdout
     assert 'iifname "uplink0" drop' in env_nft
+    # and a program in the environment cannot slip around the tunnel into the client
+    # machine over the uplink: its host-side address is dropped on the way out (EPERM)
+    host_side = scene["a"]["uplink"].rsplit(".", 1)[0] + "." + str(int(scene["a"]["uplink"].split(".")[3].split("/")[0]) + 1)
+    r = ikemgr_cm("client", "exec", "ikn-a", "--", "/usr/bin/python3", "-c",
+                  "import socket\ns = socket.socket(); s.settimeout(3)\n"
+                  f"try:\n    s.connect(('{host_side}', 9))\nexcept OSError as e:\n    print(e.errno)")
+    assert r.stdout.strip() == "1", r  # EPERM: nft output drop, not a refused connection
 
 
 def test_down_and_crash_leave_the_host_as_before(world: World, scene: dict[str, Any]) -> None:
@@ -251,6 +271,13 @@ def test_down_and_crash_leave_the_host_as_before(world: World, scene: dict[str, 
     os.kill(pid, signal.SIGKILL)
     listed = json.loads(ikemgr_cm("client", "list", "--json", uid=0).stdout)["data"]["environments"]
     assert [e["state"] for e in listed] == ["CHARON GONE"]
+    # the tunnel is gone, and so is every way out: nothing leaks around it via the uplink
+    leak = world.probe("ikn-a", "203.0.113.10", LAB_PORT)
+    assert leak.returncode != 0 and not leak.stdout.startswith("seen"), leak
+    bound = ikemgr_cm("client", "exec", "ikn-a", "--", "/usr/bin/python3", "-c",
+                      "import socket; s = socket.socket(); s.settimeout(3); "
+                      "s.bind(('169.254.64.2', 0)); s.connect(('203.0.113.10', 7270))", check=False)
+    assert bound.returncode != 0, bound
     ikemgr_cm("client", "down", "ikn-a")
     assert scene["holder"].echo("after-down") == "after-down"
     assert host_snapshot() == scene["before"]
