@@ -88,9 +88,14 @@ def up(name: str, profile_dir: Path, password_file: Path | None, store: Store, *
             raise UsageError(f"--password-file: {e.strerror}") from None
     if prof.auth == "eap-mschapv2" and password is None:
         raise UsageError("the profile uses an EAP password: give --password-file")
-    additions_check = model.private_additions(prof, IPv4Address("192.0.2.1"), password)
-    del additions_check  # the password and identity are quotable: checked before creating
+    # the password and identity must be quotable: checked before anything is created
+    model.private_additions(prof, IPv4Address("192.0.2.1"), password)
+    with store.locked():
+        return _up_locked(name, prof, files, password, store, uplink_range, ipsec, timeout)
 
+
+def _up_locked(name: str, prof: model.Profile, files: dict[str, bytes], password: str | None,
+               store: Store, uplink_range: IPv4Network, ipsec: str, timeout: int) -> dict[str, Any]:
     host_if = model.host_ifname(name)
     if (store.read(name) is not None or netenv.netns_exists(name) or netenv.link_exists(host_if)
             or (netenv.ETC_NETNS / name).exists()):
@@ -244,12 +249,13 @@ def down(name: str, store: Store) -> dict[str, Any]:
     model.check_name(name)
     require_root()
     rec = store.read(name)
-    if rec is not None:
+    if rec is not None and invoker().uid != 0:  # root itself (not a sudo caller) may clean up
         _check_owner(rec, "remove")
     elif not (netenv.link_exists(model.host_ifname(name))
               or model.host_table(name) in netenv.nft_tables()):
         raise UsageError(f"no environment {name}")
-    removed = teardown(name, store)
+    with store.locked():
+        removed = teardown(name, store)
     return {"name": name, "removed": removed}
 
 

@@ -7,8 +7,11 @@ rewritten as each is made; ``down`` undoes what the record and the kernel show.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +64,17 @@ class Store:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """One ``up``/``down`` at a time: two ``up`` must not pick the same /30 or name."""
+        self.ensure()
+        fd = os.open(self.dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def path(self, name: str) -> Path:
         return self.dir / f"{check_name(name)}.json"
 
@@ -93,7 +107,7 @@ class Store:
     def names(self) -> list[str]:
         if not self.dir.is_dir():
             return []
-        return sorted(p.stem for p in self.dir.glob("*.json"))
+        return sorted(p.stem for p in self.dir.glob("*.json") if not p.name.startswith("."))
 
     def remove(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)

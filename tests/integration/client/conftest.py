@@ -205,9 +205,12 @@ def world() -> Iterator[World]:
                                        aaa_id="radius.lab.test")
         yield World(the_lab, bindir, alice, pw, erin)
     finally:
+        problems = []
         for n in (os.listdir(CLIENT_STATE) if CLIENT_STATE.is_dir() else []):
-            if n.endswith(".json"):
-                ikemgr_cm("client", "down", n[:-5], check=False, uid=0)
+            if n.endswith(".json"):  # a test failed half-way: root cleans up
+                r = ikemgr_cm("client", "down", n[:-5], check=False, uid=0)
+                if r.returncode != 0:
+                    problems.append(r.stderr.strip())
         for pid in pids:  # ours, by pid (the lab's own `down` knows only its pid files)
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -216,7 +219,12 @@ def world() -> Iterator[World]:
         for ns in (CM, CM_LAN):
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(Path("/etc/netns") / CM, ignore_errors=True)
+        stray = sorted(str(p) for p in Path("/etc/netns").glob("ikn-*"))
+        for p in stray:
+            shutil.rmtree(p, ignore_errors=True)
         the_lab.down()
+        assert problems == [], problems
+        assert stray == [], f"`client down` left {stray}"
         left = [n for n in procs.namespaces("ikn-")]
         assert left == [], f"namespaces left behind: {left}"
         assert not STATE.exists(), f"{STATE} left behind"
