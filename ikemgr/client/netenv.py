@@ -59,6 +59,16 @@ def link_exists(ifname: str) -> bool:
         return bool(ipr.link_lookup(ifname=ifname))
 
 
+def delete_link(ifname: str) -> bool:
+    """Delete a host-side link if it is there (a veth whose namespace is already gone)."""
+    with _ipr() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return False
+        ipr.link("del", index=idx[0])
+        return True
+
+
 # --------------------------------------------------------------------------- create
 
 

@@ -208,9 +208,7 @@ def teardown(name: str, store: Store) -> list[str]:
         netenv.remove_netns(name)
         removed.append(f"namespace {name}")
     host_if = model.host_ifname(name)
-    if netenv.link_exists(host_if):
-        with netenv._ipr() as ipr:
-            ipr.link("del", index=ipr.link_lookup(ifname=host_if)[0])
+    if netenv.delete_link(host_if):
         removed.append(f"link {host_if}")
     etc = netenv.ETC_NETNS / name
     if rec is not None and etc.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,27 @@ def test_env_ruleset_fails_closed_with_userspace_esp() -> None:
                     {"drop": None}]]
     assert not any("chain" in c["add"] and c["add"]["chain"]["name"] == "output"
                    for c in model.env_ruleset()["nftables"])
+
+
+def test_profile_files_refuse_symlinks_and_need_a_ca(tmp_path: Path) -> None:
+    (tmp_path / "swanctl.conf").write_text(PROFILE)
+    with pytest.raises(UsageError, match="no CA certificate"):
+        ike.read_profile_files(tmp_path)
+    (tmp_path / "x509ca").mkdir()
+    (tmp_path / "x509ca" / "ca.pem").write_text("pem")
+    assert set(ike.read_profile_files(tmp_path)) == {"swanctl.conf", "x509ca/ca.pem"}
+    (tmp_path / "x509ca" / "evil.pem").symlink_to("/etc/shadow")
+    with pytest.raises(UsageError, match="not a regular file"):
+        ike.read_profile_files(tmp_path)
+
+
+def test_invoker_trusts_sudo_only_from_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ikemgr.client import service
+
+    monkeypatch.setenv("SUDO_UID", "61001")
+    monkeypatch.setenv("SUDO_GID", "61002")
+    monkeypatch.setattr(service.os, "getuid", lambda: 0)
+    assert service.invoker() == service.Invoker(61001, 61002)
+    monkeypatch.setattr(service.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(service.os, "getgid", lambda: 1000)
+    assert service.invoker() == service.Invoker(1000, 1000)  # a user's own SUDO_UID means nothing

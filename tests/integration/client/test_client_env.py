@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,27 @@ def test_wrong_password_fails_and_leaves_nothing(world: World, tmp_path: Path) -
     assert not (CLIENT_STATE / "ikn-x.json").exists() and not (CLIENT_STATE / "ikn-x").exists()
 
 
+def test_ikemgr_killed_during_up_then_down(world: World) -> None:
+    """SIGKILL of `client up` itself once its charon runs: `down` still removes everything."""
+    before = host_snapshot()
+    p = subprocess.Popen(["ip", "netns", "exec", CM, IKEMGR, "client", "up", "ikn-k", "--profile",
+                          str(world.alice_profile), "--password-file", str(world.alice_password)],
+                         env=as_user(OWNER), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rec = CLIENT_STATE / "ikn-k.json"
+    deadline = time.monotonic() + 30
+    while not (rec.exists() and "charon" in json.loads(rec.read_text() or "{}").get("pids", {})):
+        assert p.poll() is None and time.monotonic() < deadline, "up ended before its charon ran"
+        time.sleep(0.02)
+    p.kill()  # ip netns exec execs in place: this is ikemgr itself
+    p.wait(5)
+    assert Path("/run/netns/ikn-k").exists()
+    r = ikemgr_cm("client", "down", "ikn-k")
+    assert "namespace ikn-k" in r.stdout
+    assert host_snapshot() == before
+    assert not Path("/run/netns/ikn-k").exists() and not rec.exists()
+    assert str(CLIENT_STATE / "ikn-k") not in sh("ps", "-eo", "args").stdout
+
+
 def test_up_reports_identity_and_vip(world: World, scene: dict[str, Any]) -> None:
     a = _up("ikn-a", world.alice_profile, world.alice_password)
     assert a["identity"] == "alice@123458"
@@ -180,6 +202,9 @@ def test_up_reports_identity_and_vip(world: World, scene: dict[str, Any]) -> Non
     assert Path("/etc/netns/ikn-a/resolv.conf").read_text().splitlines()[-1] == "nameserver 10.5.0.10"
     scene["a"] = a
     assert scene["holder"].echo("after-up") == "after-up"
+    again = ikemgr_cm("client", "up", "ikn-a", "--profile", str(world.alice_profile),
+                      "--password-file", str(world.alice_password), check=False)
+    assert again.returncode == 4 and "environment ikn-a exists" in again.stderr
 
 
 def test_same_address_two_networks_at_once(world: World, scene: dict[str, Any]) -> None:
