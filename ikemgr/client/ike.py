@@ -28,13 +28,39 @@ from ikemgr.errors import ApplyFailed, BackendUnavailable, UsageError
 PROFILE_DIRS = ("x509ca", "x509", "private")
 
 
+# The DNS servers reach us through charon's updown plugin (dns_handler: PLUTO_DNS4_n in
+# the script's environment), not the resolve plugin: strongSwan 5.9.8's resolve plugin
+# runs /sbin/resolvconf whenever it exists (no setting turns that off before 5.9.9), and
+# that would change the *host's* DNS (resolvconf, systemd-resolved).
+DNS_SCRIPT = """#!/bin/sh
+# ikemgr client: keep the DNS servers the gateway handed out (charon's updown, dns_handler)
+case "$PLUTO_VERB" in
+up-*) env | grep '^PLUTO_DNS[46]_[0-9]*=' > "$0.out.tmp"; mv -f "$0.out.tmp" "$0.out" ;;
+esac
+exit 0
+"""
+
+
 def instance(workdir: Path, netns: str, libipsec: bool) -> CharonInstance:
-    plugins = [*BASE_PLUGINS, *(LIBIPSEC_PLUGINS if libipsec else NETLINK_PLUGINS), *INITIATOR_PLUGINS]
+    plugins = [*BASE_PLUGINS, *(LIBIPSEC_PLUGINS if libipsec else NETLINK_PLUGINS),
+               *(p for p in INITIATOR_PLUGINS if p != "resolve"), "updown"]
     settings = ("    install_routes = no\n"
                 "    plugins {\n"
-                f"        resolve {{\n            file = {workdir / 'resolv.conf'}\n        }}\n"
+                "        updown {\n            dns_handler = yes\n        }\n"
                 "    }\n")
     return CharonInstance(workdir, netns=netns, plugins=plugins, charon_settings=settings)
+
+
+def dns_script(inst: CharonInstance) -> Path:
+    return inst.workdir / "dns-updown"
+
+
+def write_dns_script(inst: CharonInstance) -> Path:
+    path = dns_script(inst)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    with os.fdopen(fd, "w") as f:
+        f.write(DNS_SCRIPT)
+    return path
 
 
 def read_profile_files(profile_dir: Path) -> dict[str, bytes]:

@@ -197,15 +197,19 @@ def profile_of(text: str) -> Profile:
                    auth, eap_id, certs)
 
 
-def private_additions(p: Profile, gateway: IPv4Address, password: str | None) -> str:
+def private_additions(p: Profile, gateway: IPv4Address, password: str | None,
+                      updown: str | None = None) -> str:
     """Appended to the environment's private swanctl.conf copy (settings sections merge).
 
     ``remote_addrs`` is pinned to the address resolved on the host, because the
     environment's own DNS exists only once the tunnel is up; the EAP password lives only
     here (0600, root-only directory), never in the profile.
     """
+    child = (f"        children {{\n            {p.child} {{\n                updown = {quote(updown)}\n"
+             "            }\n        }\n") if updown is not None else ""
     out = ("\n# added by ikemgr client up\n"
-           f"connections {{\n    {p.connection} {{\n        remote_addrs = {gateway}\n    }}\n}}\n")
+           f"connections {{\n    {p.connection} {{\n        remote_addrs = {gateway}\n"
+           f"{child}    }}\n}}\n")
     if password is not None:
         if p.eap_id is None:
             raise UsageError("--password-file given, but the profile's auth uses no EAP identity")
@@ -333,14 +337,14 @@ def delete_table(table: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- resolv.conf
 
 
-def nameservers(resolv_text: str) -> list[str]:
-    """The ``nameserver`` lines charon's resolve plugin wrote (IPv4/IPv6 literals only)."""
-    out = []
-    for line in resolv_text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and re.fullmatch(r"[0-9A-Fa-f.:]{2,39}", parts[1]):
-            out.append(parts[1])
-    return out
+def updown_dns(env_text: str) -> list[str]:
+    """The ``PLUTO_DNS4_n=``/``PLUTO_DNS6_n=`` lines charon's updown saw, in order."""
+    found = []
+    for line in env_text.splitlines():
+        m = re.fullmatch(r"PLUTO_DNS([46])_([0-9]{1,2})=([0-9A-Fa-f.:]{2,39})", line.strip())
+        if m:
+            found.append((m.group(1), int(m.group(2)), m.group(3)))
+    return [a for _f, _n, a in sorted(found)]
 
 
 def resolv_conf(servers: list[str], name: str) -> str:

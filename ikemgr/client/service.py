@@ -125,7 +125,10 @@ def _up_locked(name: str, prof: model.Profile, files: dict[str, bytes], password
         _enable_forwarding(store, rec.host_netns)
         netenv.nft_apply(model.host_ruleset(name, uplink))
         inst = ike.instance(store.workdir(name), name, libipsec)
-        ike.install_profile(inst, files, model.private_additions(prof, gateway, password))
+        script = ike.dns_script(inst)
+        ike.install_profile(inst, files, model.private_additions(prof, gateway, password,
+                                                                 str(script)))
+        ike.write_dns_script(inst)
         inst.start(timeout=15)
         assert inst.proc is not None
         rec.pids["charon"] = inst.proc.pid
@@ -135,7 +138,7 @@ def _up_locked(name: str, prof: model.Profile, files: dict[str, bytes], password
         if sa["vip"] is None:
             raise ApplyFailed(f"the gateway {prof.remote_id} assigned no virtual IP")
         netenv.default_route(name, sa["vip"], uplink, libipsec)
-        rec.dns = _dns(inst.workdir / "resolv.conf")
+        rec.dns = _dns(script.with_name(script.name + ".out"))
         _write_resolv(name, rec.dns)
         rec.vip = sa["vip"]
         # an initiator's list-sas carries no EAP identity; the profile's eap_id is the one sent
@@ -162,11 +165,11 @@ def _enable_forwarding(store: Store, ino: int) -> None:
 
 
 def _dns(resolv: Path, wait: float = 3.0) -> list[str]:
-    """The gateway's DNS servers, as charon's resolve plugin wrote them (it may lag a bit)."""
+    """The gateway's DNS servers, as the updown script recorded them (it may lag a bit)."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            servers = model.nameservers(resolv.read_text())
+            servers = model.updown_dns(resolv.read_text())
         except FileNotFoundError:
             servers = []
         if servers or time.monotonic() > deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,8 +26,10 @@ STATE_ENV = "IKEMGR_CLIENT_STATE_DIR"
 
 def state_dir(option: Path | None = None) -> Path:
     d = option or Path(os.environ.get(STATE_ENV) or DEFAULT_STATE_DIR)
-    if not d.is_absolute():
-        raise UsageError(f"--state-dir: {d} must be an absolute path")
+    # charon runs the environment's updown script from here through /bin/sh: plain paths only
+    if not d.is_absolute() or not re.fullmatch(r"[A-Za-z0-9/._-]{1,200}", str(d)) or ".." in d.parts:
+        raise UsageError(f"--state-dir: {ascii(str(d))[:60]} must be an absolute path of "
+                         "A-Z a-z 0-9 / . _ -")
     return d
 
 

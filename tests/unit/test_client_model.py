@@ -133,11 +133,29 @@ def test_host_ruleset_masquerades_only_the_env() -> None:
                        {"drop": None}]
 
 
-def test_nameservers_and_resolv_conf() -> None:
-    text = "nameserver 10.5.0.10   # by strongSwan\nnameserver bogus;rm\nsearch x\n"
-    assert model.nameservers(text) == ["10.5.0.10"]
+def test_dns_from_updown_and_resolv_conf() -> None:
+    text = ("PLUTO_DNS4_2=10.5.0.11\nPLUTO_DNS4_1=10.5.0.10\nPLUTO_DNS4_3=bogus;rm\n"
+            "PLUTO_DNS6_1=2001:db8::53\nPLUTO_PEER=192.0.2.1\n")
+    assert model.updown_dns(text) == ["10.5.0.10", "10.5.0.11", "2001:db8::53"]
     assert model.resolv_conf(["10.5.0.10"], "work").endswith("nameserver 10.5.0.10\n")
     assert "nameserver" not in model.resolv_conf([], "work")
+
+
+def test_private_additions_set_the_dns_updown() -> None:
+    p = model.profile_of(PROFILE)
+    merged = model.parse_settings(PROFILE + model.private_additions(
+        p, IPv4Address("192.0.2.1"), "pw", "/run/ikemgr/client/work/dns-updown"))
+    child = merged["connections"]["kuins"]["children"]["kuins"]
+    assert child == {"remote_ts": "10.0.0.0/8, 192.168.11.0/24",
+                     "updown": "/run/ikemgr/client/work/dns-updown"}
+
+
+@pytest.mark.parametrize("d", ["relative/dir", "/tmp/a b", "/tmp/$(id)", "/tmp/../etc", "/tmp/é"])
+def test_state_dir_refuses_odd_paths(d: str) -> None:
+    from ikemgr.client.state import state_dir
+
+    with pytest.raises(UsageError):
+        state_dir(Path(d))
 
 
 def test_summary_from_list_sas() -> None:
