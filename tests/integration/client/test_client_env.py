@@ -199,6 +199,10 @@ def test_up_reports_identity_and_vip(world: World, scene: dict[str, Any]) -> Non
     rec = json.loads((CLIENT_STATE / "ikn-a.json").read_text())
     assert rec["owner_uid"] == OWNER and rec["vip"] == a["vip"]
     assert (CLIENT_STATE.stat().st_mode & 0o777) == 0o700
+    # the password lives only in the environment's private swanctl.conf (0600)
+    private = CLIENT_STATE / "ikn-a" / "swanctl" / "swanctl.conf"
+    assert "alice-pass" in private.read_text() and (private.stat().st_mode & 0o777) == 0o600
+    assert "alice-pass" not in json.dumps(a) and "alice-pass" not in json.dumps(rec)
     assert Path("/etc/netns/ikn-a/resolv.conf").read_text().splitlines()[-1] == "nameserver 10.5.0.10"
     scene["a"] = a
     assert scene["holder"].echo("after-up") == "after-up"
