@@ -60,11 +60,14 @@ def host_snapshot() -> dict[str, str]:
     }
 
 
-def _up(name: str, profile: Path, password: Path | None = None) -> dict[str, Any]:
+NOBODY = 65534  # a user with a passwd entry: exec takes the --init-groups path for it
+
+
+def _up(name: str, profile: Path, password: Path | None = None, uid: int = OWNER) -> dict[str, Any]:
     args = ["client", "up", name, "--profile", str(profile), "--json"]
     if password is not None:
         args += ["--password-file", str(password)]
-    r = ikemgr_cm(*args, check=False)
+    r = ikemgr_cm(*args, uid=uid, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout)["data"]  # type: ignore[no-any-return]
 
@@ -248,22 +251,28 @@ def test_exec_runs_as_the_invoking_user(world: World, scene: dict[str, Any]) -> 
 
 
 def test_second_environment_other_identity(world: World, scene: dict[str, Any]) -> None:
-    b = _up("ikn-b", world.erin_profile)
-    assert b["identity"] == "erin@123457"
+    b = _up("ikn-b", world.erin_profile, uid=NOBODY)  # another user's environment
+    assert b["identity"] == "erin@123457" and b["owner_uid"] == NOBODY
     assert b["vip"].startswith(POOL_PREFIX) and b["vip"] != scene["a"]["vip"]
     assert b["uplink"] != scene["a"]["uplink"]
     scene["b"] = b
     # each program is in exactly one environment: the campus server sees each one's path
     seen_a = world.probe("ikn-a", "10.5.0.10", LAB_PORT).stdout.strip()
-    seen_b = world.probe("ikn-b", "10.5.0.10", LAB_PORT).stdout.strip()
+    seen_b = world.probe("ikn-b", "10.5.0.10", LAB_PORT, uid=NOBODY).stdout.strip()
     assert seen_a == "seen 192.168.11.253"  # alice@123458: the VLAN 123458 SNAT address
     assert seen_b == "seen 10.2.1.253"  # erin@123457: the VLAN 123457 SNAT address
     host = world.probe(None, "10.5.0.10", LAB_PORT)
     assert host.returncode != 0  # the client machine itself has no way into the campus
-    for env in ("ikn-a", "ikn-b"):
+    for env, uid in (("ikn-a", OWNER), ("ikn-b", NOBODY)):
         ino = os.stat(f"/run/netns/{env}").st_ino
-        r = ikemgr_cm("client", "exec", env, "--", "stat", "-L", "-c", "%i", "/proc/self/ns/net")
+        r = ikemgr_cm("client", "exec", env, "--", "stat", "-L", "-c", "%i", "/proc/self/ns/net", uid=uid)
         assert int(r.stdout) == ino
+    # nobody runs with its passwd groups (setpriv --init-groups) and HOME
+    r = ikemgr_cm("client", "exec", "ikn-b", "--", "sh", "-c", 'id -u; id -G; echo "$HOME"', uid=NOBODY)
+    assert r.stdout.split() == [str(NOBODY), str(NOBODY), "/nonexistent"]
+    # each environment is private to its owner, in both directions
+    assert ikemgr_cm("client", "exec", "ikn-b", "--", "true", check=False).returncode == 4
+    assert ikemgr_cm("client", "exec", "ikn-a", "--", "true", uid=NOBODY, check=False).returncode == 4
     assert os.stat("/run/netns/ikn-a").st_ino != os.stat("/run/netns/ikn-b").st_ino
 
 
@@ -303,7 +312,7 @@ def test_other_user_refused(world: World, scene: dict[str, Any]) -> None:
 
 
 def test_down_and_crash_leave_the_host_as_before(world: World, scene: dict[str, Any]) -> None:
-    r = ikemgr_cm("client", "down", "ikn-b")
+    r = ikemgr_cm("client", "down", "ikn-b", uid=NOBODY)
     assert "namespace ikn-b" in r.stdout
     # a crashed client: SIGKILL its charon, then `client down`
     pid = json.loads((CLIENT_STATE / "ikn-a.json").read_text())["pids"]["charon"]
