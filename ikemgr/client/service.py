@@ -22,7 +22,7 @@ from typing import Any
 
 from ikemgr.client import ike, model, netenv
 from ikemgr.client.state import Record, Store
-from ikemgr.errors import ApplyFailed, Refused, UsageError
+from ikemgr.errors import ApplyFailed, IkemgrError, Refused, UsageError
 
 ROOT_HINT = "ikemgr client needs root for namespaces: run it with sudo"
 
@@ -146,8 +146,12 @@ def _up_locked(name: str, prof: model.Profile, files: dict[str, bytes], password
         rec.phase = "up"
         rec.started = time.time()
         store.write(rec)
-    except BaseException:
+    except BaseException as e:
         teardown(name, store)
+        if isinstance(e, Exception) and not isinstance(e, IkemgrError):
+            # a kernel or OS refusal (netlink, nftables, a file): one line, not a traceback
+            raise ApplyFailed(f"client up {name} failed and was rolled back: "
+                              f"{type(e).__name__}: {e}") from e
         raise
     return _view(rec, sa)
 
@@ -193,6 +197,9 @@ def teardown(name: str, store: Store) -> list[str]:
     """Remove everything of NAME that exists; returns what was removed. Idempotent."""
     removed: list[str] = []
     rec = store.read(name)
+    if rec is not None and rec.host_netns != netenv.current_netns_inode():
+        raise Refused(f"environment {name} was made in another network namespace: run "
+                      "`client down` where `client up` ran")
     pids = netenv.pids_in(name)
     if rec is not None:
         pid = rec.pids.get("charon")
@@ -201,10 +208,6 @@ def teardown(name: str, store: Store) -> list[str]:
     if pids:
         netenv.kill_all(pids)
         removed.append(f"{len(pids)} process(es)")
-    host_side = rec is None or rec.host_netns == netenv.current_netns_inode()
-    if not host_side:
-        raise Refused(f"environment {name} was made in another network namespace: run "
-                      "`client down` where `client up` ran")
     if netenv.nft_delete_table(model.host_table(name)):
         removed.append(f"nftables table {model.host_table(name)}")
     if rec is not None and netenv.netns_exists(name):
@@ -256,7 +259,12 @@ def down(name: str, store: Store) -> dict[str, Any]:
               or model.host_table(name) in netenv.nft_tables()):
         raise UsageError(f"no environment {name}")
     with store.locked():
-        removed = teardown(name, store)
+        try:
+            removed = teardown(name, store)
+        except IkemgrError:
+            raise
+        except Exception as e:  # netlink/nftables/OS: one line; run down again once fixed
+            raise ApplyFailed(f"client down {name} stopped: {type(e).__name__}: {e}") from e
     return {"name": name, "removed": removed}
 
 

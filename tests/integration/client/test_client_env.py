@@ -311,6 +311,13 @@ def test_other_user_refused(world: World, scene: dict[str, Any]) -> None:
     assert _connect_errno("ikn-a", _host_side(scene)) != "111"
 
 
+def test_down_elsewhere_is_refused_and_touches_nothing(world: World, scene: dict[str, Any]) -> None:
+    """`down` from another network namespace than `up` ran in: refused before anything is removed."""
+    r = sh(IKEMGR, "client", "down", "ikn-a", env=as_user(OWNER), check=False)
+    assert r.returncode == 4 and "made in another network namespace" in r.stderr, r
+    assert world.probe("ikn-a", "192.168.11.51").stdout.strip() == "campus"  # still up
+
+
 def test_down_and_crash_leave_the_host_as_before(world: World, scene: dict[str, Any]) -> None:
     r = ikemgr_cm("client", "down", "ikn-b", uid=NOBODY)
     assert "namespace ikn-b" in r.stdout
