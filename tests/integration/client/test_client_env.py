@@ -34,7 +34,7 @@ from conftest import (
     sh,
 )
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.e2e]  # real lab, real daemons
 
 POOL_PREFIX = "10.1.0."
 LAB_PORT = 7270  # the lab's source-logging servers: "seen <source address>"
