@@ -25,6 +25,8 @@ PKGS=(
   # libreswan's pluto for the interop test: its libraries and NSS tools only (the libreswan
   # package itself conflicts with strongSwan; the test unpacks its .deb with dpkg -x)
   libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss
+  # client tests: a DNS server on each side of `ikemgr client`
+  dnsmasq-base
   # python
   python3 python3-venv python3-dev gcc
 )

@@ -48,7 +48,9 @@ def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> 
                                        os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
     r = cfg.routing
     install = "yes" if (r.install_routes or ss.kernel_ipsec == "libipsec") else "no"
-    settings = (f"    install_routes = {install}\n"
+    # the pool's DNS servers, as the rendered strongswan.d/charon.conf hands them out (attr)
+    dns = "".join(f"    dns{i} = {d}\n" for i, d in enumerate(cfg.pool.dns, start=1))
+    settings = (dns + f"    install_routes = {install}\n"
                 f"    routing_table = {r.charon_table}\n"
                 f"    routing_table_prio = {r.charon_priority}\n"
                 "    plugins {\n"
