@@ -38,6 +38,17 @@ def load_config(path: Path) -> Config:
     return load(path, ignore=extension_sections())
 
 
+def log_level_of(option: str | None, cfg: Config) -> str:
+    """--log-level if given (checked), else the config's observability.log_level."""
+    from ikemgr.errors import UsageError
+    from ikemgr.log import LEVELS
+
+    level = option or cfg.observability.log_level
+    if level not in LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LEVELS)}")
+    return level
+
+
 def load_secrets(cfg: Config) -> Secrets:
     """Every secret the rendered files need, read from the files the config names."""
     bind = None

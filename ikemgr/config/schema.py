@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from ikemgr.config.clients import CertAuth
 from ikemgr.config.network import Gateway, Pool, Routing, Vlan
+from ikemgr.config.observability import Observability
 from ikemgr.config.pki import Pki
 from ikemgr.config.services import Database, Eap, Firewall, Ldap, Policy, Radius, Strongswan
 from ikemgr.config.sync import Sync
@@ -41,6 +42,7 @@ class Config(Strict):
     sync: Sync = Sync()
     pki: Pki = Pki()
     strongswan_cert_auth: CertAuth = CertAuth()
+    observability: Observability = Observability()
 
     @model_validator(mode="after")
     def _password_store(self) -> Config:

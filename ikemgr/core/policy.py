@@ -13,24 +13,31 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 from ikemgr.config.schema import Config
-from ikemgr.core.identity import IdentityGrammar, account_from_dn, shown
+from ikemgr.core.identity import Identity, IdentityGrammar, account_from_dn, shown
 from ikemgr.core.model import LIVE_STATES, Decision, DesiredState, Outcome, Sa, UserRule
 from ikemgr.errors import IdentityRejected
+
+
+def identity_of(sa: Sa, cfg: Config, grammar: IdentityGrammar) -> Identity:
+    """The identity of an SA as the policy sees it; raises IdentityRejected.
+
+    A certificate client's identity is its subject DN: on the certificate connection the
+    account is the DN's single, last CN. Everyone else is the EAP (or IKE) identity.
+    """
+    raw = sa.identity_raw
+    cert = cfg.strongswan_cert_auth
+    if cert.enabled and sa.conn == cert.connection:
+        raw = account_from_dn(raw)
+        if raw is None:
+            raise IdentityRejected("certificate subject has no single, last CN", shown(sa.identity_raw))
+    return grammar.parse(raw)
 
 
 def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
            grammar: IdentityGrammar) -> Decision:
     """The outcome for one SA (whether it is live is the caller's filter)."""
-    raw = sa.identity_raw
-    cert = cfg.strongswan_cert_auth
-    if cert.enabled and sa.conn == cert.connection:
-        # a certificate client: its identity is the subject DN, the account is its CN
-        raw = account_from_dn(raw)
-        if raw is None:
-            return Decision(sa.uniqueid, shown(sa.identity_raw), Outcome.REJECTED_IDENTITY, sa.vips,
-                            reason="certificate subject has no single, last CN")
     try:
-        ident = grammar.parse(raw)
+        ident = identity_of(sa, cfg, grammar)
     except IdentityRejected as e:
         return Decision(sa.uniqueid, e.shown, Outcome.REJECTED_IDENTITY, sa.vips, reason=e.reason)
     name = str(ident)
@@ -107,16 +114,25 @@ def describe(d: Decision) -> dict[str, object]:
     return out
 
 
-def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], grammar: IdentityGrammar) -> list[str]:
-    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""
+def _live_identities(sas: Iterable[Sa], cfg: Config, grammar: IdentityGrammar) -> list[tuple[str, Identity]]:
     out = []
     for sa in sorted(sas, key=Sa.sort_key):
         if sa.state not in LIVE_STATES:
             continue
         try:
-            ident = grammar.parse(sa.identity_raw)
+            out.append((sa.uniqueid, identity_of(sa, cfg, grammar)))
         except IdentityRejected:
             continue
-        if ident.vlan is not None and (ident.account, ident.vlan) in pairs:
-            out.append(sa.uniqueid)
     return out
+
+
+def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], cfg: Config,
+               grammar: IdentityGrammar) -> list[str]:
+    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""
+    return [uid for uid, ident in _live_identities(sas, cfg, grammar)
+            if ident.vlan is not None and (ident.account, ident.vlan) in pairs]
+
+
+def sessions_of(sas: Iterable[Sa], who: Identity, cfg: Config, grammar: IdentityGrammar) -> list[str]:
+    """Unique ids of the live SAs of one identity, compared as values (``ikemgr terminate``)."""
+    return [uid for uid, ident in _live_identities(sas, cfg, grammar) if ident == who]

@@ -82,9 +82,13 @@ class Watcher:
                 cmd = CommandSession(connect(self.uri))
                 self._full(cmd)
                 log_event("watching", event="connected", uri=self.uri, reconnects=self.reconnects)
+                if self.engine.metrics is not None:
+                    self.engine.metrics.vici_connected.set(1)
                 backoff = 0.2
                 self._loop(ev, cmd)
             except BackendUnavailable as e:
+                if self.engine.metrics is not None:
+                    self.engine.metrics.vici_connected.set(0)
                 if self.stop:
                     break
                 log.warning("%s; retrying in %.1f s", e.message, backoff,

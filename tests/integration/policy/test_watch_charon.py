@@ -303,6 +303,7 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         users = {u["vip"]: u for u in json.loads(p.stdout)["data"]["users"]}
         assert users[va]["vlan"] == 123456 and users[va]["in_kernel"] is True
         assert users[vb]["outcome"] == "not-on-list" and users[vb]["in_kernel"] is False
+        assert users[va]["outer"] == "192.0.2.100"  # the client's outer address, as charon sees it
 
         # kill -9 while users come and go; the restart repairs the kernel
         assert ike.kill_watch() == -signal.SIGKILL
@@ -316,6 +317,14 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         dry = json.loads(p.stdout)["data"]
         assert [r["vip"] for r in dry["add"]] == [vc] and [r["vip"] for r in dry["remove"]] == [va]
         assert lab.routed(ike.backend) == {va: 123456}  # a dry run changes nothing
+        # status is that same dry run: carol's rule is missing, the reconcile would change 2
+        p = lab.ikemgr("status", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
+                       str(ike.allow), "--json")
+        st = json.loads(p.stdout)["data"]
+        carol = next(u for u in st["users"] if u["vip"] == vc)
+        assert carol["rule"] is True and carol["in_kernel"] is False and st["out_of_sync"] == 2
+        assert sorted(st["would_change"]) == sorted(
+            [f"+ {vc} vlan 123457 table 123457 priority 29000", f"- {va} vlan 123456 table 123456 priority 29000"])
         ike.start_watch()
         wait_for(lambda: lab.routed(ike.backend) == {vc: 123457}, 5, "restart did not reconcile")
 
@@ -623,5 +632,38 @@ def test_a_peer_that_vanishes_loses_its_policy_when_charon_declares_it_dead(ike:
         wait_for(lambda: lab.routed(ike.backend) == {}, 3, "the dead peer's rule stayed")
         assert not [r for r in ike.records() if r.get("event") == "reconcile" and r.get("removed")], \
             "a full reconcile removed it, not the down event"
+    finally:
+        ike.kill_watch()
+
+
+def test_terminate_one_user_and_the_metrics_an_operator_watches(ike: Ike) -> None:
+    """`ikemgr terminate --user` closes exactly that user's sessions (their policy goes with
+    charon's down events); a hostile user name is refused before charon is asked anything.
+    The metrics show VICI connected, the last full reconcile and the process itself."""
+    lab = ike.lab
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        ike.metrics_port = s.getsockname()[1]
+    ike.start_watch()
+    try:
+        assert ike.metric("ikemgr_vici_connected") == 1
+        assert ike.metric("ikemgr_last_full_reconcile_success") == 1
+        assert ike.metric("ikemgr_last_full_reconcile_timestamp_seconds") > time.time() - 60
+        assert ike.metric("process_resident_memory_bytes") > 0
+        ike.initiate("alice")
+        ike.initiate("carol")
+        va, vc = _vip_of(ike, "alice@123456"), _vip_of(ike, "carol@123457")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456, vc: 123457}, 10, "rules did not appear")
+        for hostile in ("a;reboot@123456", ".*@123456", "alice@123456\n"):
+            p = lab.ikemgr("terminate", "--user", hostile, "--config", str(ike.cfg), "--json")
+            assert p.returncode == 2, (hostile, p.stdout, p.stderr)
+        assert lab.routed(ike.backend) == {va: 123456, vc: 123457}
+        p = lab.ikemgr("terminate", "--user", "alice@123456", "--config", str(ike.cfg), "--json")
+        assert p.returncode == 0, p.stderr
+        assert len(json.loads(p.stdout)["data"]["terminated"]) == 1
+        wait_for(lambda: lab.routed(ike.backend) == {vc: 123457}, 10, "alice's rule stayed")
+        assert [k for k in ike.vips() if k.startswith("carol@123457#")]  # carol untouched
+        p = lab.ikemgr("terminate", "--user", "alice@123456", "--config", str(ike.cfg), "--json")
+        assert p.returncode == 1 and "no live session" in p.stdout
     finally:
         ike.kill_watch()
