@@ -25,6 +25,8 @@ import pytest
 EAPOL_TEST = "eapol_test"
 TYPES = {"identity": 1, "gtc": 6, "tls": 13, "ttls": 21, "mschapv2": 26}
 _CODE = re.compile(r"^RADIUS message: code=(\d+) \(([\w-]+)\)", re.MULTILINE)
+_HEXDUMP = re.compile(r"(hexdump(?:_ascii)?\(len=\d+\)|^\s+Value):.*")  # also RADIUS attribute values
+_HEXDUMP_CONT = re.compile(r"^\s+(?:[0-9a-f]{2} )+")  # the second and later lines of a hexdump_ascii
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,10 @@ class EapolResult:
         return f"CTRL-EVENT-EAP-PROPOSED-METHOD vendor=0 method={TYPES[method]} -> NAK" in self.output
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.output.splitlines()[-lines:])
+        """The last lines for a failure message, hexdumps cut: they hold passwords and keys."""
+        kept = [_HEXDUMP.sub(r"\1: (cut)", ln) for ln in self.output.splitlines()
+                if not _HEXDUMP_CONT.match(ln)]
+        return "\n".join(kept[-lines:])
 
     def __repr__(self) -> str:  # what a failed assertion shows
         return f"EapolResult({self.outcome!r}, rounds={self.rounds})\n{self.tail()}"
