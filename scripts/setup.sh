@@ -14,6 +14,8 @@ PKGS=(
   libcharon-extra-plugins libcharon-extauth-plugins
   # authentication
   freeradius freeradius-utils freeradius-ldap slapd ldap-utils
+  # eapol_test: the independent EAP peer (wpa_supplicant's) the RADIUS tests talk to FreeRADIUS with
+  eapoltest
   # allow-list store (production backend, tested for real)
   postgresql
   # kernel state
