@@ -56,6 +56,9 @@ class Pairs:
     def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
         return self.pairs
 
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        return {}
+
 
 def engine(*pairs: tuple[str, int]) -> tuple[Engine, MemoryBackend]:
     b = MemoryBackend()
@@ -200,3 +203,32 @@ def test_rule_lines_in_iproute2_syntax() -> None:
     assert Rule(29002, action="nop").ip_args(protocol=99) == "priority 29002 nop protocol 99"
     assert Rule(29001, 300, fwmark=300).ip_args(protocol=99) == \
         "priority 29001 fwmark 0x12c/0xffffffff lookup 300 protocol 99"  # table ids above 255
+
+
+def test_the_snapshot_ends_grants_on_time_during_an_outage(tmp_path: Path) -> None:
+    """A grant that expires while the database is away ends when it was meant to end: the
+    snapshot keeps each pair's end and drops the pair at that time."""
+    from datetime import timedelta
+
+    t0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    class Source:
+        down = False
+
+        def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+            if self.down:
+                raise BackendUnavailable("db", "connection refused")
+            return frozenset({("alice", 123456), ("bob", 123456)})
+
+        def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+            return {("alice", 123456): t0 + timedelta(minutes=10)}  # bob has no end
+
+    src = Source()
+    snap = SnapshotAllowList(src, tmp_path)
+    assert snap.active_pairs(t0) == {("alice", 123456), ("bob", 123456)}
+    src.down = True
+    assert snap.active_pairs(t0 + timedelta(minutes=9)) == {("alice", 123456), ("bob", 123456)}
+    assert snap.stale
+    assert snap.active_pairs(t0 + timedelta(minutes=10)) == {("bob", 123456)}
+    restarted = SnapshotAllowList(src, tmp_path)  # the ends survive a restart too
+    assert restarted.active_pairs(t0 + timedelta(hours=1)) == {("bob", 123456)}
