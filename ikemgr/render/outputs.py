@@ -18,7 +18,7 @@ RADDB_PREFIX = "freeradius/3.0/"
 
 
 def all_outputs(cfg: Config, secrets: Secrets, source: str, ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:
-    header = HEADER.format(source=source)
+    header = HEADER
     return [
         *strongswan_outputs(cfg, secrets, header),
         *routing_outputs(cfg, header),
