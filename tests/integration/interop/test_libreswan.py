@@ -9,24 +9,38 @@ namespace with its own /run and the unpacked /usr/libexec bind-mounted (pluto fo
 libevent-*) come from apt. On this kernel pluto's own CHILD_SA install fails (no ESP) and
 it drops the IKE SA without a DELETE (../shared/notes/ike-peers.md); the gateway side is
 what is asserted.
+
+The second test runs a real ``ikemgr watch`` on the gateway's VICI socket and follows the
+per-user policy of that libreswan client from its IKE_AUTH to the gateway's DPD verdict
+(the churn pluto causes here is explained in its docstring).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from ikc_support import FQDN, GW_IP, ORG, WORK, Topology, sas, until
+from ikc_support import FQDN, GW_IP, ORG, WORK, Topology, sas, sh, until
 
+from helpers import IKEMGR, wait_for
+from helpers.gateway import vlan
 from ikemgr.config.load import load
+from ikemgr.config.schema import Config
+from ikemgr.core.identity import shown
 
 pytestmark = pytest.mark.root
 
@@ -60,17 +74,37 @@ def _needs() -> None:
             ln.split()[0] for ln in ldd.stdout.splitlines() if "not found" in ln))
 
 
-def test_pluto_completes_ike_auth_and_gets_a_vip(topo: Topology) -> None:
+@dataclass
+class Pluto:
+    """A running pluto (its pid is pluto's own: ip netns exec, unshare and sh all exec)."""
+
+    proc: subprocess.Popen[bytes]
+    dir: Path
+
+    def log(self) -> str:
+        return (self.dir / "pluto.stdout").read_text(errors="replace")
+
+    def whack(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "-n", WHACK, "--ctlsocket",
+                               "/run/pluto/pluto.ctl", *args], capture_output=True, text=True, timeout=60)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=10)
+
+
+@contextmanager
+def pluto(topo: Topology, name: str, cn: str) -> Iterator[Pluto]:
+    """pluto in the client namespace with a certificate whose CN is ``cn``, conn ``certvpn``
+    loaded (not initiated); stopped (SIGTERM, then SIGKILL) on the way out."""
     _unpack_libreswan()
     _needs()
-    cfg_path = topo.config("libreswan")
-    cfg = load(cfg_path)
-    gw = topo.gateway(cfg_path)
-    L = topo.work / "ls"
+    L = topo.work / name
     for d in ("run", "ipsec.d", "nss"):
         (L / d).mkdir(parents=True, exist_ok=True)
     # client certificate → PKCS#12 → NSS db (the CA gets trust flags separately)
-    issued = topo.pki.client("ls", IDENTITY)
+    issued = topo.pki.client(name, cn)
     key = serialization.load_pem_private_key(issued.key.read_bytes(), None)
     cert = x509.load_pem_x509_certificate(issued.cert.read_bytes())
     p12 = L / "ls.p12"
@@ -119,33 +153,204 @@ conn certvpn
          str(L / "ipsec.conf"), str(L / "ipsec.secrets"), str(L / "ipsec.d"), str(L / "nss")],
         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()
+    p = Pluto(proc, L)
     try:
-        assert until(lambda: "listening for IKE messages" in (L / "pluto.stdout").read_text(errors="replace"),
-                     15), (L / "pluto.stdout").read_text(errors="replace")[-2000:]
-
-        def whack(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(["nsenter", "-t", str(proc.pid), "-m", "-n", WHACK, "--ctlsocket",
-                                   "/run/pluto/pluto.ctl", *args], capture_output=True, text=True,
-                                  timeout=60)
-
-        whack("--name", "certvpn", "--initiate", "--asynchronous")
-        dn = f"C=JP, O={ORG}, CN={IDENTITY}"
-        got = until(lambda: [s for s in sas(gw) if s["name"] == "ikemgr-cert"
-                             and s.get("remote-id") == dn and s.get("remote-vips")], 20)
-        assert got, (gw.log_tail(30), (L / "pluto.stdout").read_text(errors="replace")[-3000:])
-        sa = got[0]
-        vip = ipaddress.ip_address(sa["remote-vips"][0])
-        assert int(cfg.pool.first) <= int(vip) <= int(cfg.pool.last)
-        assert "remote-eap-id" not in sa
-        plog = (L / "pluto.stdout").read_text(errors="replace")
-        assert "established IKE SA" in plog and f"received INTERNAL_IP4_ADDRESS {vip}" in plog
-        whack("--name", "certvpn", "--delete")
+        assert until(lambda: "listening for IKE messages" in p.log(), 15), p.log()[-2000:]
+        yield p
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                p.kill()
+
+
+def test_pluto_completes_ike_auth_and_gets_a_vip(topo: Topology) -> None:
+    cfg_path = topo.config("libreswan")
+    cfg = load(cfg_path)
+    gw = topo.gateway(cfg_path)
+    try:
+        with pluto(topo, "ls", IDENTITY) as ls:
+            ls.whack("--name", "certvpn", "--initiate", "--asynchronous")
+            dn = f"C=JP, O={ORG}, CN={IDENTITY}"
+            got = until(lambda: [s for s in sas(gw) if s["name"] == "ikemgr-cert"
+                                 and s.get("remote-id") == dn and s.get("remote-vips")], 20)
+            assert got, (gw.log_tail(30), ls.log()[-3000:])
+            sa = got[0]
+            vip = ipaddress.ip_address(sa["remote-vips"][0])
+            assert int(cfg.pool.first) <= int(vip) <= int(cfg.pool.last)
+            assert "remote-eap-id" not in sa
+            plog = ls.log()
+            assert "established IKE SA" in plog and f"received INTERNAL_IP4_ADDRESS {vip}" in plog
+            ls.whack("--name", "certvpn", "--delete")
+    finally:
+        topo.stop(gw)
+
+
+# --------------------------------------------------------------------------- per-user policy
+
+ALICE = "alice@123456"
+#: the gateway's DPD: 1 s idle, then one retransmit 1 s later, given up 1 s after that
+#: (strongSwan's defaults: 30 s, then 5 retransmits over ~165 s)
+#: what pluto logs when it drops the IKE SA after its CHILD_SA install failed
+DROPPED = "NOT sending notification"
+FAST_DPD = "    retransmit_tries = 1\n    retransmit_timeout = 1.0\n    retransmit_base = 1.0\n"
+
+
+def routed(ns: str, backend: str, cfg: Config) -> dict[str, int]:
+    """VIP → table id of ikemgr's per-user policy, read from the kernel in the backend's own
+    terms (as tests/integration/policy/conftest.py ``Lab.routed`` reads it)."""
+    prio = cfg.routing.user_priority
+    rules = json.loads(sh("ip", "-N", "-n", ns, "-j", "rule", "show").stdout)
+    mine = [r for r in rules if r.get("protocol") == "99" and prio <= r["priority"] <= prio + 2]
+    if backend == "rules":
+        return {r["src"]: int(r["table"]) for r in mine if r.get("src", "all") != "all"}
+    tables = {r["table"] for r in mine if r.get("fwmark", "0") != "0"}
+    p = sh("ip", "netns", "exec", ns, "nft", "-j", "list", "map", "ip", "ikemgr_policy", "users", check=False)
+    if p.returncode != 0:
+        # the map is created by watch's first reconcile; before that there is nothing
+        assert "No such file" in p.stderr, p.stderr
+        return {}
+    out: dict[str, int] = {}
+    for item in json.loads(p.stdout)["nftables"]:
+        for vip, mark in item.get("map", {}).get("elem") or []:
+            if str(mark) in tables:
+                out[vip] = mark
+    return out
+
+
+def records(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["rules", "marks"])
+def test_watch_follows_pluto_from_ike_auth_to_dpd(topo: Topology, backend: str) -> None:
+    """``ikemgr watch`` gives the libreswan client its lab VLAN at IKE_AUTH and takes it
+    away at the down event of the gateway's DPD (reconcile_interval 3600: no full
+    reconcile can be what removed it).
+
+    The churn: on this kernel pluto's CHILD_SA install fails, it drops the IKE SA without a
+    DELETE and revives the connection at once and then every ~5 s, each try leaving one more
+    ESTABLISHED SA on the gateway with the *same* VIP (same identity, ``unique = never``).
+    pluto is SIGKILLed as soon as the gateway holds the first SA, so it cannot try again;
+    SAs that were already on the gateway by then (a revival is quick) are recorded, and the
+    rule must stay while any of them holds the VIP and go at the down event of the last.
+    """
+    gw_cfg = topo.config(f"ls-{backend}", vlans=[vlan(123456, "lab1", 0)],
+                         strongswan={"dpd_delay": 1})
+    gw = topo.gateway(gw_cfg, charon_settings=FAST_DPD)
+    cfg_path = topo.config(f"ls-{backend}-watch", vlans=[vlan(123456, "lab1", 0)],
+                           strongswan={"dpd_delay": 1, "vici_socket": gw.uri},
+                           policy={"backend": backend, "reconcile_interval": 3600})
+    cfg = load(cfg_path)
+    assert cfg.policy.reconcile_interval == 3600
+    assert "dpd_delay = 1s" in (gw.swanctl_dir / "conf.d" / "ikemgr.conf").read_text()
+    allow = topo.work / f"allow-{backend}.txt"
+    allow.write_text(ALICE + "\n")
+    wlog = topo.work / f"watch-{backend}.log"
+    out = open(wlog, "wb")  # noqa: SIM115 - handed to the child
+    watch = subprocess.Popen(
+        [str(IKEMGR), "watch", "--config", str(cfg_path), "--netns", topo.gw_ns, "--allow-file", str(allow),
+         "--log-format", "json", "--tick", "0.1"],
+        stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+    out.close()
+    ns = topo.gw_ns
+    dn = f"C=JP, O={ORG}, CN={ALICE}"
+
+    def alice_sas() -> list[dict[str, Any]]:
+        return [s for s in sas(gw) if s["name"] == "ikemgr-cert" and s.get("remote-id") == dn
+                and s.get("state") == "ESTABLISHED" and s.get("remote-vips")]
+
+    try:
+        wait_for(lambda: [r for r in records(wlog) if r.get("event") == "connected"], 20,
+                 "watch did not connect: " + wlog.read_text(errors="replace")[-2000:])
+        wait_for(lambda: [r for r in records(wlog) if r.get("event") == "reconcile"], 20, "no start-up reconcile")
+        fulls = len([r for r in records(wlog) if r.get("event") == "reconcile"])
+        assert routed(ns, backend, cfg) == {}
+        with pluto(topo, f"ls-{backend}", ALICE) as ls:
+            t_init = time.monotonic()
+            ls.whack("--name", "certvpn", "--initiate", "--asynchronous")
+            # one loop reads both the gateway's SAs and the kernel, so the two times compare
+            first: list[dict[str, Any]] = []
+            t_sa = t_rule = t_kill = 0.0
+            while not (t_kill and t_rule):
+                now = time.monotonic()
+                assert now - t_init < 20, ("no IKE_AUTH or no rule", gw.log_tail(30),
+                                           wlog.read_text(errors="replace")[-3000:])
+                if not first and (first := alice_sas()):
+                    t_sa = now
+                if first and not t_kill and DROPPED in ls.log():
+                    # pluto's kernel refused the CHILD_SA and it dropped the IKE SA without a
+                    # DELETE; SIGKILL before its revival can make many more (no DELETE either)
+                    ls.kill()
+                    t_kill = time.monotonic()
+                if first and not t_rule and routed(ns, backend, cfg) == {first[0]["remote-vips"][0]: 123456}:
+                    t_rule = time.monotonic()
+                time.sleep(0.02)
+            plog = ls.log()
+        vip = first[0]["remote-vips"][0]
+        uid = first[0]["uniqueid"]
+        assert int(cfg.pool.first) <= int(ipaddress.ip_address(vip)) <= int(cfg.pool.last)
+        assert f"received INTERNAL_IP4_ADDRESS {vip}" in plog, plog[-3000:]
+        # its kernel side refused the CHILD_SA (errno 93 or 38, depending on the kernel)
+        assert "netlink response for Add SA esp." in plog and "CHILD SA encountered fatal error" in plog, plog[-3000:]
+        time.sleep(0.3)  # an IKE_AUTH in flight when pluto died is answered, or never completes
+        held = {s["uniqueid"]: s["remote-vips"] for s in alice_sas()}
+        assert all(v == [vip] for v in held.values()), held  # the churn's SAs share the VIP
+        # the gateway's DPD (1 s idle, one retransmit after 1 s, given up 1 s later) gives up
+        # on each SA in turn; the rule stays while more than one still holds the VIP
+        t_gone = t_removed = 0.0
+        while not (t_gone and t_removed):
+            now = time.monotonic()
+            assert now - t_kill < 30, ("DPD never gave up, or the rule stayed", gw.log_tail(30),
+                                       wlog.read_text(errors="replace")[-3000:])
+            left = {s["uniqueid"] for s in alice_sas()}
+            r = routed(ns, backend, cfg)
+            if len(left) > 1:  # no single down event can be the last one yet
+                assert r == {vip: 123456}, (left, r)
+            if not left and not t_gone:
+                t_gone = now
+            if not r and not t_removed:
+                t_removed = now
+            time.sleep(0.02)
+        # at the last SA's down event, not at some later reconcile
+        assert t_removed - t_gone < 1.0, (t_gone, t_removed)
+        recs = records(wlog)
+        # removed at the down event: the one full reconcile is the start-up one, which removed nothing
+        reconciles = [r for r in recs if r.get("event") == "reconcile"]
+        assert len(reconciles) == fulls and not [r for r in reconciles if r.get("removed")], reconciles
+        adds = [r for r in recs if r.get("event") == "rule-add"]
+        removes = [r for r in recs if r.get("event") == "rule-remove"]
+        assert [r["vip"] for r in adds] == [vip] and [r["vip"] for r in removes] == [vip], (adds, removes)
+        assert adds[0]["vlan"] == 123456 and removes[0]["vlan"] == 123456
+        decisions = [r for r in recs if r.get("event") == "decision"]
+        mine = [d for d in decisions if d["uniqueid"] == shown(uid, 24)]
+        assert len(mine) == 1, (uid, decisions)
+        assert mine[0]["outcome"] == "allowed" and mine[0]["identity"] == ALICE, mine[0]
+        assert mine[0]["vips"] == [vip] and mine[0]["vlan"] == 123456
+        # every SA of the churn is the same user: nothing but "allowed" for alice
+        assert {(d["identity"], d["outcome"]) for d in decisions} == {(ALICE, "allowed")}, decisions
+        # the gateway says why it went: DPD gave up, no DELETE from the client
+        glog = gw.log.read_text(errors="replace")
+        assert "giving up after 1 retransmits" in glog
+        print(f"\n[{backend}] initiate->IKE_AUTH seen {t_sa - t_init:.2f}s, IKE_AUTH->rule {t_rule - t_sa:.3f}s,"
+              f" SAs on the gateway at kill: {len(held)}, kill->last SA gone {t_gone - t_kill:.2f}s,"
+              f" last SA gone->rule removed {t_removed - t_gone:.3f}s")
+    finally:
+        if watch.poll() is None:
+            watch.send_signal(signal.SIGTERM)
+            try:
+                watch.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                watch.kill()
+                watch.wait(timeout=10)
         topo.stop(gw)
