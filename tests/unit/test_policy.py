@@ -190,3 +190,23 @@ def test_a_certificate_client_is_its_subjects_cn_on_the_certificate_connection_o
         raw = bad if isinstance(bad, bytes) else bad.encode()
         got = decide(Sa("11", raw, (IPv4Address("10.1.0.12"),), "ESTABLISHED", conn="ikemgr-cert"), allowed, cfg, G)
         assert got.outcome is Outcome.REJECTED_IDENTITY, bad
+
+
+def test_a_certificate_clients_pool_lease_is_held_by_its_subject_dn() -> None:
+    """charon records a public-key client's lease under its subject DN (what list-sas shows
+    as remote-id), not under the account: a full reconcile must read the holder the way
+    ``decide`` read the SA, or it refuses every certificate client (seen with libreswan)."""
+    cfg = CFG.model_copy(update={"strongswan_cert_auth": CFG.strongswan_cert_auth.model_copy(
+        update={"enabled": True, "subject": "C=JP, O=Example University"})})
+    dn = "C=JP, O=Example University, CN=alice@123456"
+    cert = Sa("9", dn.encode(), (VIP1,), "ESTABLISHED", conn="ikemgr-cert")
+    agreed = desired_state([cert], ALLOWED, cfg, G, {VIP1: dn})
+    assert set(agreed.rules) == {VIP1}, agreed.decisions
+    # another certificate's account holds the lease: disputed
+    other = desired_state([cert], ALLOWED, cfg, G, {VIP1: "C=JP, O=Example University, CN=bob@123456"})
+    assert other.rules == {} and other.decisions[0].outcome is Outcome.LEASE_MISMATCH
+    # a lease under a DN does not vouch for an EAP client of the same CN
+    eap = Sa("10", b"alice@123456", (VIP1,), "ESTABLISHED", conn=cfg.strongswan.connection)
+    assert desired_state([eap], ALLOWED, cfg, G, {VIP1: dn}).rules == {}
+    # nor does an account-named lease vouch for a certificate client: charon never writes one
+    assert desired_state([cert], ALLOWED, cfg, G, {VIP1: "alice@123456"}).rules == {}

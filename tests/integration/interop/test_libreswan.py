@@ -305,6 +305,14 @@ def test_watch_follows_pluto_from_ike_auth_to_dpd(topo: Topology, backend: str) 
         assert "netlink response for Add SA esp." in plog and "CHILD SA encountered fatal error" in plog, plog[-3000:]
         time.sleep(0.3)  # an IKE_AUTH in flight when pluto died is answered, or never completes
         held = {s["uniqueid"]: s["remote-vips"] for s in alice_sas()}
+        # a full reconcile (SIGHUP) while the SA is up compares charon's pool leases too: the
+        # lease is under the subject DN, and the rule must survive it (removed=0)
+        watch.send_signal(signal.SIGHUP)
+        wait_for(lambda: len([r for r in records(wlog) if r.get("event") == "reconcile"]) > fulls, 2,
+                 "SIGHUP brought no full reconcile")
+        fulls += 1
+        assert routed(ns, backend, cfg) == {vip: 123456}, wlog.read_text(errors="replace")[-2000:]
+        assert {s["uniqueid"] for s in alice_sas()}, "DPD was quicker than the full reconcile"
         assert all(v == [vip] for v in held.values()), held  # the churn's SAs share the VIP
         # the gateway's DPD (1 s idle, one retransmit after 1 s, given up 1 s later) gives up
         # on each SA in turn; the rule stays while more than one still holds the VIP
@@ -325,7 +333,7 @@ def test_watch_follows_pluto_from_ike_auth_to_dpd(topo: Topology, backend: str) 
         # at the last SA's down event, not at some later reconcile
         assert t_removed - t_gone < 1.0, (t_gone, t_removed)
         recs = records(wlog)
-        # removed at the down event: the one full reconcile is the start-up one, which removed nothing
+        # removed at the down event: the full reconciles (start-up, SIGHUP) removed nothing
         reconciles = [r for r in recs if r.get("event") == "reconcile"]
         assert len(reconciles) == fulls and not [r for r in reconciles if r.get("removed")], reconciles
         adds = [r for r in recs if r.get("event") == "rule-add"]
