@@ -48,7 +48,7 @@ def live_reconcile_hook(cfg: Config, netns: str | None = None) -> OnChange:
         if not (cfg.sync.terminate_revoked and revoked):
             return
         grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
-        terminate_sas(cfg, holders_of(sas, revoked, grammar))
+        terminate_sas(cfg, holders_of(sas, revoked, grammar, cfg))
 
     return on_change
 

@@ -114,14 +114,20 @@ def describe(d: Decision) -> dict[str, object]:
     return out
 
 
-def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], grammar: IdentityGrammar) -> list[str]:
-    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""
+def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], grammar: IdentityGrammar,
+               cfg: Config) -> list[str]:
+    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate).
+
+    An SA on the certificate connection is its subject DN's account, as ``decide`` reads it:
+    otherwise a revoked certificate client would lose its rule but keep its SA.
+    """
     out = []
     for sa in sorted(sas, key=Sa.sort_key):
         if sa.state not in LIVE_STATES:
             continue
+        raw = account_from_dn(sa.identity_raw) if on_cert_connection(sa, cfg) else sa.identity_raw
         try:
-            ident = grammar.parse(sa.identity_raw)
+            ident = grammar.parse(raw)
         except IdentityRejected:
             continue
         if ident.vlan is not None and (ident.account, ident.vlan) in pairs:

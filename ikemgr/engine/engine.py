@@ -104,7 +104,7 @@ class Engine:
         revoked, self.revoked = self.revoked, set()
         if not revoked:
             return []
-        return holders_of(self.sas.values(), frozenset(revoked), self.grammar)
+        return holders_of(self.sas.values(), frozenset(revoked), self.grammar, self.cfg)
 
     def _index_put(self, sa: Sa) -> None:
         self._index_drop(sa.uniqueid)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ikemgr.config.load import load
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.core.model import Outcome, Sa, UserRule
-from ikemgr.core.policy import decide, desired_state
+from ikemgr.core.policy import decide, desired_state, holders_of
 
 CFG = load(Path(__file__).resolve().parents[2] / "examples" / "campus.yaml")
 G = IdentityGrammar(CFG.policy.identity_pattern, CFG.policy.account_pattern)
@@ -210,3 +210,19 @@ def test_a_certificate_clients_pool_lease_is_held_by_its_subject_dn() -> None:
     assert desired_state([eap], ALLOWED, cfg, G, {VIP1: dn}).rules == {}
     # nor does an account-named lease vouch for a certificate client: charon never writes one
     assert desired_state([cert], ALLOWED, cfg, G, {VIP1: "alice@123456"}).rules == {}
+
+
+def test_a_revoked_certificate_client_is_among_the_holders_to_terminate() -> None:
+    """``sync.terminate_revoked`` closes the SAs of revoked pairs; a certificate client's SA
+    carries its subject DN, so on the certificate connection it is found by its CN."""
+    cfg = CFG.model_copy(update={"strongswan_cert_auth": CFG.strongswan_cert_auth.model_copy(
+        update={"enabled": True, "subject": "C=JP, O=Example University"})})
+    dn = b"C=JP, O=Example University, CN=alice@123456"
+    sas = [Sa("9", dn, (VIP1,), "ESTABLISHED", conn="ikemgr-cert"),
+           Sa("10", b"alice@123456", (VIP2,), "ESTABLISHED", conn=cfg.strongswan.connection),
+           # the same DN on the EAP connection is no account (decide refuses it too)
+           Sa("11", dn, (IPv4Address("10.1.0.12"),), "ESTABLISHED", conn=cfg.strongswan.connection),
+           Sa("12", b"C=JP, O=Example University, CN=carol@123457", (), "ESTABLISHED", conn="ikemgr-cert")]
+    assert holders_of(sas, frozenset({("alice", 123456)}), G, cfg) == ["9", "10"]
+    assert holders_of(sas, frozenset({("carol", 123457)}), G, cfg) == ["12"]
+    assert holders_of(sas, frozenset({("alice", 123456)}), G, CFG) == ["10"]  # connection disabled
