@@ -10,9 +10,11 @@ libevent-*) come from apt. On this kernel pluto's own CHILD_SA install fails (no
 it drops the IKE SA without a DELETE (../shared/notes/ike-peers.md); the gateway side is
 what is asserted.
 
-The second test runs a real ``ikemgr watch`` on the gateway's VICI socket and follows the
-per-user policy of that libreswan client from its IKE_AUTH to the gateway's DPD verdict
-(the churn pluto causes here is explained in its docstring).
+The other tests run a real ``ikemgr watch`` on the gateway's VICI socket (``--netns`` of
+the gateway namespace, an allow file with alice@123456) and follow the per-user policy of
+that libreswan client (certificate CN ``alice@123456``): from its IKE_AUTH to the gateway's
+DPD verdict (the churn pluto causes here is explained in that test's docstring), and to a
+revocation that terminates its SAs.
 """
 
 from __future__ import annotations
