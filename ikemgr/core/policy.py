@@ -25,8 +25,7 @@ def identity_of(sa: Sa, cfg: Config, grammar: IdentityGrammar) -> Identity:
     account is the DN's single, last CN. Everyone else is the EAP (or IKE) identity.
     """
     raw = sa.identity_raw
-    cert = cfg.strongswan_cert_auth
-    if cert.enabled and sa.conn == cert.connection:
+    if on_cert_connection(sa, cfg):
         raw = account_from_dn(raw)
         if raw is None:
             raise IdentityRejected("certificate subject has no single, last CN", shown(sa.identity_raw))
@@ -56,17 +55,25 @@ def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
     return Decision(sa.uniqueid, name, Outcome.ALLOWED, sa.vips, ident.account, ident.vlan)
 
 
-def lease_conflict(d: Decision, leases: Mapping[IPv4Address, str]) -> Decision:
+def on_cert_connection(sa: Sa, cfg: Config) -> bool:
+    """The SA came in on the certificate-only connection (its identity is a subject DN)."""
+    cert = cfg.strongswan_cert_auth
+    return cert.enabled and sa.conn == cert.connection
+
+
+def lease_conflict(d: Decision, leases: Mapping[IPv4Address, str], *, cert: bool = False) -> Decision:
     """An allowed SA whose VIP the pool has leased to someone else gets no rule.
 
     charon's pool leases are a second record of who holds an address. A full reconcile
     reads them right after list-sas; an online lease naming another identity means the
     two disagree, and a lab VLAN is not opened on a disputed address. A VIP without a
-    lease (e.g. one assigned by RADIUS) is not disputed.
+    lease (e.g. one assigned by RADIUS) is not disputed. charon records a certificate
+    client's lease under its subject DN, so with ``cert`` the holder is the DN's account
+    (its single, last CN), read as ``decide`` read the SA.
     """
     for vip in d.vips:
         holder = leases.get(vip)
-        if holder is not None and holder != d.identity:
+        if holder is not None and (account_from_dn(holder) if cert else holder) != d.identity:
             return replace(d, outcome=Outcome.LEASE_MISMATCH,
                            reason=f"pool lease of {vip} belongs to {shown(holder)}")
     return d
@@ -90,7 +97,7 @@ def desired_state(sas: Iterable[Sa], allowed: frozenset[tuple[str, int]], cfg: C
             continue
         d = decide(sa, allowed, cfg, grammar)
         if leases is not None and d.outcome is Outcome.ALLOWED:
-            d = lease_conflict(d, leases)
+            d = lease_conflict(d, leases, cert=on_cert_connection(sa, cfg))
         decisions.append(d)
         if d.outcome is not Outcome.ALLOWED:
             continue

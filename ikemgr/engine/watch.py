@@ -172,6 +172,7 @@ class Watcher:
                 self.hup = False
                 self.engine.refresh_allow()
                 self._full(cmd)
+                self._terminate_revoked(cmd)
                 last_full = last_allow = now
                 continue
             if self._store_changed() or now - last_allow >= self.allow_poll:

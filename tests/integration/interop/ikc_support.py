@@ -176,9 +176,10 @@ class Topology:
             "routing": {"rt_tables_file": str(self.work / "rt_tables.conf")},
             "policy": {"state_dir": str(self.work / "state"), "lock_file": str(self.work / "ikemgr.lock")},
         }
+        vlans = extra.pop("vlans", [])  # no lab VLAN unless a test's per-user policy needs one
         for k, v in extra.items():
             own[k] = {**own.get(k, {}), **v} if isinstance(v, dict) else v
-        doc = gateway_doc(outside="out0", campus="campus0", campus_prefixes=("10.0.0.0/8",), vlans=[],
+        doc = gateway_doc(outside="out0", campus="campus0", campus_prefixes=("10.0.0.0/8",), vlans=vlans,
                           **own)
         doc["gateway"]["cert"] = str(self.pki.dir / "gateway.crt")
         doc["gateway"]["key"] = str(self.pki.dir / "gateway.key")
@@ -194,11 +195,14 @@ class Topology:
         assert r.returncode == 0, r.stdout + r.stderr
         return out
 
-    def gateway(self, config: Path) -> CharonInstance:
-        """The gateway charon running exactly what ``ikemgr render`` wrote for ``config``."""
+    def gateway(self, config: Path, charon_settings: str = "") -> CharonInstance:
+        """The gateway charon running exactly what ``ikemgr render`` wrote for ``config``;
+        ``charon_settings`` is added inside ``charon { }`` (e.g. short retransmits, so DPD
+        gives up within seconds)."""
         cfg = load(config)
         rendered = self.render(config)
         inst = gateway_instance(cfg, self.work / f"gw-{config.stem}", self.gw_ns, rendered)
+        inst.charon_settings += charon_settings
         inst.prepare()
         d = inst.swanctl_dir
         (d / "x509ca" / "ca.crt").write_bytes(self.pki.ca.read_bytes())
