@@ -247,9 +247,10 @@ def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
                  ["priority", "29001", "fwmark", "0x1e240/0xffffffff", "lookup", "123456"],
                  ["priority", "29002", "not", "from", "10.1.0.11/32", "lookup", "200"],
                  ["priority", "29003", "iif", "lo", "lookup", "200"],
-                 ["priority", "29004", "nop"]):
+                 ["priority", "29004", "nop"],
+                 ["priority", "29005", "fwmark", "0/0xffffffff", "lookup", "200"]):
         sh("ip", "-n", lab.ns, "rule", "add", *args, "protocol", "99")
-    sh("ip", "-n", lab.ns, "rule", "add", "priority", "29005", "lookup", "200", "protocol", "4")  # not ours
+    sh("ip", "-n", lab.ns, "rule", "add", "priority", "29006", "lookup", "200", "protocol", "4")  # not ours
     sh("ip", "-n", lab.ns, "rule", "add", "priority", "31000", "lookup", "200", "protocol", "99")  # out of band
     ex = InNetns(lab.ns)
     chan = RuleSocket(ex, 99)
@@ -258,11 +259,13 @@ def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
     finally:
         chan.close()
         ex.close()
-    assert [r.priority for r in got] == [29000, 29001, 29002, 29003, 29004]
+    assert [r.priority for r in got] == [29000, 29001, 29002, 29003, 29004, 29005]
     assert got[0] == Rule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.20.0.0/16"))
     assert got[1] == Rule(29001, 123456, fwmark=123456)
     assert got[2].action == "foreign" and got[3].action == "foreign"
     assert got[4] == Rule(29004, action="nop")
+    # mark 0: the kernel sends only FRA_FWMASK (as for the marks backend's goto rule)
+    assert got[5] == Rule(29005, 200, fwmark=0, fwmask=0xFFFFFFFF)
 
 
 def test_a_failed_map_read_is_an_error_and_the_retry_repairs(lab: Lab) -> None:

@@ -292,6 +292,9 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         finally:
             done.set()
             sampler.join(10)
+        # make-before-break: the old IKE_SA goes after the new one is up; read the VIP then
+        wait_for(lambda: len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 1, 10,
+                 "the reauthenticated SA's predecessor stayed")
         va = _vip_of(ike, "alice@123456")
         assert lab.routed(ike.backend) == {va: 123456}
         assert len(samples) >= 5 and all(123456 in s.values() for s in samples), samples
