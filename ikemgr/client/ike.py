@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
+from ikemgr.adapters.vici.session import CommandSession, connect
 from ikemgr.client.model import Profile
 from ikemgr.client.runtime import (
     BASE_PLUGINS,
@@ -23,7 +23,7 @@ from ikemgr.client.runtime import (
     NETLINK_PLUGINS,
     CharonInstance,
 )
-from ikemgr.errors import ApplyFailed, BackendUnavailable, UsageError
+from ikemgr.errors import ApplyFailed, UsageError
 
 PROFILE_DIRS = ("x509ca", "x509", "private")
 
@@ -118,35 +118,14 @@ def initiate(inst: CharonInstance, p: Profile, timeout: int = 30) -> None:
                           f"{inst.log_tail(6)}")
 
 
-def _text(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode(errors="replace")
-    if isinstance(v, dict):
-        return {_text(k): _text(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_text(x) for x in v]
-    return v
-
-
 def list_sas(vici_path: Path) -> list[dict[str, Any]]:
-    """Every IKE SA of this charon, decoded to text, the name under ``"name"``."""
-    import vici  # type: ignore[import-untyped]
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
+    """Every IKE SA of this charon, decoded to text, the name under ``"name"`` (the product's
+    VICI session: one client for everything that talks to charon)."""
+    cmd = CommandSession(connect(f"unix://{vici_path}", timeout=10))
     try:
-        s.connect(str(vici_path))
-    except OSError as e:
-        s.close()
-        raise BackendUnavailable("vici", f"{vici_path}: {e.strerror}") from None
-    try:
-        out = []
-        for sa in vici.Session(s).list_sas():
-            for name, body in _text(sa).items():
-                out.append({"name": name, **body})
-        return out
+        return cmd.list_sas_text()
     finally:
-        s.close()
+        cmd.close()
 
 
 def summary(sas: list[dict[str, Any]], connection: str) -> dict[str, Any]:

@@ -14,16 +14,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-import vici  # type: ignore[import-untyped]
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ikemgr.adapters.vici.session import CommandSession, connect
 from ikemgr.checks.charon import (
     BASE_PLUGINS,
     INITIATOR_PLUGINS,
@@ -133,26 +132,11 @@ def install_profile(inst: CharonInstance, files: list[ProfileFile]) -> None:
         os.chmod(dst, f.mode)
 
 
-def _text(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode(errors="replace")
-    if isinstance(v, dict):
-        return {_text(k): _text(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_text(x) for x in v]
-    return v
-
-
 def list_sas(vici_path: Path) -> list[dict[str, Any]]:
-    """Every IKE SA as a plain dict (name under ``"name"``), decoded to text."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(str(vici_path))
+    """Every IKE SA of this charon, decoded to text, the name under ``"name"`` (the product's
+    VICI session: one client for everything that talks to charon)."""
+    cmd = CommandSession(connect(f"unix://{vici_path}", timeout=10))
     try:
-        out = []
-        for sa in vici.Session(s).list_sas():
-            for name, body in _text(sa).items():
-                out.append({"name": name, **body})
-        return out
+        return cmd.list_sas_text()
     finally:
-        s.close()
+        cmd.close()

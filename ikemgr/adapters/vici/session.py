@@ -17,7 +17,15 @@ from typing import Any
 
 from vici.protocol import Message, Packet, Transport
 
-from ikemgr.adapters.vici.codec import EVENTS, MessageError, _body, _text, parse_leases, parse_list_sas
+from ikemgr.adapters.vici.codec import (
+    EVENTS,
+    MessageError,
+    _body,
+    _text,
+    as_text,
+    parse_leases,
+    parse_list_sas,
+)
 from ikemgr.core.model import Sa
 from ikemgr.errors import BackendUnavailable
 
@@ -105,6 +113,15 @@ class CommandSession(_Wire):
 
     def list_sas(self) -> list[Sa]:
         return parse_list_sas(self._streamed("list-sas", "list-sa", {"noblock": "yes"}))
+
+    def list_sas_text(self) -> list[dict[str, Any]]:
+        """Every IKE_SA as charon lists it, values as text, its connection name under "name"."""
+        out = []
+        for item in self._streamed("list-sas", "list-sa", {"noblock": "yes"}):
+            for name, body in as_text(item).items():
+                if isinstance(body, dict):
+                    out.append({"name": name, **body})
+        return out
 
     def leases(self) -> dict[IPv4Address, str]:
         return parse_leases(self.request("get-pools", {"leases": "yes"}))

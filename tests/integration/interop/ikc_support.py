@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import vici
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -126,28 +124,11 @@ def make_pki(d: Path) -> Pki:
 
 
 def sas(inst: CharonInstance) -> list[dict[str, Any]]:
-    """Every IKE SA as a dict with text values (name under "name")."""
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(str(inst.vici_path))
-    try:
-        out = []
-        for entry in vici.Session(s).list_sas():
-            for name, body in entry.items():
-                out.append({"name": name, **_text(body)})
-        return out
-    finally:
-        s.close()
+    """Every IKE SA as a dict with text values (name under "name"), via the product's session."""
+    from ikemgr_lab.charons import list_sas
 
+    return list_sas(inst.vici_path)
 
-def _text(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode(errors="replace")
-    if isinstance(v, dict):
-        return {_text(k): _text(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_text(x) for x in v]
-    return v
 
 
 @dataclass
