@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ikemgr.checks.swanctl import check_swanctl
-from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_checked, load_secrets, run
 from ikemgr.config.schema import Config
 from ikemgr.render import files
 from ikemgr.render.outputs import DEFAULT_BIN, all_outputs
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> Result:
-            cfg = load_config(config)
+            cfg, warnings = load_checked(config)
             outputs = outputs_for(cfg, config)
             changes = files.sync_outputs(out, outputs, dry_run=dry_run)
             changed = [c for c in changes if c.action != "unchanged"]
@@ -86,6 +86,6 @@ def register(app: typer.Typer) -> None:
             table = TableData("rendered files", ("file", "action"),
                               tuple((c.path, c.action) for c in changes))
             return Result("render", data=data, messages=tuple(messages),
-                          tables=(table,) if as_json else ())
+                          tables=(table,) if as_json else (), warnings=warnings)
 
         run("render", as_json, body)
