@@ -90,13 +90,32 @@ def _clean(msg: str) -> str:
     return msg
 
 
+def _drop_tags(loc: tuple[Any, ...], doc: Any) -> tuple[Any, ...]:
+    """Drop the member tag of a discriminated union (``sources[0].sql.url`` → ``sources[0].url``):
+    a name that is no key of the document where the name after it is one."""
+    out: list[Any] = []
+    node = doc
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and isinstance(part, str) and part not in node
+                and i + 1 < len(loc) and loc[i + 1] in node):
+            continue
+        out.append(part)
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
 def _problems(err: ValidationError, doc: Any) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     seen: set[tuple[str, str]] = set()
     for e in err.errors(include_url=False):
         # unions report one error per member ("ip_v4_address", "function-before[...]"):
         # keep the path of the model, drop the union member tags
-        loc = tuple(p for p in e["loc"] if _is_field(p))
+        loc = _drop_tags(tuple(p for p in e["loc"] if _is_field(p)), doc)
         msg = _clean(str(e["msg"]))
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
