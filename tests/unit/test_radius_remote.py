@@ -110,3 +110,14 @@ def test_switching_to_remote_removes_the_rendered_freeradius(tmp_path: Path) -> 
     assert f"removed   {out}/freeradius/3.0/clients.conf" in r.output
     assert not [p for p in (out / "freeradius").rglob("*") if p.is_file()]
     assert "address = 192.0.2.10" in (out / "strongswan.d/charon/eap-radius.conf").read_text()
+
+
+def test_radius_config_check_refuses_with_remote_radius(tmp_path: Path) -> None:
+    a = tmp_path / "a.secret"
+    a.write_text("p-s3cret\n")
+    a.chmod(0o600)
+    cfg = tmp_path / "campus.yaml"
+    cfg.write_text(_remote(a))
+    r = CliRunner().invoke(app, ["radius", "config-check", "--config", str(cfg)])
+    assert (r.exit_code, r.output.splitlines()) == (
+        2, ["error: radius.servers: RADIUS is remote, ikemgr renders no FreeRADIUS to check"])
