@@ -137,9 +137,12 @@ class Radius(Strict):
         if not self.servers:
             return self
         problems = Problems("Radius")
-        for key in sorted(self.model_fields_set & set(LOCAL_ONLY)):
-            problems.add((key,), "describes the local FreeRADIUS; with radius.servers (remote RADIUS) "
-                         "no FreeRADIUS is rendered: remove it")
+        # a value other than the default says "local FreeRADIUS" beside "remote": refuse it
+        # (defaults are let through, so a dumped config validates again)
+        for key in LOCAL_ONLY:
+            if key in self.model_fields_set and getattr(self, key) != type(self).model_fields[key].default:
+                problems.add((key,), "describes the local FreeRADIUS; with radius.servers (remote RADIUS) "
+                             "no FreeRADIUS is rendered: remove it")
         seen: dict[tuple[str, int], int] = {}
         for i, srv in enumerate(self.servers):
             where = (str(srv.address), srv.auth_port)

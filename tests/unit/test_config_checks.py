@@ -61,9 +61,9 @@ BAD = [
      "database.url (line {line}): not a SQLAlchemy URL: use sqlite:///<path> or "
      "postgresql+psycopg://<user>@<host>/<database>", "url: /var"),
     ([("radius:\n  address: 127.0.0.1\n  secret_file: /etc/ikemgr/radius.secret\n",
-       "radius:\n  address: 127.0.0.1\n  servers:\n    - {address: 192.0.2.10, secret_file: /etc/ikemgr/r.secret}\n")],
+       "radius:\n  address: 127.0.0.2\n  servers:\n    - {address: 192.0.2.10, secret_file: /etc/ikemgr/r.secret}\n")],
      "radius.address (line {line}): describes the local FreeRADIUS; with radius.servers (remote RADIUS) "
-     "no FreeRADIUS is rendered: remove it", "address: 127.0.0.1"),
+     "no FreeRADIUS is rendered: remove it", "address: 127.0.0.2"),
     ([("radius:\n  address: 127.0.0.1\n  secret_file: /etc/ikemgr/radius.secret\n",
        "radius:\n  servers:\n    - {address: 192.0.2.10, secret_file: /etc/ikemgr/a.secret}\n"
        "    - {address: 192.0.2.10, secret_file: /etc/ikemgr/b.secret}\n")],

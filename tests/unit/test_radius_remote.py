@@ -68,6 +68,14 @@ def test_two_servers_render_primary_and_secondary_and_no_freeradius() -> None:
     assert not [p for p in out if p.startswith("freeradius/")]
 
 
+def test_a_dumped_remote_config_validates_again() -> None:
+    from ikemgr.config.schema import Config
+
+    cfg = load_text(_remote(Path("/etc/ikemgr/a.secret"), Path("/etc/ikemgr/b.secret")))
+    again = Config.model_validate(cfg.model_dump(mode="json"))
+    assert again.radius.targets == cfg.radius.targets
+
+
 def test_one_remote_server_is_the_primary_only() -> None:
     out = _outputs(_remote(Path("/etc/ikemgr/a.secret")), Secrets("p-s3cret", radius_servers=("p-s3cret",)))
     text = out["strongswan.d/charon/eap-radius.conf"]
