@@ -10,7 +10,7 @@ import typer
 
 from ikemgr.checks.interop import config_findings
 from ikemgr.checks.staged import check_staged
-from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_checked, load_secrets, run
 from ikemgr.config.schema import Config
 from ikemgr.render import files
 from ikemgr.render.outputs import DEFAULT_BIN, all_outputs
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> Result:
-            cfg = load_config(config)
+            cfg, warnings = load_checked(config)
             outputs = outputs_for(cfg, config)
             data: dict[str, object] = {"root": str(out), "dry_run": dry_run}
             pre: list[str] = []
@@ -92,6 +92,6 @@ def register(app: typer.Typer) -> None:
             table = TableData("rendered files", ("file", "action"),
                               tuple((c.path, c.action) for c in changes))
             return Result("render", data=data, messages=tuple(messages),
-                          tables=(table,) if as_json else ())
+                          tables=(table,) if as_json else (), warnings=warnings)
 
         run("render", as_json, body)
