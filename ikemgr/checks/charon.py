@@ -58,6 +58,9 @@ class CharonInstance:
                                                           *RESPONDER_PLUGINS])
     charon_settings: str = ""  # extra text placed inside charon { } (install_routes, eap-radius …)
     threads: int = 16  # fewer than 16 leaves no worker for VICI: every request hangs (lab-recipe)
+    # rendered strongswan.d files included first, as /etc/strongswan.conf includes them;
+    # the instance's own block (plugin list, log, socket) follows and wins where both set a key
+    settings_files: Sequence[Path] = ()
     # added to charon's environment; charon hands PATH on to updown scripts (hook mode)
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
@@ -106,8 +109,9 @@ class CharonInstance:
         self.conf.write_text(self.strongswan_conf())
 
     def strongswan_conf(self) -> str:
+        includes = "".join(f"include {f}\n" for f in self.settings_files)
         return f"""# generated for one charon instance ({self.workdir})
-charon {{
+{includes}charon {{
     load_modular = no
     load = {' '.join(self.plugins)}
     threads = {self.threads}

@@ -23,7 +23,7 @@ MANIFEST = "ikemgr/manifest.json"
 @dataclass(frozen=True)
 class Change:
     path: str
-    action: str  # created | updated | mode | unchanged | removed
+    action: str  # created | updated | mode | unchanged | removed | kept (a former conffile)
     diff: str = ""
 
 
@@ -60,12 +60,28 @@ def read_manifest(root: Path) -> set[str]:
         return set()
 
 
+#: Debian conffiles that ikemgr 0.1 rendered over (it now writes files of its own). A later
+#: render never deletes them — strongSwan and FreeRADIUS include them — but says so: the
+#: package's version comes back with `apt-get install --reinstall -o Dpkg::Options::=--force-confmiss`
+#: after removing the file, or by hand from /usr/share.
+FORMER_CONFFILES = frozenset({
+    "strongswan.d/charon.conf", "strongswan.d/charon/eap-radius.conf", "strongswan.d/charon/farp.conf",
+    "strongswan.d/charon/kernel-libipsec.conf", "strongswan.d/charon/updown.conf",
+    "freeradius/3.0/clients.conf",
+})
+
+
 def sync_outputs(root: Path, outputs: list[Output], dry_run: bool = False) -> list[Change]:
-    """Write what changed, remove files of an earlier render that are no longer produced."""
+    """Write what changed, remove files of an earlier render that are no longer produced.
+
+    A package's conffile that an earlier version wrote is left in place (``kept``), never
+    removed: the daemon that includes it would not start without it.
+    """
     changes = [plan_one(root, o) for o in outputs]
     produced = {o.path for o in outputs}
     stale = sorted(read_manifest(root) - produced - {MANIFEST})
-    changes += [Change(p, "removed") for p in stale if (root / p).exists()]
+    changes += [Change(p, "kept" if p in FORMER_CONFFILES else "removed") for p in stale
+                if (root / p).exists()]
     if dry_run:
         return changes
     by_path = {o.path: o for o in outputs}

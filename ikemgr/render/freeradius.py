@@ -5,8 +5,11 @@ LDAP bind password and passes them in as ``RadiusSecrets``. The only input from 
 the templates (``render.templates``), as for every rendered feature.
 
 Layout: paths are relative to the FreeRADIUS config dir (Debian: /etc/freeradius/3.0).
-ikemgr writes only ``clients.conf``, ``policy.d/ikemgr`` and files in ``mods-enabled/``
-and ``sites-enabled/`` (which replace the stock symlinks there). The stock
+ikemgr writes only ``policy.d/ikemgr`` and files in ``mods-enabled/`` and ``sites-enabled/``
+(which replace the stock symlinks there; the package creates those links only at its first
+install, so an upgrade leaves them alone). No conffile is written: the RADIUS client is a
+``clients`` section of ikemgr's own (``sites-enabled/ikemgr-clients``) that the listen
+sections name, not an entry in Debian's clients.conf. The stock
 ``mods-available/`` and ``sites-available/`` files stay untouched, so package upgrades
 do not collide with rendered files (docs/authentication.md).
 """
@@ -21,6 +24,7 @@ from ikemgr.errors import ConfigError, ConfigProblem, UsageError
 from ikemgr.render.templates import Output, render_template
 
 BANNER = "Rendered by ikemgr from its config; edit the ikemgr config and re-render instead."
+CLIENTS_SECTION = "ikemgr_clients"
 CLIENT_NAME = "ikemgr-gateway"
 CHECK_SERVER = "ikemgr-check-eap-tls"
 #: group FreeRADIUS runs as on Debian: files holding secrets are 0640 root:freerad
@@ -81,7 +85,8 @@ def contexts(cfg: Config, secrets: RadiusSecrets) -> dict[str, dict[str, object]
     # and inner PAP/MSCHAPv2 without EAP does not use this at all.
     ttls_inner = next((m for m in ("gtc", "mschapv2", "md5") if m in eap.methods), "gtc")  # schema: one is
     out: dict[str, dict[str, object]] = {
-        "clients.conf": base | {
+        "sites-enabled/ikemgr-clients": base | {
+            "clients_section": CLIENTS_SECTION,
             "client_name": CLIENT_NAME, "client_address": str(rad.client_address),
             "secret": secrets.radius,
             "require_message_authenticator": rad.require_message_authenticator,
@@ -112,6 +117,7 @@ def contexts(cfg: Config, secrets: RadiusSecrets) -> dict[str, dict[str, object]
         },
         "sites-enabled/default": base | {
             "listen_address": str(rad.address), "auth_port": rad.auth_port,
+            "clients_section": CLIENTS_SECTION,
             "acct_port": rad.acct_port, "accounting": rad.accounting,
         },
         "sites-enabled/inner-tunnel": dict(base),
@@ -125,7 +131,7 @@ def contexts(cfg: Config, secrets: RadiusSecrets) -> dict[str, dict[str, object]
 
 
 _TEMPLATE = {f"sites-enabled/{CHECK_SERVER}": "freeradius/sites-enabled/check-eap-tls.j2"}
-_SECRET = {"clients.conf", "mods-enabled/ldap"}
+_SECRET = {"sites-enabled/ikemgr-clients", "mods-enabled/ldap"}
 
 
 def radius_outputs(cfg: Config, secrets: RadiusSecrets, prefix: str = "") -> list[Output]:
@@ -141,7 +147,7 @@ def radius_outputs(cfg: Config, secrets: RadiusSecrets, prefix: str = "") -> lis
     for path, ctx in contexts(cfg, secrets).items():
         template = _TEMPLATE.get(path, f"freeradius/{path}.j2")
         text = render_template(template, **ctx)
-        secret = path in _SECRET and (path == "clients.conf" or cfg.ldap.bind_dn is not None)
+        secret = path in _SECRET and (path == "sites-enabled/ikemgr-clients" or cfg.ldap.bind_dn is not None)
         outputs.append(Output(prefix + path, text, mode=0o640 if secret else 0o644, secret=secret,
                               group=RADIUS_GROUP if secret else None))
     return outputs

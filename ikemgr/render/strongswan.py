@@ -97,15 +97,12 @@ def strongswan_outputs(cfg: Config, secrets: Secrets, header: str) -> list[Outpu
         Output("swanctl/conf.d/ikemgr.conf",
                render_template("swanctl/conf.d/ikemgr.conf.j2", **swanctl_context(cfg, header),
                                **cert_auth_context(cfg))),
-        Output("strongswan.d/charon.conf",
-               render_template("strongswan.d/charon.conf.j2", **charon_context(cfg, header))),
-        Output("strongswan.d/charon/eap-radius.conf",
-               render_template("strongswan.d/charon/eap-radius.conf.j2",
+        Output("strongswan.d/ikemgr.conf",
+               render_template("strongswan.d/ikemgr.conf.j2", **charon_context(cfg, header),
+                               plugin_loads=[(p, yes_no(load)) for p, load in plugin_loads(cfg).items()])),
+        Output("strongswan.d/ikemgr-eap-radius.conf",
+               render_template("strongswan.d/ikemgr-eap-radius.conf.j2",
                                **eap_radius_context(cfg, secrets, header)),
                mode=0o600, secret=True),
     ]
-    for plugin, load in plugin_loads(cfg).items():
-        outs.append(Output(f"strongswan.d/charon/{plugin}.conf",
-                           render_template("strongswan.d/charon/plugin-load.conf.j2", header=header,
-                                           plugin=plugin, load=yes_no(load))))
     return outs

@@ -55,17 +55,12 @@ def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> 
         # finds `ikemgr` there, so put this ikemgr (the venv's) first
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
                                        os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
-    r = cfg.routing
-    install = "yes" if (r.install_routes or ss.kernel_ipsec == "libipsec") else "no"
-    # the pool's DNS servers, as the rendered strongswan.d/charon.conf hands them out (attr)
-    dns = "".join(f"    dns{i} = {d}\n" for i, d in enumerate(cfg.pool.dns, start=1))
-    settings = (dns + f"    install_routes = {install}\n"
-                f"    routing_table = {r.charon_table}\n"
-                f"    routing_table_prio = {r.charon_priority}\n"
-                "    plugins {\n"
-                f"        include {rendered}/strongswan.d/charon/eap-radius.conf\n"
-                "    }\n")
-    return CharonInstance(workdir, netns=netns, plugins=plugins, charon_settings=settings,
+    # the gateway's settings are the rendered files, as the host's /etc/strongswan.conf
+    # includes them (install_routes, routing table, DNS, threads, eap-radius and its secret);
+    # only what belongs to this instance (plugin list, log, socket, /run) is written here
+    rendered_settings = [rendered / "strongswan.d" / "ikemgr.conf",
+                         rendered / "strongswan.d" / "ikemgr-eap-radius.conf"]
+    return CharonInstance(workdir, netns=netns, plugins=plugins, settings_files=rendered_settings,
                           threads=ss.threads, env=env)
 
 

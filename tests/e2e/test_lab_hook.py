@@ -76,7 +76,7 @@ def test_hook_mode_over_eap_follows_alice_and_nobody_else(lab_variant) -> None: 
         # plugin in the gateway charon's own load list
         swanctl = (lab.rendered / "swanctl" / "conf.d").glob("*.conf")
         assert any(f"updown = {WRAPPER} --config {v.config}" in f.read_text() for f in swanctl)
-        assert "load = yes" in (lab.rendered / "strongswan.d" / "charon" / "updown.conf").read_text()
+        assert "updown {\n            load = yes" in (lab.rendered / "strongswan.d" / "ikemgr.conf").read_text()
         load_line = next(ln for ln in lab.gateway().conf.read_text().splitlines()
                          if ln.strip().startswith("load ="))
         assert "updown" in load_line.split("=", 1)[1].split(), load_line

@@ -28,24 +28,29 @@ def _remote(primary: Path, secondary: Path | None = None) -> str:
 
 EXPECTED_TWO = """# Rendered by ikemgr from /etc/ikemgr/campus.yaml; edit that file and re-render instead.
 # holds the RADIUS shared secrets: mode 0600
-eap-radius {
-    load = yes
-    accounting = yes
-    nas_identifier = ikemgr
-    servers {
-        primary {
-            address = 192.0.2.10
-            auth_port = 1812
-            acct_port = 1813
-            secret = "primary-s3cret"
-            preference = 100
-        }
-        secondary {
-            address = 198.51.100.20
-            auth_port = 11812
-            acct_port = 11813
-            secret = "secondary-s3cret"
-            preference = 0
+# in a file of ikemgr's own (strongswan.d/*.conf), not the plugin's conffile
+charon {
+    plugins {
+        eap-radius {
+            load = yes
+            accounting = yes
+            nas_identifier = ikemgr
+            servers {
+                primary {
+                    address = 192.0.2.10
+                    auth_port = 1812
+                    acct_port = 1813
+                    secret = "primary-s3cret"
+                    preference = 100
+                }
+                secondary {
+                    address = 198.51.100.20
+                    auth_port = 11812
+                    acct_port = 11813
+                    secret = "secondary-s3cret"
+                    preference = 0
+                }
+            }
         }
     }
 }
@@ -63,8 +68,8 @@ def test_two_servers_render_primary_and_secondary_and_no_freeradius() -> None:
         ("primary", "192.0.2.10", 1812), ("secondary", "198.51.100.20", 11812)]
     out = _outputs(_remote(Path("/etc/ikemgr/a.secret"), Path("/etc/ikemgr/b.secret")),
                    Secrets("primary-s3cret", radius_servers=("primary-s3cret", "secondary-s3cret")))
-    header = out["strongswan.d/charon/eap-radius.conf"].splitlines()[0]
-    assert out["strongswan.d/charon/eap-radius.conf"] == EXPECTED_TWO.replace(EXPECTED_TWO.splitlines()[0], header)
+    header = out["strongswan.d/ikemgr-eap-radius.conf"].splitlines()[0]
+    assert out["strongswan.d/ikemgr-eap-radius.conf"] == EXPECTED_TWO.replace(EXPECTED_TWO.splitlines()[0], header)
     assert not [p for p in out if p.startswith("freeradius/")]
 
 
@@ -78,15 +83,15 @@ def test_a_dumped_remote_config_validates_again() -> None:
 
 def test_one_remote_server_is_the_primary_only() -> None:
     out = _outputs(_remote(Path("/etc/ikemgr/a.secret")), Secrets("p-s3cret", radius_servers=("p-s3cret",)))
-    text = out["strongswan.d/charon/eap-radius.conf"]
+    text = out["strongswan.d/ikemgr-eap-radius.conf"]
     assert "primary {" in text and "secondary" not in text and "address = 192.0.2.10" in text
     assert not [p for p in out if p.startswith("freeradius/")]
 
 
 def test_the_local_form_still_renders_freeradius() -> None:
     out = _outputs(TEXT, Secrets("local-s3cret"))
-    assert "freeradius/3.0/clients.conf" in out
-    assert "primary {\n            address = 127.0.0.1" in out["strongswan.d/charon/eap-radius.conf"]
+    assert "freeradius/3.0/sites-enabled/ikemgr-clients" in out
+    assert "primary {\n                    address = 127.0.0.1" in out["strongswan.d/ikemgr-eap-radius.conf"]
 
 
 def test_each_server_secret_is_read_from_its_own_file(tmp_path: Path) -> None:
@@ -111,13 +116,13 @@ def test_switching_to_remote_removes_the_rendered_freeradius(tmp_path: Path) -> 
     out = tmp_path / "etc"
     r = CliRunner().invoke(app, ["render", "--config", str(cfg), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert (out / "freeradius/3.0/clients.conf").is_file()
+    assert (out / "freeradius/3.0/sites-enabled/ikemgr-clients").is_file()
     cfg.write_text(_remote(secret))
     r = CliRunner().invoke(app, ["render", "--config", str(cfg), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert f"removed   {out}/freeradius/3.0/clients.conf" in r.output
+    assert f"removed   {out}/freeradius/3.0/sites-enabled/ikemgr-clients" in r.output
     assert not [p for p in (out / "freeradius").rglob("*") if p.is_file()]
-    assert "address = 192.0.2.10" in (out / "strongswan.d/charon/eap-radius.conf").read_text()
+    assert "address = 192.0.2.10" in (out / "strongswan.d/ikemgr-eap-radius.conf").read_text()
 
 
 def test_radius_config_check_refuses_with_remote_radius(tmp_path: Path) -> None:

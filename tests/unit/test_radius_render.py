@@ -42,12 +42,12 @@ def test_file_set_modes_and_secrets() -> None:
     cfg = _cfg(eap=TLS_EAP, ldap={"bind_dn": "cn=radius,dc=example,dc=ac,dc=jp",
                                   "bind_password_file": "/etc/ikemgr/ldap.pw"})
     outs = _by_path(radius_outputs(cfg, RadiusSecrets("s3cret!x", "bind-pw")))
-    assert set(outs) == {"clients.conf", "policy.d/ikemgr", "mods-enabled/ldap", "mods-enabled/eap",
+    assert set(outs) == {"sites-enabled/ikemgr-clients", "policy.d/ikemgr", "mods-enabled/ldap", "mods-enabled/eap",
                          "sites-enabled/default", "sites-enabled/inner-tunnel",
                          "sites-enabled/ikemgr-check-eap-tls"}
-    for name in ("clients.conf", "mods-enabled/ldap"):
+    for name in ("sites-enabled/ikemgr-clients", "mods-enabled/ldap"):
         assert outs[name].secret and outs[name].mode == 0o640 and outs[name].group == "freerad"
-    assert "secret = 's3cret!x'" in outs["clients.conf"].text
+    assert "secret = 's3cret!x'" in outs["sites-enabled/ikemgr-clients"].text
     assert "password = 'bind-pw'" in outs["mods-enabled/ldap"].text
     for name in ("policy.d/ikemgr", "mods-enabled/eap", "sites-enabled/default"):
         assert not outs[name].secret and "s3cret" not in outs[name].text
@@ -79,8 +79,8 @@ def test_listen_and_client_come_from_config() -> None:
     outs = _by_path(radius_outputs(cfg, RadiusSecrets("s3cret!x")))
     site = outs["sites-enabled/default"].text
     assert "ipaddr = 10.1.0.5\n\tport = 11812" in site and "type = acct" not in site
-    assert "ipaddr = 10.1.0.251" in outs["clients.conf"].text
-    assert "require_message_authenticator = yes" in outs["clients.conf"].text
+    assert "ipaddr = 10.1.0.251" in outs["sites-enabled/ikemgr-clients"].text
+    assert "require_message_authenticator = yes" in outs["sites-enabled/ikemgr-clients"].text
 
 
 def test_stock_realm_handling_is_not_called() -> None:
@@ -199,8 +199,8 @@ def test_ldap_values_validated(field: str, value: str) -> None:
 
 
 def test_secret_output_group_readable_only_with_group() -> None:
-    Output("clients.conf", "x", mode=0o640, secret=True, group="freerad")
+    Output("sites-enabled/ikemgr-clients", "x", mode=0o640, secret=True, group="freerad")
     with pytest.raises(ValueError):
-        Output("clients.conf", "x", mode=0o640, secret=True)
+        Output("sites-enabled/ikemgr-clients", "x", mode=0o640, secret=True)
     with pytest.raises(ValueError):
-        Output("clients.conf", "x", mode=0o644, secret=True, group="freerad")
+        Output("sites-enabled/ikemgr-clients", "x", mode=0o644, secret=True, group="freerad")

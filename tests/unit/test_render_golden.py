@@ -44,9 +44,10 @@ def test_render_matches_golden(case: str) -> None:
 def test_secret_files_are_private_and_others_public() -> None:
     outputs = all_outputs(load(CASES["campus"]), SECRET, "/etc/ikemgr/campus.yaml")
     modes = {o.path: o.mode for o in outputs}
-    assert modes["strongswan.d/charon/eap-radius.conf"] == 0o600
+    assert modes["strongswan.d/ikemgr-eap-radius.conf"] == 0o600
     holders = [o for o in outputs if "golden-secret" in o.text]
-    assert {o.path for o in holders} == {"strongswan.d/charon/eap-radius.conf", "freeradius/3.0/clients.conf"}
+    assert {o.path for o in holders} == {"strongswan.d/ikemgr-eap-radius.conf",
+                                         "freeradius/3.0/sites-enabled/ikemgr-clients"}
     for o in holders:  # 0600 root, or 0640 root:freerad for the RADIUS server's own file
         assert o.secret and (o.mode == 0o600 or (o.mode == 0o640 and o.group == "freerad")), o.path
     assert modes["swanctl/conf.d/ikemgr.conf"] == 0o644
@@ -64,7 +65,7 @@ def test_kyoto_specifics_in_render() -> None:
     swanctl = outputs["swanctl/conf.d/ikemgr.conf"]
     assert "send_cert = always" in swanctl and "eap_id = %any" in swanctl
     assert "auth = eap-radius" in swanctl and "addrs = 10.1.0.10-10.1.0.250" in swanctl
-    charon = outputs["strongswan.d/charon.conf"]
+    charon = outputs["strongswan.d/ikemgr.conf"]
     assert "install_routes = no" in charon and "routing_table_prio = 30000" in charon
     routing = outputs["ikemgr/routing.ip"]
     assert "route replace 10.2.0.0/24 dev ens3.1 src 10.2.0.253 table 123456 proto 99" in routing
@@ -88,3 +89,22 @@ def test_rendering_from_another_path_changes_only_what_names_the_path() -> None:
     differ = sorted(p for p in a if a[p] != b[p])
     assert differ and all(p.startswith("systemd/system/") for p in differ), differ
     assert all("/etc/ikemgr/ikemgr.yaml" not in t for p, t in a.items() if not p.startswith("systemd/"))
+
+
+def test_a_former_conffile_in_the_manifest_is_kept_not_removed(tmp_path: Path) -> None:
+    """ikemgr 0.1 wrote Debian conffiles; their daemons include them, so a render that no
+    longer produces them leaves them in place (and says so) instead of deleting them."""
+    import json
+
+    from ikemgr.render.files import MANIFEST, sync_outputs
+
+    old = tmp_path / "strongswan.d" / "charon.conf"
+    old.parent.mkdir(parents=True)
+    old.write_text("charon { }\n")
+    (tmp_path / "ikemgr").mkdir()
+    (tmp_path / MANIFEST).write_text(json.dumps({"files": ["strongswan.d/charon.conf", "ikemgr/gone.txt"]}))
+    (tmp_path / "ikemgr" / "gone.txt").write_text("x")
+    outputs = all_outputs(load(CASES["campus"]), SECRET, "/etc/ikemgr/campus.yaml")
+    changes = {c.path: c.action for c in sync_outputs(tmp_path, outputs)}
+    assert changes["strongswan.d/charon.conf"] == "kept" and old.read_text() == "charon { }\n"
+    assert changes["ikemgr/gone.txt"] == "removed" and not (tmp_path / "ikemgr" / "gone.txt").exists()

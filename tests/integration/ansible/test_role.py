@@ -241,19 +241,19 @@ def test_converge_idempotence_and_vlan_removal(site: Site) -> None:
     # the rendered tree: secrets 0600 root / 0640 root:freerad, the rest 0644
     expected = {
         "swanctl/conf.d/ikemgr.conf": (0o644, "root"),
-        "strongswan.d/charon.conf": (0o644, "root"),
-        "strongswan.d/charon/eap-radius.conf": (0o600, "root"),
+        "strongswan.d/ikemgr.conf": (0o644, "root"),
+        "strongswan.d/ikemgr-eap-radius.conf": (0o600, "root"),
         "sysctl.d/90-ikemgr.conf": (0o644, "root"),
         "iproute2/rt_tables.d/ikemgr.conf": (0o644, "root"),
         "nftables/ikemgr.nft": (0o644, "root"),
-        "freeradius/3.0/clients.conf": (0o640, "freerad"),
+        "freeradius/3.0/sites-enabled/ikemgr-clients": (0o640, "freerad"),
         "freeradius/3.0/mods-enabled/ldap": (0o640, "freerad"),
         "systemd/system/ikemgr-watch.service": (0o644, "root"),
         "systemd/system/ikemgr-sync.timer": (0o644, "root"),
     }
     assert {p: mode_of(site.root / p) for p in expected} == expected
-    assert site.radius_secret in (site.root / "strongswan.d/charon/eap-radius.conf").read_text()
-    assert site.radius_secret in (site.root / "freeradius/3.0/clients.conf").read_text()
+    assert site.radius_secret in (site.root / "strongswan.d/ikemgr-eap-radius.conf").read_text()
+    assert site.radius_secret in (site.root / "freeradius/3.0/sites-enabled/ikemgr-clients").read_text()
     assert site.bind_password in (site.root / "freeradius/3.0/mods-enabled/ldap").read_text()
 
     # the namespace: base rules at 30001, the campus and both VLAN tables, ikemgr's nft table

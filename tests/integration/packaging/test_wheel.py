@@ -66,7 +66,7 @@ def test_installed_wheel_checks_and_renders_the_example(venv: Path, tmp_path: Pa
     assert render.returncode == 0, render.stderr
     conf = (out / "swanctl/conf.d/ikemgr.conf").read_text()
     assert "pools = kuins-pool" in conf or "kuins-pool" in conf
-    assert (out / "strongswan.d/charon/eap-radius.conf").stat().st_mode & 0o077 == 0
+    assert (out / "strongswan.d/ikemgr-eap-radius.conf").stat().st_mode & 0o077 == 0
     # the module that ran is the installed one, not this checkout
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import ikemgr; print(ikemgr.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path, check=True).stdout

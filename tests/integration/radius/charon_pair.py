@@ -3,7 +3,8 @@
 The gateway side is what ``ikemgr render`` wrote for a test config (the campus example
 pointed at this test's slapd, ports, certificates and namespace address): the swanctl
 connection and pool (``swanctl/conf.d/ikemgr.conf``, copied unchanged), the eap-radius
-settings (``strongswan.d/charon/eap-radius.conf``, included inside ``charon.plugins``) and the
+settings (``strongswan.d/ikemgr.conf`` and ``ikemgr-eap-radius.conf``, included as the host's
+/etc/strongswan.conf includes them) and the
 FreeRADIUS tree — set up as the lab does it (``ikemgr_lab.charons``). Only what belongs to
 the instance is written here: its VICI socket, log, /run and the certificate files the
 rendered ``certs =`` line names. The client charon (initiator) is the EAP peer.

@@ -45,6 +45,8 @@ def pki(*args: str, out: Path) -> None:
     r = subprocess.run(["pki", *args, "--outform", "pem"], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     out.write_bytes(r.stdout)
+    if "--gen" in args:  # a private key: 0600, as render demands of the files it names
+        out.chmod(0o600)
 
 
 @dataclass(frozen=True)

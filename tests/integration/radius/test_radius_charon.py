@@ -78,7 +78,7 @@ def test_gateway_runs_the_rendered_connection(pair: Pair) -> None:
     """The gateway's swanctl and eap-radius files are `ikemgr render`'s, byte for byte."""
     rendered = pair.rendered / "swanctl" / "conf.d" / "ikemgr.conf"
     assert (pair.gw.swanctl_dir / "conf.d" / "ikemgr.conf").read_bytes() == rendered.read_bytes()
-    eap_radius = pair.rendered / "strongswan.d" / "charon" / "eap-radius.conf"
+    eap_radius = pair.rendered / "strongswan.d" / "ikemgr-eap-radius.conf"
     assert f"include {eap_radius}" in pair.gw.conf.read_text()
     assert f"auth_port = {pair.cfg.radius.auth_port}" in eap_radius.read_text()
     conn, pool = pair.cfg.strongswan.connection, pair.cfg.pool.name

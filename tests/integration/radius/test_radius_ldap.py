@@ -24,7 +24,7 @@ def test_rendered_config_passes_freeradius_check(radius_env: RadiusEnv) -> None:
         p = radius_env.raddb / rel
         assert p.is_file() and not p.is_symlink(), rel
         assert "Rendered by ikemgr" in p.read_text()
-    st = (radius_env.raddb / "clients.conf").stat()
+    st = (radius_env.raddb / "sites-enabled/ikemgr-clients").stat()
     assert st.st_mode & 0o777 == 0o640 and grp.getgrgid(st.st_gid).gr_name == "freerad"
     assert (radius_env.raddb / "mods-enabled/ldap").stat().st_mode & 0o777 == 0o640
     assert "Rendered by ikemgr" not in (radius_env.raddb / "sites-available/default").read_text()

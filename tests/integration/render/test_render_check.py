@@ -29,8 +29,8 @@ def test_render_check_loads_into_real_charon(config: Path, tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     assert "check: charon loaded connection kuins and pool kuins-pool" in r.output
     assert (out / "swanctl/conf.d/ikemgr.conf").is_file()
-    assert oct((out / "strongswan.d/charon/eap-radius.conf").stat().st_mode & 0o777) == "0o600"
-    assert "s3cret-for-tests" in (out / "strongswan.d/charon/eap-radius.conf").read_text()
+    assert oct((out / "strongswan.d/ikemgr-eap-radius.conf").stat().st_mode & 0o777) == "0o600"
+    assert "s3cret-for-tests" in (out / "strongswan.d/ikemgr-eap-radius.conf").read_text()
     assert _netns() == before  # the check namespace is gone
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     again = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out)])

@@ -37,7 +37,7 @@ def test_dry_run_json_lists_changes_and_writes_nothing(config: Path, tmp_path: P
     assert code == 0, text
     data = json.loads(text)["data"]
     paths = json.dumps(data)
-    assert "swanctl/conf.d/ikemgr.conf" in paths and "strongswan.d/charon/eap-radius.conf" in paths
+    assert "swanctl/conf.d/ikemgr.conf" in paths and "strongswan.d/ikemgr-eap-radius.conf" in paths
     assert not out.exists()
 
 
@@ -50,4 +50,4 @@ def test_secret_diff_is_not_printed(config: Path, tmp_path: Path) -> None:
     assert code == 0, text
     assert "eap-radius.conf" in text
     assert "another-s3cret" not in text and "s3cret-for-tests" not in text
-    assert "another-s3cret" in (out / "strongswan.d/charon/eap-radius.conf").read_text()
+    assert "another-s3cret" in (out / "strongswan.d/ikemgr-eap-radius.conf").read_text()

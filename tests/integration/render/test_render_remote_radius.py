@@ -135,11 +135,11 @@ def test_rendered_primary_and_secondary_load_into_charon(two_netns: tuple[str, s
     r = CliRunner().invoke(app, ["render", "-c", str(_config(tmp_path)), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert not (out / "freeradius").exists()  # remote RADIUS: no FreeRADIUS is rendered
-    eap_radius = out / "strongswan.d/charon/eap-radius.conf"
+    eap_radius = out / "strongswan.d/ikemgr-eap-radius.conf"
 
     gw = CharonInstance(tmp_path / "gw", netns=gw_ns,
                         plugins=[*BASE_PLUGINS, *LIBIPSEC_PLUGINS, *RESPONDER_PLUGINS],
-                        charon_settings=f"    plugins {{\n        include {eap_radius}\n    }}")
+                        settings_files=[eap_radius])
     cl = CharonInstance(tmp_path / "cl", netns=cl_ns,
                         plugins=[*BASE_PLUGINS, *LIBIPSEC_PLUGINS, *INITIATOR_PLUGINS])
     gw.prepare()
