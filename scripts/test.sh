@@ -11,4 +11,4 @@ echo "== ruff"
 echo "== mypy"
 "$VENV/bin/mypy" ikemgr ikemgr_lab/ikemgr_lab
 echo "== pytest"
-exec "$VENV/bin/pytest" -p no:cacheprovider "$@"
+exec "$VENV/bin/pytest" -p no:cacheprovider --durations=25 "$@"
