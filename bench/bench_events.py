@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import signal
@@ -62,8 +63,9 @@ from vici_server import ServerProcess  # noqa: E402
 
 from ikemgr.config.load import load_text  # noqa: E402
 from ikemgr.core.model import Sa  # noqa: E402
-from ikemgr.engine.engine import Engine  # noqa: E402
+from ikemgr.engine.engine import Engine, Report  # noqa: E402
 from ikemgr.engine.wiring import build_engine, close_engine  # noqa: E402
+from ikemgr.log import setup_logging  # noqa: E402
 
 IKEMGR = Path(sys.executable).parent / "ikemgr"
 NS_PREFIX = os.environ.get("IKEMGR_BENCH_NS_PREFIX", "ikb-")
@@ -289,13 +291,22 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
 def bench_reconcile(ns: str, tmp: Path, backend: str, n: int) -> dict[str, float]:
     """The engine's full reconcile of ``n`` SAs (the start-up path of watch), kernel checked after.
 
-    The allow-list is read from the store first and timed apart (``allow_read_s``): a restart
-    pays it once, the reconcile figures are the decision, the kernel dump and the batch.
+    Logging as ``watch --log-format json`` has it (one line per decision and per rule
+    change, to a file). The allow-list is read from the store first and timed apart
+    (``allow_read_s``): a restart pays it once. Wall seconds and CPU seconds of this
+    process (all threads, kernel time of its syscalls included) are both kept: on a shared
+    machine the CPU figure moves less.
     """
     cfg = load_text(config(tmp, backend))
     sas = [Sa(str(100_000 + i), user(i), (vip(i),), "ESTABLISHED") for i in range(n)]
     want = {int(vip(i)) for i in range(n)}
     out: dict[str, float] = {}
+    logf = (tmp / f"reconcile-{backend}.log").open("w")
+    saved, sys.stderr = sys.stderr, logf
+    try:
+        setup_logging("json")
+    finally:
+        sys.stderr = saved
 
     def engine() -> Engine:
         eng = build_engine(cfg, netns=ns, lock_file=tmp / "lock", flush_conntrack=False)
@@ -304,22 +315,27 @@ def bench_reconcile(ns: str, tmp: Path, backend: str, n: int) -> dict[str, float
         out["allow_read_s"] = time.perf_counter() - t
         return eng
 
-    eng = engine()
-    t = time.perf_counter()
-    r = eng.full(sas)
-    out["empty_kernel_s"] = time.perf_counter() - t
-    assert len(r.plan.add) == n and kernel_vips(ns, backend) & want == want
-    close_engine(eng)
-    eng = engine()
-    t = time.perf_counter()
-    r = eng.full(sas)  # restart of watch: the kernel already holds every user's policy
-    out["restart_in_sync_s"] = time.perf_counter() - t
-    assert r.plan.empty
-    t = time.perf_counter()
-    eng.full([])  # everyone gone (charon restarted)
-    out["remove_all_s"] = time.perf_counter() - t
-    assert not kernel_vips(ns, backend) & want
-    close_engine(eng)
+    def timed(key: str, eng: Engine, sas: list[Sa]) -> Report:
+        t, c = time.perf_counter(), time.process_time()
+        r = eng.full(sas)
+        out[key] = time.perf_counter() - t
+        out[key + "_cpu"] = time.process_time() - c
+        return r
+
+    try:
+        eng = engine()
+        r = timed("empty_kernel", eng, sas)
+        assert len(r.plan.add) == n and kernel_vips(ns, backend) & want == want
+        close_engine(eng)
+        eng = engine()
+        r = timed("restart_in_sync", eng, sas)  # restart of watch: the kernel holds every user's policy
+        assert r.plan.empty
+        timed("remove_all", eng, [])  # everyone gone (charon restarted)
+        assert not kernel_vips(ns, backend) & want
+        close_engine(eng)
+    finally:
+        logging.getLogger("ikemgr").handlers[:] = []
+        logf.close()
     return out
 
 
@@ -391,12 +407,13 @@ def main() -> None:
                       f"{p['p99'] * 1e3:.2f} ms: {met(p['p99'] <= 0.005)}")
                 print(f"  watch log (json): {w['log']['lines']:.0f} lines, {w['log']['bytes'] / 1e6:.1f} MB")
                 rec = bench_reconcile(ns_b, tmp, backend, args.reconcile_sas)
-                worst = max(rec["empty_kernel_s"], rec["restart_in_sync_s"], rec["remove_all_s"])
-                print(f"  reconcile {args.reconcile_sas} SAs ({backend}): empty kernel "
-                      f"{rec['empty_kernel_s']:.2f} s, restart with the kernel holding all "
-                      f"{rec['restart_in_sync_s']:.2f} s, all gone {rec['remove_all_s']:.2f} s "
-                      f"(allow-list read before it {rec['allow_read_s']:.2f} s); "
-                      f"floor <= 1 s: {met(worst <= 1.0)}")
+                print(f"  reconcile of {args.reconcile_sas} SAs ({backend}), wall s (CPU s):")
+                for key, what in (("restart_in_sync", "restart, the kernel holding every user's policy"),
+                                  ("empty_kernel", "empty kernel (all added)"),
+                                  ("remove_all", "everyone gone (all removed)")):
+                    print(f"    {what:48} {rec[key]:5.2f} ({rec[key + '_cpu']:4.2f})  "
+                          f"floor <= 1 s: {met(rec[key] <= 1.0)}")
+                print(f"    (the allow-list read from the store before it: {rec['allow_read_s']:.2f} s)")
         finally:
             for n in names:
                 subprocess.run(["ip", "netns", "del", n], check=False)
