@@ -30,6 +30,8 @@ class Result:
     tables: tuple[TableData, ...] = ()
     errors: tuple[str, ...] = ()
     exit_code: int = EXIT_OK
+    #: valid but probably wrong (``field (line N): message``); printed on stderr, exit code unchanged
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Result:
             "data": self.data,
             "messages": list(self.messages),
             "errors": list(self.errors),
+            "warnings": list(self.warnings),
             "tables": [{"title": t.title, "rows": [dict(zip(t.columns, row, strict=True)) for row in t.rows]}
                        for t in self.tables],
         }
@@ -70,5 +73,7 @@ def render(result: Result, as_json: bool, console: Console | None = None) -> Non
             table.add_row(*("" if v is None else str(v) for v in row))
         out.print(table)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for w in result.warnings:
+        err.print(f"warning: {w}", markup=False)
     for e in result.errors:
         err.print(f"error: {e}", markup=False)

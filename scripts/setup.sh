@@ -14,6 +14,8 @@ PKGS=(
   libcharon-extra-plugins libcharon-extauth-plugins
   # authentication
   freeradius freeradius-utils freeradius-ldap slapd ldap-utils
+  # eapol_test: the independent EAP peer (wpa_supplicant's) the RADIUS tests talk to FreeRADIUS with
+  eapoltest
   # allow-list store (production backend, tested for real)
   postgresql
   # kernel state
@@ -22,6 +24,11 @@ PKGS=(
   tcpdump iputils-ping procps psmisc ethtool
   # systemd-analyze verifies the rendered units (the package only; nothing starts systemd)
   systemd
+  # libreswan's pluto for the interop test: its libraries and NSS tools only (the libreswan
+  # package itself conflicts with strongSwan; the test unpacks its .deb with dpkg -x)
+  libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss
+  # client tests: a DNS server on each side of `ikemgr client`
+  dnsmasq-base
   # python
   python3 python3-venv python3-dev gcc
 )

@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -35,7 +36,7 @@ class InThread:
                 return False
         return True
 
-    def flush(self, vips: set[str]) -> int:
+    def flush(self, vips: set[str]) -> tuple[int, int]:
         from ikemgr.adapters import conntrack_child
 
         if self._ct is None:
@@ -59,7 +60,8 @@ class InChild:
 
     def start(self) -> bool:
         # start the child now, not at the first flush: its interpreter start (~0.3 s of
-        # CPU) would otherwise compete with the event burst that caused that flush
+        # CPU) would otherwise compete with the event burst that caused that flush; a
+        # failed start is retried at the first flush (and counted there if it fails again)
         try:
             self._spawn()
         except OSError as e:
@@ -76,7 +78,7 @@ class InChild:
                 stdout=subprocess.PIPE, text=True, bufsize=1)
         return child
 
-    def flush(self, vips: set[str]) -> int:
+    def flush(self, vips: set[str]) -> tuple[int, int]:
         child = self._spawn()
         assert child.stdin is not None and child.stdout is not None
         try:
@@ -91,7 +93,8 @@ class InChild:
             raise RuntimeError("conntrack flusher process ended")
         if reply.startswith("error "):
             raise RuntimeError(reply.removeprefix("error "))
-        return int(reply)
+        deleted, _, failed = reply.partition(" ")
+        return int(deleted), int(failed or 0)
 
     def close(self) -> None:
         child, self.child = self.child, None
@@ -129,8 +132,15 @@ class ConntrackFlusher:
     """
 
     def __init__(self, netns: str | None, enabled: bool = True, min_gap: float = 1.0,
-                 out_of_process: bool = False) -> None:
+                 out_of_process: bool = False,
+                 on_error: Callable[[str, int], None] | None = None) -> None:
         self.enabled = enabled
+        #: told of every failure ("flush" runs, "entry" refusals, "start"): the engine's metrics
+        self.on_error = on_error
+        self.errors = 0
+        #: why the flusher cannot work at all (it could not enter the namespace), or None
+        self.broken: str | None = None
+        self._retry: set[str] = set()
         self.min_gap = min_gap
         self._way: InThread | InChild = InChild(netns) if out_of_process else InThread(netns)
         self._pending: set[IPv4Address] = set()
@@ -145,8 +155,17 @@ class ConntrackFlusher:
             self._t = threading.Thread(target=self._run, name="ikemgr-conntrack", daemon=True)
             self._t.start()
 
+    def _error(self, kind: str, n: int = 1) -> None:
+        self.errors += n
+        if self.on_error is not None:
+            self.on_error(kind, n)
+
     def flush(self, vips: frozenset[IPv4Address]) -> None:
         if not self.enabled or not vips:
+            return
+        if self.broken is not None:
+            # nothing will ever flush these: say so (counted), instead of letting work pile up
+            self._error("flush", len(vips))
             return
         with self._cv:
             self._pending |= vips
@@ -154,6 +173,15 @@ class ConntrackFlusher:
 
     def _run(self) -> None:
         if not self._way.start():
+            self.broken = "cannot enter the gateway's network namespace"
+            log.error("conntrack flusher stopped: %s; the conntrack entries of users whose path "
+                      "changes will not be flushed (their open flows keep the old SNAT address)",
+                      self.broken, extra={"fields": {"event": "conntrack-broken"}})
+            self._error("start")
+            with self._cv:
+                self._error("flush", len(self._pending))
+                self._pending = set()
+                self._cv.notify_all()
             return
         while True:
             with self._cv:
@@ -165,10 +193,26 @@ class ConntrackFlusher:
                 batch, self._pending = {str(v) for v in self._pending}, set()
                 self._busy = True
             try:
-                self.deleted += self._way.flush(batch)
-            except Exception as e:  # netlink errors must not kill the flusher
-                log.warning("conntrack flush of %d VIPs failed: %s", len(batch), e)
-            self.flushed += len(batch)
+                deleted, refused = self._way.flush(batch)
+            except (OSError, RuntimeError, ValueError) as e:
+                # netlink trouble must not kill the flusher: counted, and the batch is tried
+                # once more with the next run; VIPs that fail twice are reported and dropped
+                again = batch - self._retry
+                log.warning("conntrack flush of %d VIPs failed: %s%s", len(batch), e,
+                            f"; retrying {len(again)}" if again else "; giving up on them",
+                            extra={"fields": {"event": "conntrack-failed"}})
+                self._error("flush", len(batch))
+                self._retry = again
+                with self._cv:
+                    self._pending |= {IPv4Address(v) for v in again}
+            else:
+                self.deleted += deleted
+                self.flushed += len(batch)
+                self._retry = set()
+                if refused:
+                    log.warning("conntrack: the kernel refused to delete %d entries of %d VIPs", refused,
+                                len(batch), extra={"fields": {"event": "conntrack-refused"}})
+                    self._error("entry", refused)
             self.runs += 1
             with self._cv:
                 self._busy = False

@@ -28,6 +28,14 @@ class LazyStore:
         pairs: frozenset[tuple[str, int]] = self._store.active_pairs(now)
         return pairs
 
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        if self._store is None:
+            from ikemgr.allowlist.store import open_store
+
+            self._store = open_store(self.cfg)
+        ends: dict[tuple[str, int], datetime] = self._store.pair_ends(now)
+        return ends
+
 
 def open_allow_list(cfg: Config, grammar: IdentityGrammar,
                     allow_file: Path | None = None) -> SnapshotAllowList:

@@ -46,6 +46,32 @@ def _make_temp_cert(swanctl_dir: Path, cert_name: str, key_name: str, fqdn: str)
     cert.write_bytes(self_signed.stdout)
 
 
+def _stand_in_cacerts(swanctl_dir: Path) -> None:
+    """Every ``cacerts = NAME`` of the rendered files that is not in x509ca gets a throw-away CA.
+
+    The certificate-only connection (issue 13) names the client CA; like the gateway
+    certificate, it is usually not on the host that renders, and the check proves only that
+    charon loads the files.
+    """
+    for conf in (swanctl_dir / "conf.d").glob("*.conf"):
+        for line in conf.read_text().splitlines():
+            key, eq, value = line.strip().partition("=")
+            name = value.strip()
+            if key.strip() != "cacerts" or not eq or "/" in name or name in ("", ".", ".."):
+                continue
+            target = swanctl_dir / "x509ca" / name
+            if target.exists():
+                continue
+            gen = subprocess.run(["pki", "--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"],
+                                 capture_output=True, check=False, timeout=30)
+            ca = subprocess.run(["pki", "--self", "--ca", "--type", "ecdsa", "--dn", "CN=ikemgr check CA",
+                                 "--lifetime", "2", "--outform", "pem"], input=gen.stdout,
+                                capture_output=True, check=False, timeout=30)
+            if gen.returncode != 0 or ca.returncode != 0:
+                raise BackendUnavailable("pki", (gen.stderr + ca.stderr).decode(errors="replace")[-200:])
+            target.write_bytes(ca.stdout)
+
+
 def check_swanctl(rendered_root: Path, connection: str, pool: str, cert: Path, key: Path,
                   fqdn: str) -> SwanctlCheck:
     ns = f"ikm-check-{_secrets.token_hex(3)}"
@@ -63,6 +89,7 @@ def check_swanctl(rendered_root: Path, connection: str, pool: str, cert: Path, k
         else:
             _make_temp_cert(charon.swanctl_dir, cert.name, key.name, fqdn)
             temporary = True
+        _stand_in_cacerts(charon.swanctl_dir)
         charon.start()
         charon.load_all()
         conns = charon.swanctl("--list-conns").stdout

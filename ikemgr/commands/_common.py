@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.config.load import DEFAULT_PATH, load
+from ikemgr.checks.files import file_findings
+from ikemgr.config.load import DEFAULT_PATH, Loaded, load, load_document
 from ikemgr.config.schema import Config
 from ikemgr.core.secrets import Secrets
-from ikemgr.errors import EXIT_OK, IkemgrError
+from ikemgr.errors import EXIT_OK, ConfigError, ConfigProblem, IkemgrError
 from ikemgr.fsio import config_secret as read_secret
 from ikemgr.result import Result, error_json, render
 
@@ -38,12 +39,43 @@ def load_config(path: Path) -> Config:
     return load(path, ignore=extension_sections())
 
 
+def log_level_of(option: str | None, cfg: Config) -> str:
+    """--log-level if given (checked), else the config's observability.log_level."""
+    from ikemgr.errors import UsageError
+    from ikemgr.log import LEVELS
+
+    level = option or cfg.observability.log_level
+    if level not in LEVELS:
+        raise UsageError(f"--log-level must be one of {', '.join(LEVELS)}")
+    return level
+
+
+def load_checked(path: Path) -> tuple[Config, tuple[str, ...]]:
+    """The config for ``config check`` and ``render``: refused as ``load_config`` refuses it,
+    and also when a file it names is unsafe (checks.files); its warnings as printable lines.
+
+    The other commands load with ``load_config``: a daemon restarted by systemd should not
+    stop on a warning about a certificate file it does not read itself.
+    """
+    loaded: Loaded[Config] = load_document(path, ignore=extension_sections())
+    warnings = loaded.warnings()
+    errors: list[ConfigProblem] = []
+    for f in file_findings(loaded.config):
+        (errors if f.severity == "error" else warnings).append(loaded.problem(f.field, f.message))
+    if errors:
+        raise ConfigError(errors, str(path))
+    return loaded.config, tuple(str(w) for w in warnings)
+
+
 def load_secrets(cfg: Config) -> Secrets:
     """Every secret the rendered files need, read from the files the config names."""
     bind = None
     if cfg.ldap.bind_password_file is not None:
         bind = read_secret(cfg.ldap.bind_password_file, "ldap.bind_password_file")
-    return Secrets(read_secret(cfg.radius.secret_file, "radius.secret_file"), bind)
+    servers = tuple(read_secret(t.secret_file, t.secret_field) for t in cfg.radius.targets)
+    if cfg.radius.local:  # the local FreeRADIUS and charon share radius.secret_file
+        return Secrets(servers[0], bind)
+    return Secrets(servers[0], bind, radius_servers=servers)
 
 
 def run(command: str, as_json: bool, fn: Callable[[], Result]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, run
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_checked, load_config, run
 from ikemgr.result import Result, TableData
 
 
@@ -16,12 +16,18 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("check")
     def check(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
-        """Validate the config; print one line per problem (field path and YAML line)."""
+        """Validate the config; print one line per problem (field path and YAML line).
+
+        Problems are errors (exit 2); warnings (valid but probably wrong: clear-text LDAP,
+        a missing certificate) are printed as `warning: …` and leave the exit code 0.
+        """
 
         def body() -> Result:
-            cfg = load_config(config)
+            cfg, warnings = load_checked(config)
+            note = f", {len(warnings)} warning(s)" if warnings else ""
             return Result("config check", data={"config": str(config), "vlans": len(cfg.vlans)},
-                          messages=(f"{config}: ok ({len(cfg.vlans)} lab VLANs)",))
+                          messages=(f"{config}: ok ({len(cfg.vlans)} lab VLANs{note})",),
+                          warnings=warnings)
 
         run("config check", as_json, body)
 

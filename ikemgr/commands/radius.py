@@ -48,14 +48,15 @@ def check(config: Path, user: str, password_file: Path | None, method: str, expe
         raise UsageError(f"--user must be 1-{MAX_USER_BYTES} bytes")
     if method not in ("pap", "mschapv2"):
         raise UsageError(f"--method {method}: must be pap or mschapv2")
-    secret = read_secret(cfg.radius.secret_file, "radius.secret_file")
+    target = cfg.radius.targets[0]  # the local FreeRADIUS, or the primary remote server
+    secret = read_secret(target.secret_file, target.secret_field)
     password, given = _password(password_file)
-    client = RadiusClient(cfg.radius.address, cfg.radius.auth_port, secret,
+    client = RadiusClient(target.address, target.auth_port, secret,
                           timeout=cfg.radius.timeout, retries=cfg.radius.retries,
                           nas_identifier=cfg.radius.nas_identifier)
     verdict = client.pap(user, password) if method == "pap" else client.mschapv2(user, password)
     ok = verdict.outcome == expect
-    server = f"{cfg.radius.address}:{cfg.radius.auth_port}"
+    server = f"{target.address}:{target.auth_port}"
     line = f"{verdict.outcome} from {server} for {user!r} in {verdict.rtt_ms:.1f} ms ({method})"
     if verdict.reply_message:
         line += f": {verdict.reply_message}"
@@ -75,6 +76,8 @@ def read_secrets(cfg_path: Path) -> tuple[Config, RadiusSecrets]:
 
 def config_check(config: Path, stock: Path) -> Result:
     cfg, secrets_ = read_secrets(config)
+    if not cfg.radius.local:
+        raise UsageError("radius.servers: RADIUS is remote, ikemgr renders no FreeRADIUS to check")
     outputs = radius_outputs(cfg, secrets_)
     with tempfile.TemporaryDirectory(prefix="ikemgr-raddb-") as tmp:
         raddb = prepare_raddb(Path(tmp) / "raddb", outputs, stock=stock)

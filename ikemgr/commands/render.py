@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
 
-from ikemgr.checks.swanctl import check_swanctl
-from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, load_secrets, run
+from ikemgr.checks.interop import config_findings
+from ikemgr.checks.staged import check_staged
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_checked, load_secrets, run
 from ikemgr.config.schema import Config
 from ikemgr.render import files
 from ikemgr.render.outputs import DEFAULT_BIN, all_outputs
@@ -38,9 +38,11 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("/etc"), "--out", "-o", help="Root the files are written under."),
         diff: bool = typer.Option(False, "--diff", help="Show a unified diff of every change."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
-        check: bool = typer.Option(False, "--check",
-                                   help="Load the rendered swanctl config into a real charon "
-                                   "(throw-away netns) and list its connection and pool."),
+        check: bool | None = typer.Option(
+            None, "--check/--no-check",
+            help="Judge a staged copy first: charon loads the swanctl config, freeradius -XC the "
+            "FreeRADIUS tree, nft -c the ruleset; a refusal writes nothing (exit 2). Default: on "
+            "when writing, off with --dry-run."),
         as_json: bool = JsonOpt,
     ) -> None:
         """Render swanctl, charon, eap-radius, rt_tables, routing, firewall and sysctl files.
@@ -49,8 +51,29 @@ def register(app: typer.Typer) -> None:
         """
 
         def body() -> Result:
-            cfg = load_config(config)
+            cfg, warnings = load_checked(config)
             outputs = outputs_for(cfg, config)
+            data: dict[str, object] = {"root": str(out), "dry_run": dry_run}
+            pre: list[str] = []
+            if check if check is not None else not dry_run:
+                # check before write: nothing reaches the live tree unless every daemon accepts it
+                staged = check_staged(cfg, outputs)
+                sw = staged.swanctl
+                if sw is not None:
+                    note = (f" (with a temporary self-signed certificate: {cfg.gateway.cert} is not on "
+                            "this host)") if sw.temporary_cert else ""
+                    pre.append(f"check: charon loaded connection {sw.connection} and pool {sw.pool}{note}")
+                if staged.freeradius:
+                    pre.append("check: freeradius -XC accepted the FreeRADIUS tree")
+                if staged.nft:
+                    pre.append("check: nft -c accepted the ruleset")
+                pre += [f"check: skipped {s}" for s in staged.skipped]
+                data["check"] = {"connection": sw.connection if sw else None, "pool": sw.pool if sw else None,
+                                 "temporary_cert": sw.temporary_cert if sw else None,
+                                 "list_conns": sw.conns_output if sw else None,
+                                 "list_pools": sw.pools_output if sw else None,
+                                 "freeradius": staged.freeradius, "nft": staged.nft,
+                                 "skipped": list(staged.skipped)}
             changes = files.sync_outputs(out, outputs, dry_run=dry_run)
             changed = [c for c in changes if c.action != "unchanged"]
             verb = "would change" if dry_run else "changed"
@@ -59,33 +82,16 @@ def register(app: typer.Typer) -> None:
                 messages.append(f"{len(changed)} file(s) {verb}, {len(changes) - len(changed)} unchanged")
             if diff:
                 messages += [c.diff for c in changed if c.diff]
-            data: dict[str, object] = {
-                "root": str(out), "dry_run": dry_run,
-                "files": [{"path": c.path, "action": c.action} for c in changes],
-            }
-            if check:
-                root = out
-                tmp = None
-                if dry_run:  # nothing was written: check a private copy
-                    tmp = tempfile.TemporaryDirectory(prefix="ikemgr-render-")
-                    root = Path(tmp.name)
-                    files.sync_outputs(root, outputs)
-                try:
-                    res = check_swanctl(root, cfg.strongswan.connection, cfg.pool.name,
-                                        cfg.gateway.cert, cfg.gateway.key, cfg.gateway.fqdn)
-                finally:
-                    if tmp is not None:
-                        tmp.cleanup()
-                note = " (with a temporary self-signed certificate: " \
-                       f"{cfg.gateway.cert} is not on this host)" if res.temporary_cert else ""
-                messages.append(f"check: charon loaded connection {res.connection} and pool "
-                                f"{res.pool}{note}")
-                data["check"] = {"connection": res.connection, "pool": res.pool,
-                                 "temporary_cert": res.temporary_cert,
-                                 "list_conns": res.conns_output, "list_pools": res.pools_output}
+            messages += pre
+            data["files"] = [{"path": c.path, "action": c.action} for c in changes]
+            # the interop linter's config-only findings (docs/check.md): who breaks, and how
+            findings = config_findings(cfg)
+            messages += [f"{f.severity}: {f.id}: {f.message}" for f in findings
+                         if f.severity in ("error", "warning")]
+            data["findings"] = [f.to_json() for f in findings]
             table = TableData("rendered files", ("file", "action"),
                               tuple((c.path, c.action) for c in changes))
             return Result("render", data=data, messages=tuple(messages),
-                          tables=(table,) if as_json else ())
+                          tables=(table,) if as_json else (), warnings=warnings)
 
         run("render", as_json, body)

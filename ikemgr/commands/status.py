@@ -54,10 +54,11 @@ def register(app: typer.Typer) -> None:
                         "stale": not mine and k is not None and want is None,
                         "kernel_vlan": k.vlan if k is not None else None,
                         "since": since, "bytes_in": sa.bytes_in, "bytes_out": sa.bytes_out,
+                        "outer": sa.remote_host or None,  # the client's outer (public/NAT) address
                     })
             changes = list(report.plan.lines())
             out_of_sync = len(changes) + report.stray
-            rows = tuple((u["identity"], u["vip"], u["vlan"] or "-", u["outcome"],
+            rows = tuple((u["identity"], u["outer"] or "-", u["vip"], u["vlan"] or "-", u["outcome"],
                           "yes" if u["in_kernel"] else
                           ("MISSING" if u["rule"] else ("STALE" if u["stale"] else "no")),
                           u["since"] or "", u["bytes_in"], u["bytes_out"]) for u in users)
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
                                           "out_of_sync": out_of_sync, "would_change": changes,
                                           "stray": report.stray, "allow_list_stale": view.allow_stale},
                           messages=(msg,),
-                          tables=(TableData("connected users", ("identity", "vip", "vlan", "decision",
+                          tables=(TableData("connected users", ("identity", "from", "vip", "vlan", "decision",
                                                                 "in kernel", "since", "bytes in",
                                                                 "bytes out"), rows),))
 

@@ -8,6 +8,7 @@ valve or by a concurrent sync holding the lock (store unchanged).
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, run
+from ikemgr.commands._common import ConfigOpt, JsonOpt, load_config, log_level_of, run
 from ikemgr.config.schema import Config
 from ikemgr.core.grants import Grant, SyncPlan
-from ikemgr.errors import EXIT_FAILED, EXIT_OK, UsageError
+from ikemgr.errors import EXIT_FAILED, EXIT_OK, IkemgrError, UsageError
+from ikemgr.log import setup_logging
 from ikemgr.result import Result, TableData
 
 if TYPE_CHECKING:
@@ -48,7 +50,7 @@ def live_reconcile_hook(cfg: Config, netns: str | None = None) -> OnChange:
         if not (cfg.sync.terminate_revoked and revoked):
             return
         grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
-        terminate_sas(cfg, holders_of(sas, revoked, grammar))
+        terminate_sas(cfg, holders_of(sas, revoked, cfg, grammar))
 
     return on_change
 
@@ -159,6 +161,14 @@ def sync_body(cfg: Config, *, dry_run: bool, force: bool, on_change: OnChange | 
     return outcome_result(out)
 
 
+def _textfile(directory: Path, exit_code: int, started: float, summary: dict[str, int]) -> None:
+    from ikemgr.metrics import write_run_textfile  # prometheus_client only when asked for
+
+    write_run_textfile(directory, "sync", exit_code, started, {
+        f"last_{k}": (f"grants {k} by the last sync", float(summary[k]))
+        for k in ("added", "removed", "expired", "updated", "rejected") if k in summary})
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sync")
     def sync(
@@ -180,7 +190,18 @@ def register(app: typer.Typer) -> None:
 
         def body() -> Result:
             cfg = load_config(config)
+            setup_logging("text", log_level_of(None, cfg))
             hook = None if no_live else live_reconcile_hook(cfg, netns)
-            return sync_body(cfg, dry_run=dry_run, force=force, on_change=hook)
+            textfile = None if dry_run else cfg.observability.textfile_dir
+            started = time.time()
+            try:
+                result = sync_body(cfg, dry_run=dry_run, force=force, on_change=hook)
+            except IkemgrError as e:
+                if textfile is not None:
+                    _textfile(textfile, e.exit_code, started, {})
+                raise
+            if textfile is not None:
+                _textfile(textfile, result.exit_code, started, result.data["summary"])
+            return result
 
         run("sync", as_json, body)

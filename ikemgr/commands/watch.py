@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ikemgr.commands._common import ConfigOpt, load_config, run
+from ikemgr.commands._common import ConfigOpt, load_config, log_level_of, run
 from ikemgr.metrics import Metrics
 from ikemgr.result import Result
 
@@ -18,8 +18,13 @@ def register(app: typer.Typer) -> None:
         netns: str | None = typer.Option(None, "--netns", help="Apply policy inside this network "
                                          "namespace (the lab); the VICI socket path is reachable anyway."),
         metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
-                                                help="Serve Prometheus metrics on 127.0.0.1:PORT."),
+                                                help="Serve Prometheus metrics on PORT "
+                                                "(default: observability.metrics_port)."),
+        metrics_listen: str | None = typer.Option(None, "--metrics-listen", help="Address for the metrics "
+                                                  "(default: observability.metrics_listen, 127.0.0.1)."),
         log_format: str = typer.Option("text", "--log-format", help="text or json (one line per record)."),
+        log_level: str | None = typer.Option(None, "--log-level", help="debug, info, warning or error "
+                                             "(default: observability.log_level)."),
         allow_file: Path | None = typer.Option(None, "--allow-file", help="Read the allow-list from a text "
                                                "file (account@NNNNNN per line), not the database."),
         lock_file: Path | None = typer.Option(None, "--lock-file", help="Override policy.lock_file."),
@@ -44,16 +49,19 @@ def register(app: typer.Typer) -> None:
         def body() -> Result:
             if log_format not in ("text", "json"):
                 raise UsageError("--log-format must be text or json")
-            setup_logging(log_format)
             cfg = load_config(config)
+            setup_logging(log_format, log_level_of(log_level, cfg))
             if netns is not None:
                 check_netns(netns)
-            metrics = Metrics() if metrics_port else None
+            obs = cfg.observability
+            port = metrics_port or obs.metrics_port
+            listen = metrics_listen or str(obs.metrics_listen)
+            metrics = Metrics() if port else None
             engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file,
                                   metrics=metrics, flush_conntrack=conntrack_flush, long_lived=True)
             try:
-                if metrics is not None and metrics_port:
-                    metrics.serve(metrics_port)
+                if metrics is not None and port:
+                    metrics.serve(port, listen)
                 changes = None if allow_file is not None else ChangeListener(cfg)
                 w = Watcher(engine, cfg.strongswan.vici_socket, tick=tick, changes=changes)
                 w.install_signals()

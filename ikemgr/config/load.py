@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from ikemgr.config.problems import CROSS_CHECK
 from ikemgr.config.schema import Config
+from ikemgr.config.warnings import model_warnings
 from ikemgr.errors import ConfigError, ConfigProblem
 
 M = TypeVar("M", bound=Config)
@@ -87,20 +90,41 @@ def _clean(msg: str) -> str:
     return msg
 
 
+def _drop_tags(loc: tuple[Any, ...], doc: Any) -> tuple[Any, ...]:
+    """Drop the member tag of a discriminated union (``sources[0].sql.url`` → ``sources[0].url``):
+    a name that is no key of the document where the name after it is one."""
+    out: list[Any] = []
+    node = doc
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and isinstance(part, str) and part not in node
+                and i + 1 < len(loc) and loc[i + 1] in node):
+            continue
+        out.append(part)
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(out)
+
+
 def _problems(err: ValidationError, doc: Any) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     seen: set[tuple[str, str]] = set()
     for e in err.errors(include_url=False):
         # unions report one error per member ("ip_v4_address", "function-before[...]"):
         # keep the path of the model, drop the union member tags
-        loc = tuple(p for p in e["loc"] if _is_field(p))
+        loc = _drop_tags(tuple(p for p in e["loc"] if _is_field(p)), doc)
         msg = _clean(str(e["msg"]))
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == "missing":
             msg = "required key is missing"
         path = format_loc(loc)
-        m = _PATH_IN_MESSAGE.match(msg)
+        # a cross check (config.problems) gives the exact location; other model-level
+        # checks name their own field in the message
+        m = None if e["type"] == CROSS_CHECK else _PATH_IN_MESSAGE.match(msg)
         if m:  # model-level checks name their own field: "vlans[1].table: ..."
             sub = _parse_path(m.group("path"))
             loc = loc + sub
@@ -137,9 +161,28 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def load_text(text: str, source: str = "<string>", model: type[M] = Config,  # type: ignore[assignment]
-              ignore: frozenset[str] = frozenset()) -> M:
-    """Validate a YAML text as ``model``.
+@dataclass(frozen=True)
+class Loaded(Generic[M]):
+    """A validated config with the YAML document it came from, to name lines in warnings."""
+
+    config: M
+    doc: Any
+    source: str
+
+    def problem(self, path: str, message: str) -> ConfigProblem:
+        """``path`` (``ldap.uri``, ``vlans[1].subnet``) with the line it has in the file."""
+        return ConfigProblem(path, line_of(self.doc, _parse_path(path)), message)
+
+    def warnings(self) -> list[ConfigProblem]:
+        """What is valid but probably wrong (config.warnings), each with its YAML line."""
+        if not isinstance(self.config, Config):
+            return []
+        return [self.problem(path, msg) for path, msg in model_warnings(self.config)]
+
+
+def parse_text(text: str, source: str = "<string>", model: type[M] = Config,  # type: ignore[assignment]
+               ignore: frozenset[str] = frozenset()) -> Loaded[M]:
+    """Validate a YAML text as ``model``; keep the document for line numbers.
 
     ``ignore``: top-level sections that belong to an installed extension (the lab's
     ``lab:``), left to it; any other unknown key is an error.
@@ -150,14 +193,19 @@ def load_text(text: str, source: str = "<string>", model: type[M] = Config,  # t
     if not isinstance(doc, dict):
         raise ConfigError([ConfigProblem("<config>", 1, "the top level must be a mapping")], source)
     try:
-        return model.model_validate({k: v for k, v in _plain(doc).items() if k not in ignore})
+        cfg = model.model_validate({k: v for k, v in _plain(doc).items() if k not in ignore})
     except ValidationError as e:
         raise ConfigError(_problems(e, doc), source) from None
+    return Loaded(cfg, doc, source)
 
 
-def load(path: Path | str | None = None, model: type[M] = Config,  # type: ignore[assignment]
-         ignore: frozenset[str] = frozenset()) -> M:
-    p = Path(path) if path is not None else DEFAULT_PATH
+def load_text(text: str, source: str = "<string>", model: type[M] = Config,  # type: ignore[assignment]
+              ignore: frozenset[str] = frozenset()) -> M:
+    """Validate a YAML text as ``model`` (see ``parse_text``)."""
+    return parse_text(text, source, model, ignore).config
+
+
+def read_config_text(p: Path) -> str:
     try:
         if p.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError([ConfigProblem("<config>", None, f"{p} is larger than 4 MiB")], str(p))
@@ -169,8 +217,19 @@ def load(path: Path | str | None = None, model: type[M] = Config,  # type: ignor
     except PermissionError:
         raise ConfigError([ConfigProblem("<config>", None, f"{p}: permission denied")], str(p)) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError([ConfigProblem("<yaml>", line, "not valid UTF-8")], str(p)) from None
-    return load_text(text, str(p), model, ignore)
+
+
+def load_document(path: Path | str | None = None, model: type[M] = Config,  # type: ignore[assignment]
+                  ignore: frozenset[str] = frozenset()) -> Loaded[M]:
+    """The config file validated, with its document (for the lines of warnings)."""
+    p = Path(path) if path is not None else DEFAULT_PATH
+    return parse_text(read_config_text(p), str(p), model, ignore)
+
+
+def load(path: Path | str | None = None, model: type[M] = Config,  # type: ignore[assignment]
+         ignore: frozenset[str] = frozenset()) -> M:
+    return load_document(path, model, ignore).config

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from ikemgr.config.problems import Problems
 from ikemgr.config.types import (
     RESERVED_TABLES,
     AbsPath,
@@ -82,6 +83,20 @@ class Gateway(Strict):
     ca: AbsPath = Path("/etc/swanctl/x509ca/ca.crt")
     outside: Outside
     campus: CampusSide
+
+    @model_validator(mode="after")
+    def _two_sides(self) -> Gateway:
+        """One interface for both sides would put the pool's segment and the uplink on one
+        link: the campus table's default route and the SNAT to the outside address collide."""
+        problems = Problems("Gateway")
+        if self.campus.interface == self.outside.interface:
+            problems.add(("campus", "interface"), f"{self.campus.interface} is also "
+                         "gateway.outside.interface (outside and campus need an interface each)")
+        if self.campus.address.network.overlaps(self.outside.address.network):
+            problems.add(("campus", "address"), f"{self.campus.address} overlaps the outside segment "
+                         f"{self.outside.address.network} (gateway.outside.address)")
+        problems.raise_any()
+        return self
 
 
 class Pool(Strict):

@@ -14,6 +14,8 @@ from pydantic import (
     model_validator,
 )
 
+from ikemgr.config.dburl import DbUrl
+from ikemgr.config.problems import Problems
 from ikemgr.config.types import (
     AbsPath,
     Dn,
@@ -78,11 +80,45 @@ class Strongswan(Strict):
         description="traffic selectors offered to clients; 0.0.0.0/0 = full tunnel as in the seed")
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class RadiusServer(Strict):
+    """A RADIUS server the gateway's charon asks (eap-radius), run by someone else."""
+
+    address: IPAddress
+    auth_port: Port = 1812
+    acct_port: Port = 1813
+    secret_file: AbsPath = Field(description="shared secret of this server (one line)")
+
+
+class RadiusTarget(Strict):
+    """One server charon's eap-radius talks to: the local FreeRADIUS or a remote one."""
+
+    name: Literal["primary", "secondary"]
+    address: IPAddress
+    auth_port: Port
+    acct_port: Port
+    secret_file: AbsPath
+    secret_field: str = Field(description="config path of secret_file, for error messages")
+
+
 class Radius(Strict):
-    address: IPAddress = ipaddress.ip_address("127.0.0.1")
-    auth_port: Annotated[int, Field(ge=1, le=65535)] = 1812
-    acct_port: Annotated[int, Field(ge=1, le=65535)] = 1813
+    """RADIUS: by default a FreeRADIUS on the gateway itself (``address``), rendered by ikemgr.
+
+    With ``servers`` (one, or a primary and a secondary) the RADIUS service is remote: charon's
+    eap-radius asks those servers and no FreeRADIUS is rendered; ``address``, ``client_address``,
+    ``raddb_dir`` and ``require_message_authenticator`` describe the local FreeRADIUS only.
+    """
+
+    address: IPAddress = Field(ipaddress.ip_address("127.0.0.1"),
+                               description="where the local FreeRADIUS listens")
+    auth_port: Port = 1812
+    acct_port: Port = 1813
     secret_file: AbsPath = Path("/etc/ikemgr/radius.secret")
+    servers: list[RadiusServer] = Field(
+        default_factory=list, max_length=2,
+        description="remote RADIUS servers, primary first; none = the local FreeRADIUS")
     accounting: bool = False
     nas_identifier: Token = "ikemgr"
     client_address: IPAddress = Field(
@@ -95,6 +131,50 @@ class Radius(Strict):
     timeout: Annotated[float, Field(gt=0, le=60)] = Field(
         3.0, description="seconds `ikemgr radius check` waits for each try")
     retries: Annotated[int, Field(ge=1, le=10)] = 2
+
+    @model_validator(mode="after")
+    def _local_or_remote(self) -> Radius:
+        if not self.servers:
+            return self
+        problems = Problems("Radius")
+        # a value other than the default says "local FreeRADIUS" beside "remote": refuse it
+        # (defaults are let through, so a dumped config validates again)
+        for key in LOCAL_ONLY:
+            if key in self.model_fields_set and getattr(self, key) != type(self).model_fields[key].default:
+                problems.add((key,), "describes the local FreeRADIUS; with radius.servers (remote RADIUS) "
+                             "no FreeRADIUS is rendered: remove it")
+        seen: dict[tuple[str, int], int] = {}
+        for i, srv in enumerate(self.servers):
+            where = (str(srv.address), srv.auth_port)
+            if where in seen:
+                problems.add(("servers", i, "address"), f"{srv.address}:{srv.auth_port} is also "
+                             f"servers[{seen[where]}]")
+            seen.setdefault(where, i)
+        problems.raise_any()
+        return self
+
+    @property
+    def local(self) -> bool:
+        """True when ikemgr renders and runs the RADIUS server (FreeRADIUS) itself."""
+        return not self.servers
+
+    @property
+    def targets(self) -> tuple[RadiusTarget, ...]:
+        """The servers charon's eap-radius asks, primary first (the local FreeRADIUS, or ``servers``)."""
+        if self.local:
+            return (RadiusTarget(name="primary", address=self.address, auth_port=self.auth_port,
+                                 acct_port=self.acct_port, secret_file=self.secret_file,
+                                 secret_field="radius.secret_file"),)
+        names: tuple[Literal["primary", "secondary"], ...] = ("primary", "secondary")
+        return tuple(RadiusTarget(name=name, address=s.address, auth_port=s.auth_port,
+                                  acct_port=s.acct_port, secret_file=s.secret_file,
+                                  secret_field=f"radius.servers[{i}].secret_file")
+                     for i, (name, s) in enumerate(zip(names, self.servers, strict=False)))
+
+
+#: keys of ``radius:`` that only mean something for the local FreeRADIUS
+LOCAL_ONLY = ("address", "auth_port", "acct_port", "secret_file", "client_address",
+              "require_message_authenticator", "raddb_dir")
 
 
 class Firewall(Strict):
@@ -125,7 +205,7 @@ class Policy(Strict):
 
 
 class Database(Strict):
-    url: str = Field("sqlite:////var/lib/ikemgr/ikemgr.db",
+    url: DbUrl = Field("sqlite:////var/lib/ikemgr/ikemgr.db",
                      description="SQLAlchemy URL; postgresql+psycopg://… in production")
     password_file: AbsPath | None = None
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from ikemgr.config.dburl import DbUrl
 from ikemgr.config.types import AbsPath, Dn, LdapAttr, LdapFilter, Strict, Token
 
 _SQL_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -18,7 +19,7 @@ class SqlSource(Strict):
 
     kind: Literal["sql"]
     name: Token
-    url: str = Field(description="SQLAlchemy URL of the registration database")
+    url: DbUrl = Field(description="SQLAlchemy URL of the registration database")
     password_file: AbsPath | None = None
     query: str | None = Field(None, description="SELECT returning account, vlan[, valid_from, valid_until, "
                               "note]; written by the operator, never built from data")

@@ -117,3 +117,25 @@ class IdentityGrammar:
         if vlan < 1:
             raise IdentityRejected("VLAN number must be at least 1", shown(text))
         return Identity(self._account(account, text), vlan)
+
+
+def account_from_dn(dn: object) -> str | None:
+    """The account of a certificate client: the CN of its subject DN as charon reports it.
+
+    charon gives a public-key client's identity as its subject (``C=JP, O=Example
+    University, CN=alice@123456``) and no EAP identity. Only a single CN that is the last
+    RDN counts (a DN with two CNs, or a CN in the middle, is no account); the value still
+    goes through the grammar like any identity. Anything that is not text is None.
+    """
+    if isinstance(dn, bytes | bytearray):
+        try:
+            dn = bytes(dn).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(dn, str) or len(dn) > 1024:
+        return None
+    parts = [p.strip() for p in dn.split(",")]
+    cns = [p for p in parts if p[:3].upper() == "CN="]
+    if len(cns) != 1 or parts[-1] is not cns[0]:
+        return None
+    return cns[0][3:] or None

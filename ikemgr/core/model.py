@@ -135,6 +135,11 @@ class AllowList(Protocol):
 
     def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]: ...
 
+    def pair_ends(self, now: datetime) -> Mapping[tuple[str, int], datetime]:
+        """When each pair in force at ``now`` stops being in force, for pairs whose every
+        grant has an end (the snapshot drops them at that time during an outage)."""
+        ...
+
 
 
 

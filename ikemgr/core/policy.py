@@ -13,16 +13,30 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 
 from ikemgr.config.schema import Config
-from ikemgr.core.identity import IdentityGrammar, shown
+from ikemgr.core.identity import Identity, IdentityGrammar, account_from_dn, shown
 from ikemgr.core.model import LIVE_STATES, Decision, DesiredState, Outcome, Sa, UserRule
 from ikemgr.errors import IdentityRejected
+
+
+def identity_of(sa: Sa, cfg: Config, grammar: IdentityGrammar) -> Identity:
+    """The identity of an SA as the policy sees it; raises IdentityRejected.
+
+    A certificate client's identity is its subject DN: on the certificate connection the
+    account is the DN's single, last CN. Everyone else is the EAP (or IKE) identity.
+    """
+    raw = sa.identity_raw
+    if on_cert_connection(sa, cfg):
+        raw = account_from_dn(raw)
+        if raw is None:
+            raise IdentityRejected("certificate subject has no single, last CN", shown(sa.identity_raw))
+    return grammar.parse(raw)
 
 
 def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
            grammar: IdentityGrammar) -> Decision:
     """The outcome for one SA (whether it is live is the caller's filter)."""
     try:
-        ident = grammar.parse(sa.identity_raw)
+        ident = identity_of(sa, cfg, grammar)
     except IdentityRejected as e:
         return Decision(sa.uniqueid, e.shown, Outcome.REJECTED_IDENTITY, sa.vips, reason=e.reason)
     name = str(ident)
@@ -41,17 +55,25 @@ def decide(sa: Sa, allowed: frozenset[tuple[str, int]], cfg: Config,
     return Decision(sa.uniqueid, name, Outcome.ALLOWED, sa.vips, ident.account, ident.vlan)
 
 
-def lease_conflict(d: Decision, leases: Mapping[IPv4Address, str]) -> Decision:
+def on_cert_connection(sa: Sa, cfg: Config) -> bool:
+    """The SA came in on the certificate-only connection (its identity is a subject DN)."""
+    cert = cfg.strongswan_cert_auth
+    return cert.enabled and sa.conn == cert.connection
+
+
+def lease_conflict(d: Decision, leases: Mapping[IPv4Address, str], *, cert: bool = False) -> Decision:
     """An allowed SA whose VIP the pool has leased to someone else gets no rule.
 
     charon's pool leases are a second record of who holds an address. A full reconcile
     reads them right after list-sas; an online lease naming another identity means the
     two disagree, and a lab VLAN is not opened on a disputed address. A VIP without a
-    lease (e.g. one assigned by RADIUS) is not disputed.
+    lease (e.g. one assigned by RADIUS) is not disputed. charon records a certificate
+    client's lease under its subject DN, so with ``cert`` the holder is the DN's account
+    (its single, last CN), read as ``decide`` read the SA.
     """
     for vip in d.vips:
         holder = leases.get(vip)
-        if holder is not None and holder != d.identity:
+        if holder is not None and (account_from_dn(holder) if cert else holder) != d.identity:
             return replace(d, outcome=Outcome.LEASE_MISMATCH,
                            reason=f"pool lease of {vip} belongs to {shown(holder)}")
     return d
@@ -75,7 +97,7 @@ def desired_state(sas: Iterable[Sa], allowed: frozenset[tuple[str, int]], cfg: C
             continue
         d = decide(sa, allowed, cfg, grammar)
         if leases is not None and d.outcome is Outcome.ALLOWED:
-            d = lease_conflict(d, leases)
+            d = lease_conflict(d, leases, cert=on_cert_connection(sa, cfg))
         decisions.append(d)
         if d.outcome is not Outcome.ALLOWED:
             continue
@@ -99,16 +121,25 @@ def describe(d: Decision) -> dict[str, object]:
     return out
 
 
-def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], grammar: IdentityGrammar) -> list[str]:
-    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""
+def _live_identities(sas: Iterable[Sa], cfg: Config, grammar: IdentityGrammar) -> list[tuple[str, Identity]]:
     out = []
     for sa in sorted(sas, key=Sa.sort_key):
         if sa.state not in LIVE_STATES:
             continue
         try:
-            ident = grammar.parse(sa.identity_raw)
+            out.append((sa.uniqueid, identity_of(sa, cfg, grammar)))
         except IdentityRejected:
             continue
-        if ident.vlan is not None and (ident.account, ident.vlan) in pairs:
-            out.append(sa.uniqueid)
     return out
+
+
+def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], cfg: Config,
+               grammar: IdentityGrammar) -> list[str]:
+    """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""
+    return [uid for uid, ident in _live_identities(sas, cfg, grammar)
+            if ident.vlan is not None and (ident.account, ident.vlan) in pairs]
+
+
+def sessions_of(sas: Iterable[Sa], who: Identity, cfg: Config, grammar: IdentityGrammar) -> list[str]:
+    """Unique ids of the live SAs of one identity, compared as values (``ikemgr terminate``)."""
+    return [uid for uid, ident in _live_identities(sas, cfg, grammar) if ident == who]

@@ -23,8 +23,12 @@ def check_secret(value: str, what: str) -> str:
 class Secrets:
     radius: str
     ldap_bind_password: str | None = None
+    #: with remote RADIUS (radius.servers): each server's secret, primary first
+    radius_servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_secret(self.radius, "RADIUS secret")
+        for s in self.radius_servers:
+            check_secret(s, "RADIUS secret")
         if self.ldap_bind_password is not None:
             check_secret(self.ldap_bind_password, "LDAP bind password")

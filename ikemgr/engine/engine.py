@@ -28,7 +28,7 @@ from ikemgr.core.policy import describe, desired_state, holders_of
 from ikemgr.core.policy_diff import Plan, diff, vlans_in_use
 from ikemgr.core.policy_diff import apply as plan_apply
 from ikemgr.engine.coordination import Generation, Lock
-from ikemgr.errors import BackendUnavailable
+from ikemgr.errors import ApplyFailed, BackendUnavailable
 from ikemgr.log import log_event
 from ikemgr.metrics import Metrics
 
@@ -104,7 +104,7 @@ class Engine:
         revoked, self.revoked = self.revoked, set()
         if not revoked:
             return []
-        return holders_of(self.sas.values(), frozenset(revoked), self.grammar)
+        return holders_of(self.sas.values(), frozenset(revoked), self.cfg, self.grammar)
 
     def _index_put(self, sa: Sa) -> None:
         self._index_drop(sa.uniqueid)
@@ -139,11 +139,22 @@ class Engine:
              leases: Mapping[IPv4Address, str] | None = None) -> Report:
         """Start-up, reconnect, SIGHUP, periodic: charon's SA list (and, when given, its pool
         leases, read right after it) against the kernel."""
-        if self.allowed is None:
-            self.refresh_allow()
-        if sas is not None:
-            self.replace_sas(sas)
-        return self._locked(lambda: self._reconcile(None, full=True, dry_run=dry_run, leases=leases))
+        try:
+            if self.allowed is None:
+                self.refresh_allow()
+            if sas is not None:
+                self.replace_sas(sas)
+            report = self._locked(lambda: self._reconcile(None, full=True, dry_run=dry_run, leases=leases))
+        except (ApplyFailed, BackendUnavailable):
+            if self.metrics is not None and not dry_run:
+                self.metrics.last_reconcile_ok.set(0)
+            raise
+        if self.metrics is not None and not dry_run:
+            self.metrics.last_reconcile.set(time.time())
+            self.metrics.last_reconcile_ok.set(1)
+            self.metrics.last_reconcile_corrections.set(len(report.plan.add) + len(report.plan.remove)
+                                                        + report.stray)
+        return report
 
     def recompute(self) -> Report:
         """Allow-list changed: every SA in the index again, against the owned index."""
@@ -217,7 +228,13 @@ class Engine:
         stray = 0
         gen = self.generation.read() if self.generation is not None else None
         if full or not self._kernel_known or (gen is not None and gen != self._seen_generation):
-            view = self.backend.read()
+            try:
+                view = self.backend.read()
+            except BackendUnavailable:
+                # a failed read is never an empty answer: trust nothing, and set the
+                # backend up again on the retry (a map deleted behind us comes back)
+                self.invalidate()
+                raise
             self.owned = dict(view.rules)
             stray = len(view.stray)
             self._kernel_known = True

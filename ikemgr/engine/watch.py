@@ -82,9 +82,13 @@ class Watcher:
                 cmd = CommandSession(connect(self.uri))
                 self._full(cmd)
                 log_event("watching", event="connected", uri=self.uri, reconnects=self.reconnects)
+                if self.engine.metrics is not None:
+                    self.engine.metrics.vici_connected.set(1)
                 backoff = 0.2
                 self._loop(ev, cmd)
             except BackendUnavailable as e:
+                if self.engine.metrics is not None:
+                    self.engine.metrics.vici_connected.set(0)
                 if self.stop:
                     break
                 log.warning("%s; retrying in %.1f s", e.message, backoff,
@@ -145,8 +149,13 @@ class Watcher:
         interval = self.engine.cfg.policy.reconcile_interval
         last_full = last_allow = time.monotonic()
         while not self.stop:
+            lost = ev.undecodable
             batch = ev.batch(self.tick)
             received = time.monotonic()
+            if ev.undecodable != lost:  # an event we could not read may have been a "down"
+                if self.engine.metrics is not None:
+                    self.engine.metrics.error("vici-undecodable", ev.undecodable - lost)
+                last_full = float("-inf")  # a full reconcile at once
             if batch:
                 updates: list[SaUpdate] = []
                 for name, msg in batch:
@@ -157,12 +166,13 @@ class Watcher:
                     # the SA index is updated; the next full reconcile repairs the kernel
                     log.error("apply failed: %s", e.message, extra={"fields": {"event": "apply-failed"}})
                     self.engine.invalidate()
-                    last_full = 0.0
+                    last_full = float("-inf")  # a full reconcile at once
             now = time.monotonic()
             if self.hup:
                 self.hup = False
                 self.engine.refresh_allow()
                 self._full(cmd)
+                self._terminate_revoked(cmd)
                 last_full = last_allow = now
                 continue
             if self._store_changed() or now - last_allow >= self.allow_poll:

@@ -37,7 +37,10 @@ def build_engine(cfg: Config, *, netns: str | None = None, allow_file: Path | No
     return Engine(
         cfg, make_backend(cfg, netns), open_allow_list(cfg, grammar, allow_file),
         lock=Lock(lock_file or cfg.policy.lock_file), generation=Generation(cfg.policy.state_dir),
-        flusher=ConntrackFlusher(netns, flush_conntrack, out_of_process=long_lived), metrics=metrics,
+        flusher=ConntrackFlusher(netns, flush_conntrack, out_of_process=long_lived,
+                                 on_error=(lambda kind, n: metrics.error(f"conntrack-{kind}", n))
+                                 if metrics is not None else None),
+        metrics=metrics,
         long_lived=long_lived)
 
 

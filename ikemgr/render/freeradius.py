@@ -129,7 +129,14 @@ _SECRET = {"clients.conf", "mods-enabled/ldap"}
 
 
 def radius_outputs(cfg: Config, secrets: RadiusSecrets, prefix: str = "") -> list[Output]:
-    """The FreeRADIUS file set. ``prefix`` places it below a render root (e.g. "freeradius/")."""
+    """The FreeRADIUS file set. ``prefix`` places it below a render root (e.g. "freeradius/").
+
+    None with remote RADIUS (``radius.servers``): a FreeRADIUS rendered there would listen
+    on an address the gateway does not own; an earlier render's files are removed by the
+    manifest (render.files).
+    """
+    if not cfg.radius.local:
+        return []
     outputs = []
     for path, ctx in contexts(cfg, secrets).items():
         template = _TEMPLATE.get(path, f"freeradius/{path}.j2")

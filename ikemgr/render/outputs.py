@@ -18,11 +18,11 @@ RADDB_PREFIX = "freeradius/3.0/"
 
 
 def all_outputs(cfg: Config, secrets: Secrets, source: str, ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:
-    header = HEADER.format(source=source)
+    header = HEADER
     return [
         *strongswan_outputs(cfg, secrets, header),
         *routing_outputs(cfg, header),
         *firewall_outputs(cfg),
-        *radius_outputs(cfg, secrets, prefix=RADDB_PREFIX),
+        *radius_outputs(cfg, secrets, prefix=RADDB_PREFIX),  # none with remote RADIUS
         *unit_outputs(cfg, header, Path(source), ikemgr_bin),
     ]

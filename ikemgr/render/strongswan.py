@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ikemgr.config.schema import Config
 from ikemgr.core.secrets import Secrets, check_secret
+from ikemgr.errors import UsageError
+from ikemgr.render.cert_auth import cert_auth_context
 from ikemgr.render.templates import Output, render_template
 
 
@@ -50,16 +52,32 @@ def charon_context(cfg: Config, header: str) -> dict[str, object]:
     }
 
 
+#: eap-radius preference boost: charon scores a reachable server 110-210 and an unreachable
+#: one 0-100 (plus the boost), so the primary wins while it answers and the secondary takes
+#: over when it does not (strongSwan radius_config.c get_preference)
+PRIMARY_PREFERENCE = 100
+
+
 def eap_radius_context(cfg: Config, secrets: Secrets, header: str) -> dict[str, object]:
     r = cfg.radius
+    targets = r.targets
+    if r.local:
+        server_secrets: tuple[str, ...] = (secrets.radius,)
+    else:
+        server_secrets = secrets.radius_servers
+        if len(server_secrets) != len(targets):
+            raise UsageError(f"{len(targets)} RADIUS server(s) but {len(server_secrets)} secret(s)")
+    servers = [
+        {"name": t.name, "address": str(t.address), "auth_port": t.auth_port, "acct_port": t.acct_port,
+         "secret": check_secret(secret, f"RADIUS secret ({t.secret_field})"),
+         "preference": PRIMARY_PREFERENCE if t.name == "primary" else 0}
+        for t, secret in zip(targets, server_secrets, strict=True)
+    ]
     return {
         "header": header,
         "accounting": yes_no(r.accounting),
         "nas_identifier": r.nas_identifier,
-        "address": str(r.address),
-        "auth_port": r.auth_port,
-        "acct_port": r.acct_port,
-        "secret": check_secret(secrets.radius, "RADIUS secret"),
+        "servers": servers,
     }
 
 
@@ -77,7 +95,8 @@ def plugin_loads(cfg: Config) -> dict[str, bool]:
 def strongswan_outputs(cfg: Config, secrets: Secrets, header: str) -> list[Output]:
     outs = [
         Output("swanctl/conf.d/ikemgr.conf",
-               render_template("swanctl/conf.d/ikemgr.conf.j2", **swanctl_context(cfg, header))),
+               render_template("swanctl/conf.d/ikemgr.conf.j2", **swanctl_context(cfg, header),
+                               **cert_auth_context(cfg))),
         Output("strongswan.d/charon.conf",
                render_template("strongswan.d/charon.conf.j2", **charon_context(cfg, header))),
         Output("strongswan.d/charon/eap-radius.conf",

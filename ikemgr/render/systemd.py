@@ -70,8 +70,10 @@ def watch_unit_context(cfg: Config, header: str, config_path: Path, ikemgr_bin: 
     """Values for templates/systemd/ikemgr-watch.service.j2 (computed here, not in the template)."""
     state_dir = cfg.policy.state_dir
     name = str(state_dir.relative_to("/var/lib")) if state_dir.is_relative_to("/var/lib") else "ikemgr"
+    port = metrics_port if metrics_port is not None else cfg.observability.metrics_port
     return {"header": header, "ikemgr": ikemgr_bin, "config": str(config_path), "log_format": log_format,
-            "metrics_port": metrics_port, "state_dir": str(state_dir), "state_dir_name": name,
+            "metrics_port": port, "metrics_listen": str(cfg.observability.metrics_listen),
+            "state_dir": str(state_dir), "state_dir_name": name,
             "lock_dir": str(cfg.policy.lock_file.parent)}
 
 

@@ -61,4 +61,6 @@ class Output:
 
 
 
-HEADER = "rendered by ikemgr from {source}; changes here are overwritten by `ikemgr render`"
+#: no path, host name or time in it: rendering the same config anywhere gives the same bytes,
+#: so a daemon is restarted only when its settings really changed
+HEADER = "rendered by ikemgr; changes here are overwritten by `ikemgr render`"

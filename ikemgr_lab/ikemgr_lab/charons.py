@@ -3,21 +3,26 @@
 Both use ``CharonInstance`` (own strongswan.conf, /run, VICI socket, netns). The gateway's
 connection and pool come from ``ikemgr render``; only the process settings that
 belong to *this instance* (plugin list, log file, socket) are written here. Clients
-look like the Linux strongSwan users of the service: kernel-libipsec, UDP encapsulation,
-a full tunnel, EAP-MSCHAPv2 with a password or EAP-TLS with a certificate.
+look like the Linux strongSwan users of the service: kernel-libipsec, and a swanctl dir
+that is the product's own Linux profile (``ikemgr profile --format swanctl``, full
+tunnel, EAP-MSCHAPv2 with a password or EAP-TLS with a certificate), so the lab proves
+the profile users are handed, not a lab-only copy of it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-import vici  # type: ignore[import-untyped]
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ikemgr.adapters.vici.session import CommandSession, connect
 from ikemgr.checks.charon import (
     BASE_PLUGINS,
     INITIATOR_PLUGINS,
@@ -26,12 +31,16 @@ from ikemgr.checks.charon import (
     RESPONDER_PLUGINS,
     CharonInstance,
 )
+from ikemgr.commands.profile import profile_input
 from ikemgr.config.schema import Config
+from ikemgr.errors import ApplyFailed
+from ikemgr.pki import pkcs12
+from ikemgr.render import profiles
+from ikemgr.render.profiles.common import ProfileFile
 from ikemgr.render.strongswan import plugin_loads
 from ikemgr_lab.model import Client
 
 RADIUS_ID = "radius.lab.test"
-CLIENT_CONN = "lab"
 
 
 def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> CharonInstance:
@@ -48,7 +57,9 @@ def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> 
                                        os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
     r = cfg.routing
     install = "yes" if (r.install_routes or ss.kernel_ipsec == "libipsec") else "no"
-    settings = (f"    install_routes = {install}\n"
+    # the pool's DNS servers, as the rendered strongswan.d/charon.conf hands them out (attr)
+    dns = "".join(f"    dns{i} = {d}\n" for i, d in enumerate(cfg.pool.dns, start=1))
+    settings = (dns + f"    install_routes = {install}\n"
                 f"    routing_table = {r.charon_table}\n"
                 f"    routing_table_prio = {r.charon_priority}\n"
                 "    plugins {\n"
@@ -73,61 +84,59 @@ def client_instance(workdir: Path, netns: str) -> CharonInstance:
                           charon_settings="    install_routes = yes\n")
 
 
-def client_swanctl(cfg: Config, c: Client, cert_name: str | None) -> str:
-    """One connection ``lab``: full tunnel to the gateway, EAP towards RADIUS."""
-    if c.auth == "eap-tls":
-        local = (f"            auth = eap-tls\n            eap_id = {c.identity}\n"
-                 f"            certs = {cert_name}\n"
-                 # the EAP server is RADIUS: its certificate identity, in *local* (lab recipe)
-                 f"            aaa_id = {RADIUS_ID}\n")
-        secrets = ""
-    else:
-        local = f"            auth = eap-mschapv2\n            eap_id = {c.identity}\n"
-        secrets = (f"secrets {{\n    eap-{c.name} {{\n        id = {c.identity}\n"
-                   f'        secret = "{c.password}"\n    }}\n}}\n')
-    return (
-        "connections {\n"
-        f"    {CLIENT_CONN} {{\n"
-        "        version = 2\n"
-        f"        remote_addrs = {cfg.gateway.outside.address.ip}\n"
-        "        vips = 0.0.0.0\n"
-        # kernel-libipsec only does UDP-encapsulated ESP
-        "        encap = yes\n"
-        "        local {\n" + local + "        }\n"
-        "        remote {\n"
-        "            auth = pubkey\n"
-        f"            id = {cfg.gateway.fqdn}\n"
-        "        }\n"
-        "        children {\n"
-        f"            {CLIENT_CONN} {{\n"
-        "                remote_ts = 0.0.0.0/0\n"
-        "            }\n"
-        "        }\n"
-        "    }\n"
-        "}\n" + secrets
-    )
+def client_conn(cfg: Config) -> str:
+    """The connection (and child) the swanctl profile writes: named after the gateway's."""
+    return cfg.strongswan.connection
 
 
-def _text(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode(errors="replace")
-    if isinstance(v, dict):
-        return {_text(k): _text(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_text(x) for x in v]
-    return v
+def client_p12(cert: Path, key: Path, ca_pem: bytes) -> tuple[bytes, bytes, str]:
+    """The lab's PEM pair as the PKCS#12 an operator hands a user (``ikemgr pki issue-client``).
+
+    The password is random and lives only in memory: the bundle is unpacked again at once
+    by the profile code, which checks that it is the identity's and the CA's.
+    """
+    loaded = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise ApplyFailed(f"{key}: not an ECDSA or RSA key")
+    password = secrets.token_hex(16).encode()
+    data = pkcs12.export(loaded, x509.load_pem_x509_certificate(cert.read_bytes()),
+                         x509.load_pem_x509_certificate(ca_pem), cert.stem, password, "modern")
+    return data, password, str(cert)
+
+
+def client_profile(cfg: Config, c: Client, ca_pem: bytes,
+                   p12: tuple[bytes, bytes, str] | None = None) -> list[ProfileFile]:
+    """The client's swanctl dir: ``ikemgr profile --format swanctl`` for its identity.
+
+    Full tunnel to the gateway's outside address (the clients route everything through
+    it, like the seed's ``leftsubnet=0.0.0.0/0``); EAP-MSCHAPv2 with the password in the
+    profile's secrets section, or EAP-TLS with the certificate from ``p12``.
+    """
+    tls = c.auth == "eap-tls"
+    inp = profile_input(cfg, c.identity, x509.load_pem_x509_certificate(ca_pem),
+                        auth="tls" if tls else "eap", tunnel="full", connect_to="ip",
+                        p12=p12 if tls else None, password=None if tls else c.password)
+    return profiles.build("swanctl", inp, Path())
+
+
+def install_profile(inst: CharonInstance, files: list[ProfileFile]) -> None:
+    """Make the instance's swanctl dir exactly the profile directory (modes as rendered)."""
+    if inst.swanctl_dir.exists():
+        shutil.rmtree(inst.swanctl_dir)
+    for f in files:
+        dst = inst.swanctl_dir / f.path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(f.data)
+        os.chmod(dst, f.mode)
 
 
 def list_sas(vici_path: Path) -> list[dict[str, Any]]:
-    """Every IKE SA as a plain dict (name under ``"name"``), decoded to text."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(str(vici_path))
+    """Every IKE SA of this charon, decoded to text, the name under ``"name"`` (the product's
+    VICI session: one client for everything that talks to charon)."""
+    cmd = CommandSession(connect(f"unix://{vici_path}", timeout=10))
     try:
-        out = []
-        for sa in vici.Session(s).list_sas():
-            for name, body in _text(sa).items():
-                out.append({"name": name, **body})
-        return out
+        return cmd.list_sas_text()
     finally:
-        s.close()
+        cmd.close()

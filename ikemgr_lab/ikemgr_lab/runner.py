@@ -25,6 +25,7 @@ from ikemgr.checks.charon import CharonInstance
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.errors import ApplyFailed, IkemgrError, UsageError
 from ikemgr.render.outputs import RADDB_PREFIX
+from ikemgr.render.profiles.common import ProfileFile
 from ikemgr.render.templates import Output
 from ikemgr_lab import charons, postgres, procs, sourcelog
 from ikemgr_lab.model import Client, LabConfig, LabDocument
@@ -190,7 +191,7 @@ class Lab:
         return f"{len(self.topo.namespaces)} namespaces, {n} steps"
 
     def _pki(self) -> str:
-        ca = LabCA(self.state / "pki", self.lab.organisation)
+        ca = LabCA(self.pki_dir, self.lab.organisation)
         ca.create()
         gw = self.cfg.gateway
         self.gateway().prepare()
@@ -205,18 +206,23 @@ class Lab:
         shutil.copy2(ca.cert, eap.ca_file)
         n = 3
         for c in self.lab.clients:
-            inst = self.client_charon(c)
-            inst.prepare()
-            shutil.copy2(ca.cert, inst.swanctl_dir / "x509ca" / "ca.crt")
             if c.auth == "eap-tls":
                 # CN = the account (RADIUS checks it against the EAP identity); the SAN is the
-                # identity itself, which is how charon finds the certificate for eap_id
+                # identity itself, which is how charon finds the certificate for eap_id.
+                # <state>/pki/clients/ (a name of its own: no client can overwrite ca.crt)
                 ca.issue(c.name, c.identity.split("@")[0], [c.identity], ["clientAuth"],
-                         organisation=c.organisation,
-                         cert_path=inst.swanctl_dir / "x509" / f"{c.name}.crt",
-                         key_path=inst.swanctl_dir / "private" / f"{c.name}.key")
+                         organisation=c.organisation, cert_path=self.client_cert(c),
+                         key_path=self.client_cert(c).with_suffix(".key"))
                 n += 1
         return f"CA + {n} certificates"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state / "pki"
+
+    def client_cert(self, c: Client) -> Path:
+        """An EAP-TLS client's certificate as issued (its key beside it, ``.key``)."""
+        return self.pki_dir / "clients" / f"{c.name}.crt"
 
     def _ldap(self) -> str:
         d = self.lab.directory
@@ -338,24 +344,37 @@ class Lab:
             procs.wait_until(label, _contains(log, "listening"), 10, pid, log)
         return f"{len(started)} servers on port {self.lab.port}"
 
+    def client_profile(self, c: Client) -> list[ProfileFile]:
+        """The swanctl profile ``ikemgr profile`` writes for this client's identity."""
+        ca_pem = (self.pki_dir / "ca.crt").read_bytes()
+        p12 = None
+        if c.auth == "eap-tls":
+            cert = self.client_cert(c)
+            p12 = charons.client_p12(cert, cert.with_suffix(".key"), ca_pem)
+        return charons.client_profile(self.cfg, c, ca_pem, p12)
+
     def _clients(self) -> str:
         for c in self.lab.clients:
+            files = self.client_profile(c)
             inst = self.client_charon(c)
-            inst.prepare()
-            (inst.swanctl_dir / "conf.d" / "lab.conf").write_text(
-                charons.client_swanctl(self.cfg, c, f"{c.name}.crt" if c.auth == "eap-tls" else None))
-            (inst.swanctl_dir / "conf.d" / "lab.conf").chmod(0o600)
             inst.start(timeout=15)
             procs.record(self.state, f"charon-{c.name}", inst.proc.pid if inst.proc else 0)
+            # after start: start() lays out an empty /etc/swanctl tree; the client's swanctl
+            # dir is the profile directory and nothing else
+            charons.install_profile(inst, files)
             inst.load_all()
-        return f"{len(self.lab.clients)} charons"
+        return f"{len(self.lab.clients)} charons, swanctl profiles"
+
+    @property
+    def client_conn(self) -> str:
+        return charons.client_conn(self.cfg)
 
     def connect(self, c: Client, timeout: int = 20) -> subprocess.CompletedProcess[str]:
-        return self.client_charon(c).swanctl("--initiate", "--child", charons.CLIENT_CONN,
+        return self.client_charon(c).swanctl("--initiate", "--child", self.client_conn,
                                              "--timeout", str(timeout), check=False, timeout=timeout + 10)
 
     def disconnect(self, c: Client) -> subprocess.CompletedProcess[str]:
-        return self.client_charon(c).swanctl("--terminate", "--ike", charons.CLIENT_CONN,
+        return self.client_charon(c).swanctl("--terminate", "--ike", self.client_conn,
                                              "--timeout", "10", check=False, timeout=20)
 
     def _connect(self) -> str:

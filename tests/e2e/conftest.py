@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from ikemgr_lab.model import load_lab as load
-from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, Lab
 
 from ikemgr_lab import procs
+from ikemgr_lab.model import load_lab as load
+from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, Lab
 
 
 def _skip_unless_root() -> None:

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from helpers import until
 from helpers.lab import rules_for
-from ikemgr_lab.runner import Lab
-
 from ikemgr_lab import charons, sourcelog
+from ikemgr_lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -217,6 +217,45 @@ def test_certificate_of_another_organisation_is_rejected_by_radius(lab: Lab) -> 
     assert "ikemgr: certificate subject /C=JP/O=Other University/CN=frank lacks C=JP, O=Lab University" in after
     assert "Sent Access-Reject" in after
     assert lab.vip(frank) is None
+
+
+# --------------------------------------------------------------------------- client profiles
+
+
+def _tree(d: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(f.relative_to(d)): (f.read_bytes(), f.stat().st_mode & 0o777)
+            for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+def test_client_swanctl_dirs_are_what_ikemgr_profile_writes(lab: Lab, tmp_path: Path) -> None:
+    """Each client charon runs the Linux profile a user is handed, byte for byte."""
+    exe = Path(sys.executable).parent / "ikemgr"
+    for name in ("alice", "carol", "mallory"):
+        c = lab.lab.client(name)
+        pw = tmp_path / f"{name}.pw"
+        pw.write_text(f"{c.password}\n")
+        out = tmp_path / name
+        r = subprocess.run([str(exe), "profile", "-c", str(lab.config_path), "--user", c.identity,
+                            "--format", "swanctl", "--connect-to", "ip", "--tunnel", "full",
+                            "--password-file", str(pw), "--ca", str(lab.pki_dir / "ca.crt"),
+                            "--out", str(out), "--json"], capture_output=True, text=True, timeout=60,
+                           check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _tree(lab.client_charon(c).swanctl_dir) == _tree(out), name
+    for name in ("erin", "frank"):
+        c = lab.lab.client(name)
+        files = {f.path: (f.data, f.mode) for f in lab.client_profile(c)}
+        assert _tree(lab.client_charon(c).swanctl_dir) == files, name
+
+
+def test_clients_run_the_profiles_connection_with_a_full_tunnel(lab: Lab) -> None:
+    for name in ("alice", "erin"):
+        sa = next(sa for sa in charons.list_sas(lab.client_charon(lab.lab.client(name)).vici_path)
+                  if sa.get("state") == "ESTABLISHED")
+        assert sa["name"] == lab.client_conn == lab.cfg.strongswan.connection
+        (child,) = sa["child-sas"].values()
+        assert child["name"] == lab.client_conn and child["remote-ts"] == ["0.0.0.0/0"]
+        assert sa["remote-host"] == str(lab.cfg.gateway.outside.address.ip)
 
 
 # --------------------------------------------------------------------------- the commands

@@ -13,10 +13,10 @@ import subprocess
 import time
 
 import pytest
-from helpers import IKEMGR
-from ikemgr_lab.runner import teardown
 
+from helpers import IKEMGR
 from ikemgr_lab import procs
+from ikemgr_lab.runner import teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from helpers import IKEMGR, until
 from helpers.lab import rules_for
 from ikemgr_lab.runner import Lab

@@ -14,12 +14,12 @@ import re
 import subprocess
 
 import pytest
+
 from helpers import until
 from helpers.lab import rules_for
+from ikemgr_lab import procs, sourcelog
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import REPO, Lab
-
-from ikemgr_lab import procs, sourcelog
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

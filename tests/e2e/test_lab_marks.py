@@ -6,11 +6,11 @@ import json
 import subprocess
 
 import pytest
+
 from helpers import IKEMGR
+from ikemgr_lab import procs
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import Lab
-
-from ikemgr_lab import procs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 

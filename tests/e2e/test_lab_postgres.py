@@ -26,13 +26,13 @@ import subprocess
 import time
 
 import pytest
+
 from helpers import IKEMGR, until
 from helpers.lab import rules_for
-from ikemgr_lab.model import load_lab as load
-from ikemgr_lab.runner import Lab
-
 from ikemgr.engine.watch import Watcher
 from ikemgr_lab import procs
+from ikemgr_lab.model import load_lab as load
+from ikemgr_lab.runner import Lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.postgres]
 

@@ -7,8 +7,8 @@ from ipaddress import ip_address, ip_network
 from typing import Any
 
 import pytest
-from helpers.gateway import gateway_doc
 
+from helpers.gateway import gateway_doc
 from ikemgr.config.schema import Config
 from ikemgr.core.base_diff import (
     Observed,

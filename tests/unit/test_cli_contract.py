@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import typer
-from helpers import IKEMGR
 from typer.testing import CliRunner
 
+from helpers import IKEMGR
 from ikemgr import __version__
 from ikemgr.cli import app, command_modules
 

@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "allowlist": {"adapters", "core", "config", "fsio", "errors", "log"},
     "checks": {"adapters", "render", "core", "config", "fsio", "errors", "log"},
     "pki": {"core", "config", "fsio", "errors", "log"},
+    "client": {"adapters", "checks", "render", "core", "config", "fsio", "errors", "log"},
     "engine": {"core", "adapters", "allowlist", "config", "fsio", "errors", "log", "metrics"},
 }
 #: the top: may import any layer of ikemgr (but never the lab)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ikemgr.config.load import load
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.core.model import Outcome, Sa, UserRule
-from ikemgr.core.policy import decide, desired_state
+from ikemgr.core.policy import decide, desired_state, holders_of
 
 CFG = load(Path(__file__).resolve().parents[2] / "examples" / "campus.yaml")
 G = IdentityGrammar(CFG.policy.identity_pattern, CFG.policy.account_pattern)
@@ -170,3 +170,59 @@ def test_full_reconcile_refuses_a_vip_the_pool_leased_to_someone_else() -> None:
     # a lease never opens anything by itself: bob is not on the list
     bob = sa("8", "bob@123456", IPv4Address("10.1.0.11"))
     assert desired_state([bob], ALLOWED, CFG, G, {IPv4Address("10.1.0.11"): "bob@123456"}).rules == {}
+
+
+def test_a_certificate_client_is_its_subjects_cn_on_the_certificate_connection_only() -> None:
+    """charon reports a public-key client as its subject DN (no EAP identity): on the
+    certificate connection the account is the DN's single, last CN, and the same grammar
+    and allow-list decide; on the EAP connection a DN-shaped identity is just refused."""
+    cfg = CFG.model_copy(update={"strongswan_cert_auth": CFG.strongswan_cert_auth.model_copy(
+        update={"enabled": True, "subject": "C=JP, O=Example University"})})
+    allowed = frozenset({("alice", 123456)})
+    dn = "C=JP, O=Example University, CN=alice@123456"
+    cert = Sa("9", dn.encode(), (IPv4Address("10.1.0.10"),), "ESTABLISHED", conn="ikemgr-cert")
+    d = decide(cert, allowed, cfg, G)
+    assert (d.outcome, d.account, d.vlan) == (Outcome.ALLOWED, "alice", 123456)
+    eap = Sa("10", dn.encode(), (IPv4Address("10.1.0.11"),), "ESTABLISHED", conn=cfg.strongswan.connection)
+    assert decide(eap, allowed, cfg, G).outcome is Outcome.REJECTED_IDENTITY
+    for bad in ("C=JP, O=Example University, CN=a, CN=alice@123456", "CN=alice@123456, O=Example University",
+                "C=JP, O=Example University, CN=.*@123456", b"C=JP, CN=\xff@123456", "C=JP, O=X"):
+        raw = bad if isinstance(bad, bytes) else bad.encode()
+        got = decide(Sa("11", raw, (IPv4Address("10.1.0.12"),), "ESTABLISHED", conn="ikemgr-cert"), allowed, cfg, G)
+        assert got.outcome is Outcome.REJECTED_IDENTITY, bad
+
+
+def test_a_certificate_clients_pool_lease_is_held_by_its_subject_dn() -> None:
+    """charon records a public-key client's lease under its subject DN (what list-sas shows
+    as remote-id), not under the account: a full reconcile must read the holder the way
+    ``decide`` read the SA, or it refuses every certificate client (seen with libreswan)."""
+    cfg = CFG.model_copy(update={"strongswan_cert_auth": CFG.strongswan_cert_auth.model_copy(
+        update={"enabled": True, "subject": "C=JP, O=Example University"})})
+    dn = "C=JP, O=Example University, CN=alice@123456"
+    cert = Sa("9", dn.encode(), (VIP1,), "ESTABLISHED", conn="ikemgr-cert")
+    agreed = desired_state([cert], ALLOWED, cfg, G, {VIP1: dn})
+    assert set(agreed.rules) == {VIP1}, agreed.decisions
+    # another certificate's account holds the lease: disputed
+    other = desired_state([cert], ALLOWED, cfg, G, {VIP1: "C=JP, O=Example University, CN=bob@123456"})
+    assert other.rules == {} and other.decisions[0].outcome is Outcome.LEASE_MISMATCH
+    # a lease under a DN does not vouch for an EAP client of the same CN
+    eap = Sa("10", b"alice@123456", (VIP1,), "ESTABLISHED", conn=cfg.strongswan.connection)
+    assert desired_state([eap], ALLOWED, cfg, G, {VIP1: dn}).rules == {}
+    # nor does an account-named lease vouch for a certificate client: charon never writes one
+    assert desired_state([cert], ALLOWED, cfg, G, {VIP1: "alice@123456"}).rules == {}
+
+
+def test_a_revoked_certificate_client_is_among_the_holders_to_terminate() -> None:
+    """``sync.terminate_revoked`` closes the SAs of revoked pairs; a certificate client's SA
+    carries its subject DN, so on the certificate connection it is found by its CN."""
+    cfg = CFG.model_copy(update={"strongswan_cert_auth": CFG.strongswan_cert_auth.model_copy(
+        update={"enabled": True, "subject": "C=JP, O=Example University"})})
+    dn = b"C=JP, O=Example University, CN=alice@123456"
+    sas = [Sa("9", dn, (VIP1,), "ESTABLISHED", conn="ikemgr-cert"),
+           Sa("10", b"alice@123456", (VIP2,), "ESTABLISHED", conn=cfg.strongswan.connection),
+           # the same DN on the EAP connection is no account (decide refuses it too)
+           Sa("11", dn, (IPv4Address("10.1.0.12"),), "ESTABLISHED", conn=cfg.strongswan.connection),
+           Sa("12", b"C=JP, O=Example University, CN=carol@123457", (), "ESTABLISHED", conn="ikemgr-cert")]
+    assert holders_of(sas, frozenset({("alice", 123456)}), cfg, G) == ["9", "10"]
+    assert holders_of(sas, frozenset({("carol", 123457)}), cfg, G) == ["12"]
+    assert holders_of(sas, frozenset({("alice", 123456)}), CFG, G) == ["10"]  # connection disabled

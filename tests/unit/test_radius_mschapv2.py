@@ -1,4 +1,4 @@
-"""The pure MD4/DES/MS-CHAPv2 code behind `ikemgr radius check --method mschapv2`, on published vectors."""
+"""The MS-CHAPv2 code (on pycryptodome's MD4 and DES) behind `ikemgr radius check --method mschapv2`, on published vectors."""
 
 from __future__ import annotations
 

@@ -76,3 +76,15 @@ def test_kyoto_specifics_in_render() -> None:
     assert "ExecStart=/usr/local/bin/ikemgr sync --config /etc/ikemgr/campus.yaml" in \
         outputs["systemd/system/ikemgr-sync.service"]
     assert "OnUnitActiveSec=" in outputs["systemd/system/ikemgr-sync.timer"]
+
+
+def test_rendering_from_another_path_changes_only_what_names_the_path() -> None:
+    """No header carries a path, host or time: the same config rendered from two places
+    differs only in the units' --config argument (a real change), so no daemon restarts."""
+    cfg = load(CASES["campus"])
+    a = {o.path: o.text for o in all_outputs(cfg, SECRET, "/etc/ikemgr/ikemgr.yaml")}
+    b = {o.path: o.text for o in all_outputs(cfg, SECRET, "/srv/other/copy.yaml")}
+    assert a.keys() == b.keys()
+    differ = sorted(p for p in a if a[p] != b[p])
+    assert differ and all(p.startswith("systemd/system/") for p in differ), differ
+    assert all("/etc/ikemgr/ikemgr.yaml" not in t for p, t in a.items() if not p.startswith("systemd/"))

@@ -48,3 +48,34 @@ def test_outage_backs_off_warns_once_and_rereads_when_back(monkeypatch: pytest.M
     warnings = [r for r in caplog.records if "change listener:" in r.getMessage()]
     assert len(warnings) == 1 and "connection refused" in warnings[0].getMessage()
     assert sum("listener is back" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_undecodable_event_is_answered_by_a_full_reconcile() -> None:
+    """A VICI event that cannot be decoded may have been a "down": the loop reconciles
+    everything at once instead of dropping it (and counts it)."""
+    from types import SimpleNamespace
+
+    fulls: list[int] = []
+    errors: list[tuple[str, int]] = []
+    engine = SimpleNamespace(
+        cfg=SimpleNamespace(policy=SimpleNamespace(reconcile_interval=3600)),
+        metrics=SimpleNamespace(error=lambda kind, n=1: errors.append((kind, n))),
+        full=lambda sas, leases=None: fulls.append(len(sas)),
+        refresh_allow=lambda: False, owned={})
+    w = Watcher(engine=engine, uri="unix:///nonexistent", allow_poll=3600)  # type: ignore[arg-type]
+
+    class Ev:
+        undecodable = 0
+        calls = 0
+
+        def batch(self, timeout: float) -> list[Any]:
+            self.calls += 1
+            if self.calls == 1:
+                self.undecodable += 1  # what EventSession.batch does with a malformed event
+            if self.calls == 3:
+                w.stop = True
+            return []
+
+    cmd = SimpleNamespace(list_sas=lambda: [], leases=lambda: {})
+    w._loop(Ev(), cmd)  # type: ignore[arg-type]
+    assert fulls == [0] and errors == [("vici-undecodable", 1)]

@@ -149,6 +149,8 @@ def decode_rule(data: bytes, off: int, size: int) -> tuple[Rule, int | None]:
     dst = _net(attrs[FRA_DST], dst_len) if FRA_DST in attrs else None
     fwmark = u32(FRA_FWMARK)
     fwmask = u32(FRA_FWMASK)
+    if fwmark is None and fwmask is not None:
+        fwmark = 0  # the kernel leaves FRA_FWMARK out when the mark is 0 ("fwmark 0/0xffffffff")
     if fwmark is not None and fwmask is None:
         fwmask = ALL_ONES
     if fwmark == 0 and fwmask == 0:  # no mark selector at all

@@ -21,7 +21,7 @@ from ikemgr.adapters.policy.base import KernelView, owned_band
 from ikemgr.config.schema import Config
 from ikemgr.core.model import ALL_ONES, Rule, UserRule
 from ikemgr.core.policy_diff import Plan
-from ikemgr.errors import ApplyFailed, ConfigError, ConfigProblem
+from ikemgr.errors import ApplyFailed, BackendUnavailable, ConfigError, ConfigProblem
 
 log = logging.getLogger("ikemgr.backend")
 
@@ -88,6 +88,10 @@ class MarksBackend:
 
         return self.ex.call(run)
 
+    def _table_exists(self) -> bool:
+        tables = self._cmd("list tables ip") or {"nftables": []}
+        return any(i.get("table", {}).get("name") == NFT_TABLE for i in tables["nftables"])
+
     def chain_comment(self) -> str:
         return "ikemgr policy " + ",".join(str(p) for p in self.prefixes)
 
@@ -123,8 +127,14 @@ class MarksBackend:
         stray_elems: list[tuple[IPv4Address, int]] = []
         try:
             m = self._cmd(f"list map ip {NFT_TABLE} {NFT_MAP}") or {"nftables": []}
-        except ApplyFailed:
-            m = {"nftables": []}  # no table yet: nothing is owned
+        except ApplyFailed as e:
+            # only "there is no table yet" means nothing is owned; any other failure is a
+            # failed read, and a failed read must never look like an empty map (its stale
+            # elements would stay forever): the caller retries with a full reconcile
+            if self._table_exists():
+                raise BackendUnavailable("nftables", f"cannot read map {NFT_TABLE} {NFT_MAP}: "
+                                         f"{e.message}") from None
+            m = {"nftables": []}
         for item in m["nftables"]:
             for vip_s, mark in (item.get("map", {}).get("elem") or []):
                 vip = ip_address(vip_s)

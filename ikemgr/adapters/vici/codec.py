@@ -223,3 +223,15 @@ def _body(p: Any) -> dict[str, Any]:
     """The message of a parsed packet (``vici.Packet.parse`` leaves the stream at its start)."""
     stream = p.payload
     return decode_message(stream.getvalue(), stream.tell())
+
+
+def as_text(v: Any) -> Any:
+    """A decoded message with every bytes value as text (invalid UTF-8 replaced): for display
+    and the lab's checks, never for decisions (those keep bytes and go through the grammar)."""
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).decode(errors="replace")
+    if isinstance(v, Mapping):
+        return {str(k): as_text(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [as_text(x) for x in v]
+    return v

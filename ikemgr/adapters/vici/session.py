@@ -17,7 +17,15 @@ from typing import Any
 
 from vici.protocol import Message, Packet, Transport
 
-from ikemgr.adapters.vici.codec import EVENTS, _body, _text, parse_leases, parse_list_sas
+from ikemgr.adapters.vici.codec import (
+    EVENTS,
+    MessageError,
+    _body,
+    _text,
+    as_text,
+    parse_leases,
+    parse_list_sas,
+)
 from ikemgr.core.model import Sa
 from ikemgr.errors import BackendUnavailable
 
@@ -106,6 +114,15 @@ class CommandSession(_Wire):
     def list_sas(self) -> list[Sa]:
         return parse_list_sas(self._streamed("list-sas", "list-sa", {"noblock": "yes"}))
 
+    def list_sas_text(self) -> list[dict[str, Any]]:
+        """Every IKE_SA as charon lists it, values as text, its connection name under "name"."""
+        out = []
+        for item in self._streamed("list-sas", "list-sa", {"noblock": "yes"}):
+            for name, body in as_text(item).items():
+                if isinstance(body, dict):
+                    out.append({"name": name, **body})
+        return out
+
     def leases(self) -> dict[IPv4Address, str]:
         return parse_leases(self.request("get-pools", {"leases": "yes"}))
 
@@ -121,6 +138,9 @@ class CommandSession(_Wire):
 
 class EventSession(_Wire):
     """Registered for the policy events; ``batch`` returns what arrived together."""
+
+    #: events that could not be decoded since the session opened (the watcher reconciles)
+    undecodable = 0
 
     def register(self, events: Iterable[str] = EVENTS) -> None:
         for e in events:
@@ -153,8 +173,12 @@ class EventSession(_Wire):
                 continue
             try:
                 msg = _body(p)
-            except Exception as e:  # a malformed event must not stop the watcher
-                log.warning("dropping undecodable %r event: %s", p.event_type, e)
+            except (MessageError, ValueError, TypeError) as e:
+                # a malformed event must not stop the watcher, but a lost "down" is a stale
+                # rule: counted here, and the watcher answers with a full reconcile
+                self.undecodable += 1
+                log.warning("undecodable %r event (%s): a full reconcile follows", p.event_type, e,
+                            extra={"fields": {"event": "vici-undecodable"}})
                 continue
             out.append((_text(p.event_type), msg))
         return out

@@ -109,3 +109,6 @@ class FileAllowList:
                     f"(> {self.max_removal_share:.0%}, sync.max_removal_share): keeping the last good list")
         self._last = pairs
         return pairs
+
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        return {}  # a list file has no validity periods

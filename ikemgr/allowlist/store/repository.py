@@ -169,6 +169,23 @@ class Store:
         q = select(grants.c.account, grants.c.vlan).where(_active_clause(now)).distinct()
         return self._read(lambda c: frozenset((a, int(v)) for a, v in c.execute(q)))
 
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        """For pairs in force at ``now`` whose every active grant ends: the latest end."""
+        q = select(grants.c.account, grants.c.vlan, grants.c.valid_until).where(_active_clause(now))
+        ends: dict[tuple[str, int], datetime | None] = {}
+
+        def read(c: Any) -> dict[tuple[str, int], datetime]:
+            for a, v, until in c.execute(q):
+                key = (a, int(v))
+                if key not in ends:
+                    ends[key] = until
+                else:  # one open-ended grant keeps the pair open
+                    prev = ends[key]
+                    ends[key] = None if prev is None or until is None else max(prev, until)
+            return {k: u for k, u in ends.items() if u is not None}
+
+        return self._read(read)
+
     def grants(self, *, sources: Iterable[str] | None = None, account: str | None = None,
                vlan: int | None = None, active_at: datetime | None = None) -> list[Grant]:
         q = select(*_GRANT_COLUMNS)

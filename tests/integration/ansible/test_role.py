@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import sh
 from helpers.gateway import veth_gateway, vlan
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.gateway import veth_gateway
 from ikt_apply_gw import Gw, netns_del
+
+from helpers.gateway import veth_gateway
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from clients_net import CLIENT_IP, GW_IP, config_dict, ikemgr, sh
 @pytest.fixture
 def cfg_file(tmp_path: Path) -> Path:
     (tmp_path / "radius.secret").write_text("s3cret-for-tests\n")
+    (tmp_path / "radius.secret").chmod(0o600)  # render refuses a secret others can read
     p = tmp_path / "ikemgr.yaml"
     p.write_text(json.dumps(config_dict(tmp_path)))
     return p

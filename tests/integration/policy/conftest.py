@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import IKEMGR, sh
 from helpers.gateway import gateway_doc, vlan
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import until
 from ikemgr.config.load import load
 from ikemgr.core.model import Sa, SaUpdate
 from ikemgr.engine.engine import Engine
@@ -246,9 +247,10 @@ def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
                  ["priority", "29001", "fwmark", "0x1e240/0xffffffff", "lookup", "123456"],
                  ["priority", "29002", "not", "from", "10.1.0.11/32", "lookup", "200"],
                  ["priority", "29003", "iif", "lo", "lookup", "200"],
-                 ["priority", "29004", "nop"]):
+                 ["priority", "29004", "nop"],
+                 ["priority", "29005", "fwmark", "0/0xffffffff", "lookup", "200"]):
         sh("ip", "-n", lab.ns, "rule", "add", *args, "protocol", "99")
-    sh("ip", "-n", lab.ns, "rule", "add", "priority", "29005", "lookup", "200", "protocol", "4")  # not ours
+    sh("ip", "-n", lab.ns, "rule", "add", "priority", "29006", "lookup", "200", "protocol", "4")  # not ours
     sh("ip", "-n", lab.ns, "rule", "add", "priority", "31000", "lookup", "200", "protocol", "99")  # out of band
     ex = InNetns(lab.ns)
     chan = RuleSocket(ex, 99)
@@ -257,8 +259,59 @@ def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
     finally:
         chan.close()
         ex.close()
-    assert [r.priority for r in got] == [29000, 29001, 29002, 29003, 29004]
+    assert [r.priority for r in got] == [29000, 29001, 29002, 29003, 29004, 29005]
     assert got[0] == Rule(29000, 123456, ip_network("10.1.0.10/32"), ip_network("10.20.0.0/16"))
     assert got[1] == Rule(29001, 123456, fwmark=123456)
     assert got[2].action == "foreign" and got[3].action == "foreign"
     assert got[4] == Rule(29004, action="nop")
+    # mark 0: the kernel sends only FRA_FWMASK (as for the marks backend's goto rule)
+    assert got[5] == Rule(29005, 200, fwmark=0, fwmask=0xFFFFFFFF)
+
+
+def test_a_failed_map_read_is_an_error_and_the_retry_repairs(lab: Lab) -> None:
+    """marks: the nft map vanished behind the engine. Reading it fails; that is an error
+    (BackendUnavailable naming the map), never "nothing owned", and the retry (what watch
+    does after backing off) sets the map up again and puts the users back."""
+    from ikemgr.errors import BackendUnavailable
+
+    sas = [Sa("1", "alice@123456", (A,), "ESTABLISHED"), Sa("2", "carol@123457", (B,), "ESTABLISHED")]
+    e = make(lab, "marks", "alice@123456", "carol@123457")
+    try:
+        e.full(sas)
+        want = {"10.1.0.10": 123456, "10.1.0.11": 123457}
+        assert lab.routed("marks") == want
+        sh("ip", "netns", "exec", lab.ns, "nft", "flush chain ip ikemgr_policy prerouting")
+        sh("ip", "netns", "exec", lab.ns, "nft", "delete map ip ikemgr_policy users")
+        with pytest.raises(BackendUnavailable, match="cannot read map ikemgr_policy users"):
+            e.full(sas)
+        e.full(sas)
+        assert lab.routed("marks") == want
+    finally:
+        close_engine(e)
+
+
+@pytest.mark.parametrize("long_lived", [False, True], ids=["in-thread", "child"])
+def test_a_conntrack_flush_that_cannot_run_is_counted_never_taken_as_done(long_lived: bool) -> None:
+    """A namespace that is gone: the in-thread flusher cannot enter it (it says so once and
+    counts every VIP it can no longer flush); the child process cannot start in it (each
+    failed run is counted, the batch is retried once, then given up). Nothing counts as
+    flushed."""
+    from ikemgr.adapters.conntrack import ConntrackFlusher
+
+    seen: list[tuple[str, int]] = []
+    f = ConntrackFlusher("ikt-p-gone" + os.urandom(2).hex(), out_of_process=long_lived, min_gap=0.05,
+                         on_error=lambda kind, n: seen.append((kind, n)))
+    try:
+        f.flush(frozenset({A, B}))
+        f.wait_idle(10)
+        until(lambda: f.errors >= 2, 10)
+        f.flush(frozenset({A}))
+        f.wait_idle(10)
+        assert f.flushed == 0 and f.deleted == 0
+        assert f.errors >= 2 and sum(n for _, n in seen) == f.errors
+        if long_lived:
+            assert [k for k, _ in seen].count("flush") >= 2 and f.broken is None
+        else:
+            assert f.broken is not None and ("start", 1) in seen
+    finally:
+        f.close()

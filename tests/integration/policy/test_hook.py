@@ -164,3 +164,48 @@ def test_hook_waits_for_the_policy_lock(lab: Lab) -> None:
         assert lab.routed("marks") == {"10.1.0.10": 123456}
     finally:
         os.close(fd)
+
+
+def test_non_utf8_and_overlong_identities_from_the_updown_environment(lab: Lab, tmp_path: Path) -> None:
+    """charon hands updown whatever bytes the client sent: a non-UTF-8 or 10 kB identity
+    reaches `ikemgr hook` through the real process environment. Each is refused with one
+    warning line (escaped, truncated), no rule, exit 0 (charon must not fail the SA's
+    other scripts); journald gets the warning's priority from the line's <4> prefix."""
+    cfg = lab.config("marks")
+    allow = lab.tmp / "allow.txt"
+    allow.write_text("\n".join(ALLOWED) + "\n")
+    for i, ident in enumerate([b"\xff\xfe@123456", b"alice\xe2\x82@123456", b"a" * 10_000 + b"@123456",
+                               ("ä" * 300 + "@123456").encode()]):
+        envb = {b"PATH": os.environ["PATH"].encode(), b"PLUTO_VERB": b"up-client",
+                b"PLUTO_UNIQUEID": str(40 + i).encode(), b"PLUTO_PEER_SOURCEIP": f"10.1.0.{40 + i}".encode(),
+                b"PLUTO_XAUTH_ID": ident, b"PLUTO_CONNECTION": b"kuins"}
+        err = tmp_path / f"stderr{i}"
+        with err.open("wb") as f:
+            st = os.fstat(f.fileno())
+            envb[b"JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}".encode()
+            p = subprocess.run([str(IKEMGR), "hook", "--config", str(cfg), "--netns", lab.ns,
+                                "--allow-file", str(allow)], env=envb, stdout=subprocess.PIPE,  # type: ignore[arg-type]
+                               stderr=f, timeout=60)
+        text = err.read_text(errors="strict")  # the log itself is clean text
+        assert p.returncode == 0, text
+        warnings = [ln for ln in text.splitlines() if ln.startswith("<4>") and "rejected-identity" in ln]
+        assert len(warnings) == 1, text
+        # escaped (\xff) or truncated (…, written \u2026 by the ASCII-only log), never raw
+        assert len(warnings[0]) < 1000 and ("\\x" in warnings[0] or "\\u2026" in warnings[0]), warnings[0]
+        assert lab.routed("marks") == {}
+
+
+def test_log_level_from_the_config_and_the_option(lab: Lab) -> None:
+    """observability.log_level: warning hides the info lines; --log-level debug overrides it."""
+    cfg = lab.config("marks", name="-quiet", observability={"log_level": "warning"})
+    allow = lab.tmp / "allow.txt"
+    allow.write_text("\n".join(ALLOWED) + "\n")
+    p = lab.ikemgr("hook", "--config", str(cfg), "--netns", lab.ns, "--allow-file", str(allow),
+                   env=env("up", "50", "10.1.0.50", "alice@123456"))
+    assert p.returncode == 0 and "info " not in p.stderr, p.stderr
+    p = lab.ikemgr("hook", "--config", str(cfg), "--netns", lab.ns, "--allow-file", str(allow), "--log-level",
+                   "info", env=env("down", "50", "10.1.0.50", "alice@123456"))
+    assert p.returncode == 0 and "info ikemgr" in p.stderr, p.stderr
+    p = lab.ikemgr("hook", "--config", str(cfg), "--log-level", "loud",
+                   env=env("down", "50", "10.1.0.50", "alice@123456"))
+    assert p.returncode == 2 and "--log-level must be one of" in p.stderr

@@ -10,6 +10,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_for
 
+from helpers import wait_for
 from ikemgr.adapters import vici
 from ikemgr.checks.charon import BASE_PLUGINS, CHARON, LIBIPSEC_PLUGINS, CharonInstance
 from ikemgr.core.identity import shown
@@ -274,21 +275,39 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         assert len(ike.log_events("rule-add")) + len(ike.log_events("rule-remove")) == changes
         # reauth, make-before-break: charon's pool may hand out another of alice's leases;
         # the new VIP's rule comes before the old one goes (never a gap)
-        ike.client.swanctl("--rekey", "--ike", "alice", "--reauth")
-        time.sleep(1.0)
+        # the kernel is sampled all through the reauth: at no moment is alice without her
+        # lab VLAN (whether or not charon hands the new SA another VIP)
+        samples: list[dict[str, int]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                samples.append(lab.routed(ike.backend))
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            ike.client.swanctl("--rekey", "--ike", "alice", "--reauth")
+            time.sleep(1.0)
+        finally:
+            done.set()
+            sampler.join(10)
+        # make-before-break: the old IKE_SA goes after the new one is up; read the VIP then
+        wait_for(lambda: len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 1, 10,
+                 "the reauthenticated SA's predecessor stayed")
         va = _vip_of(ike, "alice@123456")
         assert lab.routed(ike.backend) == {va: 123456}
+        assert len(samples) >= 5 and all(123456 in s.values() for s in samples), samples
         log = [(r["event"], r["vip"], r["batch"]) for r in
                (json.loads(x) for x in ike.watch_log.read_text().splitlines()) if r.get("event") in
                ("rule-add", "rule-remove")]
         new_events = log[changes:]
         assert len(new_events) <= 2
-        if new_events:
-            # the new VIP's policy is in before the old one goes: an earlier batch, or the
-            # same batch (one atomic kernel change)
-            add_b = [b for ev, vip, b in new_events if ev == "rule-add" and vip == va]
-            rm_b = [b for ev, _vip, b in new_events if ev == "rule-remove"]
-            assert add_b and all(add_b[0] <= b for b in rm_b), new_events
+        # a new VIP's policy is in before the old one goes: an earlier batch, or the same
+        # batch (one atomic kernel change); the same VIP kept means no change at all
+        add_b = [b for ev, vip, b in new_events if ev == "rule-add" and vip == va]
+        rm_b = [b for ev, _vip, b in new_events if ev == "rule-remove"]
+        assert (not new_events) or (add_b and all(add_b[0] <= b for b in rm_b)), new_events
 
         # Prometheus metrics on 127.0.0.1
         body = urllib.request.urlopen(f"http://127.0.0.1:{ike.metrics_port}/metrics", timeout=5).read().decode()
@@ -303,6 +322,7 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         users = {u["vip"]: u for u in json.loads(p.stdout)["data"]["users"]}
         assert users[va]["vlan"] == 123456 and users[va]["in_kernel"] is True
         assert users[vb]["outcome"] == "not-on-list" and users[vb]["in_kernel"] is False
+        assert users[va]["outer"] == "192.0.2.100"  # the client's outer address, as charon sees it
 
         # kill -9 while users come and go; the restart repairs the kernel
         assert ike.kill_watch() == -signal.SIGKILL
@@ -316,6 +336,14 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         dry = json.loads(p.stdout)["data"]
         assert [r["vip"] for r in dry["add"]] == [vc] and [r["vip"] for r in dry["remove"]] == [va]
         assert lab.routed(ike.backend) == {va: 123456}  # a dry run changes nothing
+        # status is that same dry run: carol's rule is missing, the reconcile would change 2
+        p = lab.ikemgr("status", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
+                       str(ike.allow), "--json")
+        st = json.loads(p.stdout)["data"]
+        carol = next(u for u in st["users"] if u["vip"] == vc)
+        assert carol["rule"] is True and carol["in_kernel"] is False and st["out_of_sync"] == 2
+        assert sorted(st["would_change"]) == sorted(
+            [f"+ {vc} vlan 123457 table 123457 priority 29000", f"- {va} vlan 123456 table 123456 priority 29000"])
         ike.start_watch()
         wait_for(lambda: lab.routed(ike.backend) == {vc: 123457}, 5, "restart did not reconcile")
 
@@ -623,5 +651,38 @@ def test_a_peer_that_vanishes_loses_its_policy_when_charon_declares_it_dead(ike:
         wait_for(lambda: lab.routed(ike.backend) == {}, 3, "the dead peer's rule stayed")
         assert not [r for r in ike.records() if r.get("event") == "reconcile" and r.get("removed")], \
             "a full reconcile removed it, not the down event"
+    finally:
+        ike.kill_watch()
+
+
+def test_terminate_one_user_and_the_metrics_an_operator_watches(ike: Ike) -> None:
+    """`ikemgr terminate --user` closes exactly that user's sessions (their policy goes with
+    charon's down events); a hostile user name is refused before charon is asked anything.
+    The metrics show VICI connected, the last full reconcile and the process itself."""
+    lab = ike.lab
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        ike.metrics_port = s.getsockname()[1]
+    ike.start_watch()
+    try:
+        assert ike.metric("ikemgr_vici_connected") == 1
+        assert ike.metric("ikemgr_last_full_reconcile_success") == 1
+        assert ike.metric("ikemgr_last_full_reconcile_timestamp_seconds") > time.time() - 60
+        assert ike.metric("process_resident_memory_bytes") > 0
+        ike.initiate("alice")
+        ike.initiate("carol")
+        va, vc = _vip_of(ike, "alice@123456"), _vip_of(ike, "carol@123457")
+        wait_for(lambda: lab.routed(ike.backend) == {va: 123456, vc: 123457}, 10, "rules did not appear")
+        for hostile in ("a;reboot@123456", ".*@123456", "alice@123456\n"):
+            p = lab.ikemgr("terminate", "--user", hostile, "--config", str(ike.cfg), "--json")
+            assert p.returncode == 2, (hostile, p.stdout, p.stderr)
+        assert lab.routed(ike.backend) == {va: 123456, vc: 123457}
+        p = lab.ikemgr("terminate", "--user", "alice@123456", "--config", str(ike.cfg), "--json")
+        assert p.returncode == 0, p.stderr
+        assert len(json.loads(p.stdout)["data"]["terminated"]) == 1
+        wait_for(lambda: lab.routed(ike.backend) == {vc: 123457}, 10, "alice's rule stayed")
+        assert [k for k in ike.vips() if k.startswith("carol@123457#")]  # carol untouched
+        p = lab.ikemgr("terminate", "--user", "alice@123456", "--config", str(ike.cfg), "--json")
+        assert p.returncode == 1 and "no live session" in p.stdout
     finally:
         ike.kill_watch()

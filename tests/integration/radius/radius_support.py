@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from eapol_support import EapPeer
 
 from ikemgr.adapters.radius import RadiusClient
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
@@ -105,8 +106,9 @@ def slapd(radius_tmp: Path) -> Iterator[SlapdInstance]:
 def make_config(tmp: Path, slapd: SlapdInstance, certs: Certs) -> Config:
     """The Kyoto example, pointed at the test directory, ports and certificates."""
     data = load(ROOT / "examples" / "campus.yaml").model_dump(mode="json")
-    (tmp / "radius.secret").write_text(SECRET + "\n")
-    (tmp / "ldap.pw").write_text(slapd.root_password + "\n")
+    for name, text in (("radius.secret", SECRET), ("ldap.pw", slapd.root_password)):
+        (tmp / name).write_text(text + "\n")
+        (tmp / name).chmod(0o600)  # secrets: never world-readable
     data["radius"].update(address="127.0.0.1", auth_port=free_port(), acct_port=free_port(),
                           secret_file=str(tmp / "radius.secret"), accounting=True, timeout=2.0,
                           retries=1)
@@ -130,6 +132,10 @@ class RadiusEnv:
     def client(self, secret: str = SECRET) -> RadiusClient:
         return RadiusClient(self.cfg.radius.address, self.cfg.radius.auth_port, secret,
                             timeout=2.0, retries=1)
+
+    def peer(self) -> EapPeer:
+        """eapol_test, the independent EAP peer, towards this FreeRADIUS."""
+        return EapPeer(self.cfg.radius.auth_port, SECRET)
 
     def log_since(self, mark: int) -> str:
         return self.radiusd.log_text()[mark:]

@@ -1,13 +1,15 @@
-"""EAP through real charons: client charon → gateway charon (eap-radius) → rendered FreeRADIUS → slapd.
+"""EAP through real charons: client charon → rendered gateway charon (eap-radius) → rendered FreeRADIUS → slapd.
 
 Two network namespaces of our own (ikt-r-…), a veth between them; slapd and FreeRADIUS
-run inside the gateway namespace on its loopback. The EAP-TLS peer here is strongSwan's
-own eap-tls plugin, and EAP-MSCHAPv2 is the method native clients use.
+run inside the gateway namespace on its loopback, and the gateway charon runs the
+connection, pool and eap-radius settings ``ikemgr render`` wrote (``charon_pair``). The
+EAP-TLS peer here is strongSwan's own eap-tls plugin, and EAP-MSCHAPv2 is the method native
+clients use. Refusals are checked on both ends: the client's initiate fails and the gateway
+holds no SA for the identity.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,21 +23,33 @@ from ikemgr_lab.slapd import LdapUser, nt_hash
 pytestmark = pytest.mark.root
 
 
+def _secret(name: str, identity: str, password: str) -> str:
+    return f'    eap-{name} {{\n        id = {identity}\n        secret = "{password}"\n    }}\n'
+
+
 def _client_swanctl() -> str:
     # strongSwan's eap-tls picks the certificate by the EAP identity (a SAN of the cert),
     # so the two certificates of alice carry different VLAN identities
     def tls(eap_id: str) -> str:
         return f"            auth = eap-tls\n            eap_id = {eap_id}\n            aaa_id = {RADIUS_ID}"
 
+    def mschap(eap_id: str) -> str:
+        return f"            auth = eap-mschapv2\n            eap_id = {eap_id}"
+
     conns = [
         client_conn("tls-ok", tls("alice@123456")),
         client_conn("tls-other", tls("alice@123457")),
-        client_conn("mschap", "            auth = eap-mschapv2\n            eap_id = carol@123457"),
-        client_conn("mschap-bad", "            auth = eap-mschapv2\n            eap_id = erin@200001"),
+        client_conn("mschap", mschap("carol@123457")),
+        client_conn("mschap-bad", mschap("erin@200001")),
+        client_conn("mschap-disabled", mschap("dave@123456")),
+        client_conn("mschap-unknown", mschap("nobody@123456")),
     ]
     return ("connections {\n" + "".join(conns) + "}\nsecrets {\n"
-            f'    eap-carol {{\n        id = carol@123457\n        secret = "{PASSWORDS["carol"]}"\n    }}\n'
-            '    eap-erin {\n        id = erin@200001\n        secret = "not-erins-password"\n    }\n}\n')
+            + _secret("carol", "carol@123457", PASSWORDS["carol"])
+            + _secret("erin", "erin@200001", "not-erins-password")
+            # dave's own password, matching his NT hash: only the lock refuses him
+            + _secret("dave", "dave@123456", PASSWORDS["dave"])
+            + _secret("nobody", "nobody@123456", "some-password") + "}\n")
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +67,25 @@ def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pai
         files[f"x509/{name}.pem"], files[f"private/{name}.key"] = crt, key
     users = [LdapUser("alice", PASSWORDS["alice"]),
              LdapUser("carol", PASSWORDS["carol"], nt_hash=nt_hash(PASSWORDS["carol"])),
-             LdapUser("erin", PASSWORDS["erin"], nt_hash=nt_hash(PASSWORDS["erin"]))]
+             LdapUser("erin", PASSWORDS["erin"], nt_hash=nt_hash(PASSWORDS["erin"])),
+             LdapUser("dave", PASSWORDS["dave"], nt_hash=nt_hash(PASSWORDS["dave"]), disabled=True)]
     with charon_pair(work, certs, prefix="ikt-r-", users=users, client_plugins="eap-tls eap-mschapv2",
                      client_swanctl=_client_swanctl(), client_files=files) as p:
         yield p
+
+
+def test_gateway_runs_the_rendered_connection(pair: Pair) -> None:
+    """The gateway's swanctl and eap-radius files are `ikemgr render`'s, byte for byte."""
+    rendered = pair.rendered / "swanctl" / "conf.d" / "ikemgr.conf"
+    assert (pair.gw.swanctl_dir / "conf.d" / "ikemgr.conf").read_bytes() == rendered.read_bytes()
+    eap_radius = pair.rendered / "strongswan.d" / "charon" / "eap-radius.conf"
+    assert f"include {eap_radius}" in pair.gw.conf.read_text()
+    assert f"auth_port = {pair.cfg.radius.auth_port}" in eap_radius.read_text()
+    conn, pool = pair.cfg.strongswan.connection, pair.cfg.pool.name
+    conns = pair.gw.swanctl("--list-conns").stdout
+    assert f"{conn}: IKEv2" in conns and "remote EAP_RADIUS authentication" in conns, conns
+    pools = pair.gw.swanctl("--list-pools").stdout
+    assert pool in pools and str(pair.cfg.pool.first) in pools, pools
 
 
 def test_eap_tls_allowed_organisation_through_charon(pair: Pair) -> None:
@@ -65,8 +94,10 @@ def test_eap_tls_allowed_organisation_through_charon(pair: Pair) -> None:
     try:
         assert r.returncode == 0, r.stdout[-3000:] + (pair.gw.log.read_text()[-3000:])
         sa = pair.gw_sa_for("alice@123456")
-        assert sa is not None, json.dumps([str(s) for s in pair.gw.sas()])
-        assert [v.decode() for v in sa["remote-vips"]] == ["172.29.0.1"]
+        assert sa is not None, pair.gw_sas()
+        assert sa["name"] == pair.cfg.strongswan.connection
+        # the first address of the rendered pool
+        assert sa["remote-vips"] == [str(pair.cfg.pool.first)]
         log = pair.radiusd.log_text()[mark:]
         assert f'TLS-Client-Cert-Subject := "/C=JP/O={ORG}/CN=alice"' in log
     finally:
@@ -95,11 +126,33 @@ def test_eap_mschapv2_through_charon(pair: Pair) -> None:
         pair.terminate("mschap")
 
 
+def _refused(pair: Pair, conn: str, identity: str) -> str:
+    """Initiate ``conn``: it must fail and leave no SA on the gateway; the RADIUS log meanwhile."""
+    mark = len(pair.radiusd.log_text())
+    r = pair.initiate(conn)
+    pair.terminate(conn)
+    assert r.returncode != 0, r.stdout[-3000:]
+    assert "EAP method EAP_MSCHAPV2 succeeded" not in r.stdout
+    assert pair.gw_sa_for(identity) is None, pair.gw_sas()
+    assert all((sa.get("remote-eap-id") or sa.get("remote-id")) != identity for sa in pair.gw_sas())
+    return pair.radiusd.log_text()[mark:]
+
+
 def test_eap_mschapv2_wrong_password_through_charon_rejected(pair: Pair) -> None:
-    r = pair.initiate("mschap-bad")
-    pair.terminate("mschap-bad")
-    assert r.returncode != 0
-    assert pair.gw_sa_for("erin@200001") is None
+    _refused(pair, "mschap-bad", "erin@200001")
+
+
+def test_disabled_account_through_charon_rejected(pair: Pair) -> None:
+    """dave's password and NT hash are right: only the lock in the directory refuses him."""
+    log = _refused(pair, "mschap-disabled", "dave@123456")
+    assert 'filter "(&(uid=dave)(!(shadowExpire=1)))"' in log
+    assert "Sent Access-Reject" in log and "Sent Access-Accept" not in log
+
+
+def test_unknown_account_through_charon_rejected(pair: Pair) -> None:
+    log = _refused(pair, "mschap-unknown", "nobody@123456")
+    assert 'filter "(&(uid=nobody)(!(shadowExpire=1)))"' in log
+    assert "Sent Access-Reject" in log and "Sent Access-Accept" not in log
 
 
 def test_namespaces_are_ours(pair: Pair) -> None:

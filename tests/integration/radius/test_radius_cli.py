@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import IKEMGR
 from radius_support import PASSWORDS, RadiusEnv, free_port
+
+from helpers import IKEMGR
 
 pytestmark = pytest.mark.root
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eap_peer import gtc
-from pyrad.client import Client
+from eapol_support import EapPeer
 from radius_support import PASSWORDS, PEOPLE, SECRET, SUFFIX, Certs, free_port, make_config, pki
 
-from ikemgr.adapters.radius import RadiusClient, dictionary
+from ikemgr.adapters.radius import RadiusClient
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.schema import Config
 from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
@@ -73,9 +72,7 @@ class Radiusd:
                             timeout=3.0, retries=1).pap(user, password).outcome
 
     def gtc(self, user: str, password: str) -> str:
-        client = Client(server="127.0.0.1", authport=self.cfg.radius.auth_port, secret=SECRET.encode(),
-                        dict=dictionary(), retries=1, timeout=3, enforce_ma=True)
-        return gtc(client, user, password).outcome
+        return EapPeer(self.cfg.radius.auth_port, SECRET).gtc(user, password).outcome
 
     def log(self) -> str:
         return self.inst.log_text()

@@ -1,4 +1,4 @@
-"""Client certificates from `ikemgr pki` (signed by an operator's CA) through real FreeRADIUS EAP-TLS.
+"""Client certificates from `ikemgr pki` (signed by an operator's CA) through real FreeRADIUS EAP-TLS (eapol_test).
 
 The session's test CA plays the operator's CA (``--ca-cert/--ca-key``); ikemgr issues the
 client certificates with the Subject built from ``eap.tls_allowed_subject`` and CN = the
@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eap_peer import eap_tls
-from pyrad.client import Client
-from radius_support import ORG, SECRET, RadiusEnv
+from eapol_support import EapolResult
+from radius_support import ORG, RadiusEnv
 
-from ikemgr.adapters.radius import dictionary
 from ikemgr.pki.names import client_cn, client_subject_rdns, user_identity
 from ikemgr.pki.store import PkiStore
 
@@ -30,11 +28,9 @@ def _issue(env: RadiusEnv, tmp: Path, user: str) -> tuple[Path, Path]:
     return issued.cert, issued.key
 
 
-def _run(env: RadiusEnv, identity: str, cert: Path, key: Path):  # noqa: ANN202
-    client = Client(server="127.0.0.1", authport=env.cfg.radius.auth_port, secret=SECRET.encode(),
-                    dict=dictionary(), retries=1, timeout=3, enforce_ma=True)
+def _run(env: RadiusEnv, identity: str, cert: Path, key: Path) -> tuple[EapolResult, str]:
     mark = env.mark()
-    res = eap_tls(client, identity, cert, key, env.certs.ca, SERVER_NAME)
+    res = env.peer().tls(identity, cert, key, env.certs.ca, SERVER_NAME)
     return res, env.log_since(mark)
 
 
@@ -50,5 +46,5 @@ def test_ikemgr_client_certificate_passes_the_subject_check(radius_env: RadiusEn
 def test_ikemgr_client_certificate_is_only_its_own_account(radius_env: RadiusEnv, tmp_path: Path) -> None:
     cert, key = _issue(radius_env, tmp_path, "alice@123456")
     res, log = _run(radius_env, "bob@123456", cert, key)
-    assert res.outcome == "reject"
+    assert res.outcome == "reject", res
     assert "Certificate CN (alice) does not match specified value (bob)" in log

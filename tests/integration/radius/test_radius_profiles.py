@@ -1,9 +1,10 @@
 """`ikemgr profile --format swanctl` through real RADIUS: EAP-MSCHAPv2 and EAP-TLS.
 
-The client charon's swanctl directory is exactly what the profile wrote (the shared
-``charon_pair`` gateway relays EAP to the rendered FreeRADIUS and slapd). The EAP-TLS
-certificate comes from ``ikemgr pki issue-client`` with the session's test CA as the
-operator's CA.
+The client charon's swanctl directory is exactly what the profile wrote, and the profile
+comes from the same config file the ``charon_pair`` gateway was rendered from (its
+connection and eap-radius settings, relaying EAP to the rendered FreeRADIUS and slapd).
+The EAP-TLS certificate comes from ``ikemgr pki issue-client`` with the session's test CA
+as the operator's CA.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from charon_pair import GW_ID, GW_IP, Pair, charon_pair
-from ikemgr_lab.slapd import LdapUser, nt_hash
+from charon_pair import Pair, charon_pair
 from radius_support import ORG, PASSWORDS, Certs
 from typer.testing import CliRunner
 
 from ikemgr.cli import app
+from ikemgr_lab.slapd import LdapUser, nt_hash
 
 pytestmark = pytest.mark.root
 
@@ -30,28 +31,24 @@ def _ikemgr(*args: str) -> dict:
     return json.loads(r.output)
 
 
-def _config(work: Path) -> Path:
-    (work / "radius.secret").write_text("unused-here\n")
-    d = {
-        "gateway": {"fqdn": GW_ID,
-                    "outside": {"interface": "out0", "address": f"{GW_IP}/24", "gateway": "192.0.2.254"},
-                    "campus": {"interface": "campus0", "address": "10.8.0.1/24", "gateway": "10.8.0.254"}},
-        "pool": {"first": "10.8.0.100", "last": "10.8.0.199"},
-        "campus_prefixes": ["10.0.0.0/8"],
-        "radius": {"secret_file": str(work / "radius.secret")},
-        "strongswan": {"kernel_ipsec": "libipsec", "encap": True},
-        "eap": {"methods": ["mschapv2", "tls"], "tls_allowed_subject": f"C=JP, O={ORG}"},
-        "pki": {"dir": str(work / "pki"), "organisation": ORG, "country": "JP"},
-    }
-    p = work / "ikemgr.yaml"
-    p.write_text(json.dumps(d))
-    return p
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
+    work = tmp_path_factory.mktemp("ika-profiles")
+    users = [LdapUser("alice", PASSWORDS["alice"]),
+             LdapUser("carol", PASSWORDS["carol"], nt_hash=nt_hash(PASSWORDS["carol"]))]
+    pki = {"dir": str(work / "pki"), "organisation": ORG, "country": "JP"}
+    # the client side comes from the profiles below; until then the client has no connection
+    with charon_pair(work / "pair", certs, prefix="ika-r-", users=users,
+                     client_plugins="eap-tls eap-mschapv2", client_swanctl="connections {\n}\n",
+                     config={"pki": pki}) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
-def profiles(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("ika-profiles")
-    cfg = str(_config(work))
+def profiles(pair: Pair, certs: Certs) -> dict[str, Path]:
+    """Profiles and a client certificate from the very config the gateway was rendered from."""
+    work = pair.config_file.parent
+    cfg = str(pair.config_file)
     ca = ["--ca-cert", str(certs.ca), "--ca-key", str(certs.ca_key)]
     pw = work / "carol.pw"
     pw.write_text(PASSWORDS["carol"] + "\n")
@@ -60,25 +57,18 @@ def profiles(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> dict[str
             "--out", str(work / "carol"))
     _ikemgr("pki", "issue-client", "-c", cfg, *ca, "--user", "alice@123456",
             "--p12-password-file", str(work / "p12pw"))
+    p12 = pair.cfg.pki.dir / "p12" / "alice@123456.p12"
     _ikemgr("profile", "-c", cfg, "--user", "alice@123456", "--format", "swanctl", "--tunnel", "split",
             "--connect-to", "ip", "--ca", str(certs.ca), "--auth", "tls",
-            "--cert", str(work / "pki/p12/alice@123456.p12"), "--p12-password-file", str(work / "p12pw"),
+            "--cert", str(p12), "--p12-password-file", str(work / "p12pw"),
             "--out", str(work / "alice"))
-    return {"carol": work / "carol", "alice": work / "alice", "work": work}
-
-
-@pytest.fixture(scope="module")
-def pair(profiles: dict[str, Path], certs: Certs) -> Iterator[Pair]:
-    users = [LdapUser("alice", PASSWORDS["alice"]),
-             LdapUser("carol", PASSWORDS["carol"], nt_hash=nt_hash(PASSWORDS["carol"]))]
-    with charon_pair(profiles["work"] / "pair", certs, prefix="ika-r-", users=users,
-                     client_plugins="eap-tls eap-mschapv2",
-                     client_swanctl=(profiles["carol"] / "swanctl.conf").read_text()) as p:
-        yield p
+    return {"carol": work / "carol", "alice": work / "alice"}
 
 
 def _use_profile(pair: Pair, profile: Path) -> None:
-    """Replace the client's swanctl dir contents with the profile's, then reload."""
+    """Replace the client's swanctl dir contents with the profile's, then reload.
+
+    The profile's one connection is named ``strongswan.connection``, as the gateway's is."""
     for sub in ("x509", "x509ca", "private"):
         src = profile / sub
         if src.is_dir():
@@ -90,25 +80,25 @@ def _use_profile(pair: Pair, profile: Path) -> None:
 
 def test_eap_mschapv2_profile_connects(pair: Pair, profiles: dict[str, Path]) -> None:
     _use_profile(pair, profiles["carol"])
-    r = pair.initiate("ikemgr")
+    r = pair.initiate(pair.cfg.strongswan.connection)
     try:
         assert r.returncode == 0, r.stdout[-3000:] + pair.gw.log_tail(30)
         sa = pair.gw_sa_for("carol@123457")
-        assert sa is not None and sa["remote-vips"], pair.gw.sas()
+        assert sa is not None and sa["remote-vips"], pair.gw_sas()
         assert "EAP method EAP_MSCHAPV2 succeeded" in r.stdout
     finally:
-        pair.terminate("ikemgr")
+        pair.terminate(pair.cfg.strongswan.connection)
 
 
 def test_eap_tls_profile_connects_with_an_ikemgr_certificate(pair: Pair, profiles: dict[str, Path]) -> None:
     _use_profile(pair, profiles["alice"])
     mark = len(pair.radiusd.log_text())
-    r = pair.initiate("ikemgr")
+    r = pair.initiate(pair.cfg.strongswan.connection)
     try:
         assert r.returncode == 0, r.stdout[-3000:] + pair.gw.log_tail(30)
         sa = pair.gw_sa_for("alice@123456")
-        assert sa is not None and sa["remote-vips"], pair.gw.sas()
+        assert sa is not None and sa["remote-vips"], pair.gw_sas()
         log = pair.radiusd.log_text()[mark:]
         assert f'TLS-Client-Cert-Subject := "/C=JP/O={ORG}/CN=alice"' in log
     finally:
-        pair.terminate("ikemgr")
+        pair.terminate(pair.cfg.strongswan.connection)

@@ -89,3 +89,29 @@ def test_rendered_units_pass_systemd_analyze(config: Path, tmp_path: Path) -> No
                        capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     assert "ikemgr-" not in p.stderr, p.stderr
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode) for p in root.rglob("*") if p.is_file()}
+
+
+def test_check_before_write_a_refused_render_leaves_the_tree_byte_identical(config: Path, tmp_path: Path) -> None:
+    """A proposal the config grammar allows but charon refuses: render stages the tree, charon
+    refuses it, render exits 2 naming the file and charon's message, and the live files
+    (written by the previous good render) are byte-identical; no namespace is left."""
+    before = _netns()
+    out = tmp_path / "etc"
+    r = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "check: charon loaded connection kuins" in r.output and "check: nft -c accepted" in r.output
+    good = _tree(out)
+    config.write_text(config.read_text().replace("strongswan:\n", "strongswan:\n  proposals: [aes999-sha256-x25519]\n"))
+    r = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: render refused, nothing written: swanctl/conf.d/ikemgr.conf: charon:")
+    assert "aes999" in r.output or "proposal" in r.output
+    assert _tree(out) == good
+    assert _netns() == before
+    # --no-check writes what charon would refuse: the operator's explicit choice
+    r = CliRunner().invoke(app, ["render", "-c", str(config), "--out", str(out), "--no-check"])
+    assert r.exit_code == 0 and "aes999" in (out / "swanctl/conf.d/ikemgr.conf").read_text()

@@ -193,3 +193,15 @@ def test_change_listener_wakes_within_a_second(cfg: Config, store: Store) -> Non
             writer.close()
         assert ("alice", 123456) in store.active_pairs(NOW)
         assert listener.wait(0.3) is False
+
+
+def test_pair_ends_are_the_latest_end_of_pairs_that_end(store: Store) -> None:
+    """What the snapshot keeps for an outage: a pair ends when its last grant ends; a pair
+    with any open-ended grant never ends (also with SQLite's naive timestamps: aware back)."""
+    for g in (Grant("a", 123456, "manual", valid_until=NOW + H),
+              Grant("a", 123456, "regdb", valid_until=NOW + 2 * H),
+              Grant("b", 123456, "manual", valid_until=NOW + H), Grant("b", 123456, "regdb"),
+              Grant("c", 123457, "manual")):
+        assert store.put_grant(g, "t", NOW)[0] == "added"
+    assert store.pair_ends(NOW) == {("a", 123456): NOW + 2 * H}
+    assert store.pair_ends(NOW + H) == {("a", 123456): NOW + 2 * H}

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from ikemgr_lab.model import load_lab_text as load_text
-from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, REPO, Lab
 
 from ikemgr.errors import ConfigError, UsageError
 from ikemgr_lab import charons
+from ikemgr_lab.model import load_lab_text as load_text
+from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, REPO, Lab
 
 TEXT = DEFAULT_LAB_CONFIG.read_text()
 UPDOWN = f"  farp: true\n  updown: {REPO}/scripts/ikemgr-updown --config /tmp/ikemgr-lab.yaml\n"

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from ikemgr.errors import ConfigError, UsageError
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.model import load_lab_text as load_text
 from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, Lab
 from ikemgr_lab.topology import plan
-
-from ikemgr.errors import ConfigError, UsageError
-from ikemgr_lab import charons
 
 TEXT = DEFAULT_LAB_CONFIG.read_text()
 
@@ -103,24 +102,6 @@ def test_state_dir_must_be_disposable(bad: str) -> None:
 def test_hostile_identity_in_lab_section_is_refused() -> None:
     with pytest.raises(ConfigError, match="identity"):
         _cfg(TEXT.replace("identity: carol,", "identity: 'carol\" }; x',"))
-
-
-def test_client_swanctl_eap_tls_puts_aaa_id_in_local() -> None:
-    cfg = _cfg()
-    assert cfg.lab is not None
-    text = charons.client_swanctl(cfg, cfg.lab.client("erin"), "erin.crt")
-    local = text.split("local {", 1)[1].split("}", 1)[0]
-    assert "auth = eap-tls" in local and f"aaa_id = {charons.RADIUS_ID}" in local
-    assert "certs = erin.crt" in local and "secrets" not in text
-    assert "id = vpn.lab.test" in text and "encap = yes" in text and "remote_addrs = 192.0.2.1" in text
-
-
-def test_client_swanctl_mschapv2_has_its_secret() -> None:
-    cfg = _cfg()
-    assert cfg.lab is not None
-    text = charons.client_swanctl(cfg, cfg.lab.client("alice"), None)
-    assert "auth = eap-mschapv2" in text and "eap_id = alice@123456" in text
-    assert 'secret = "alice-pass"' in text
 
 
 def _row(client: str, identity: str, vip: str, lab_saw: str, campus_saw: str | None = None,
