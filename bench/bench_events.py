@@ -35,7 +35,7 @@ Also: reconcile of 10,000 SAs through the engine's full reconcile (empty kernel;
 with the kernel holding all 10,000 users' policy; everyone gone).
 
 Needs root. Usage: .venv/bin/python bench/bench_events.py [--transitions 4000]
-[--paced-transitions 8000] [--shell-events 600] [--reconcile-sas 10000] [--backends marks,rules]
+[--paced-transitions 8000] [--shell-events 400] [--reconcile-sas 10000] [--backends marks,rules]
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def main() -> None:
     ap.add_argument("--transitions", type=int, default=4000, help="burst: connects + disconnects")
     ap.add_argument("--paced-transitions", type=int, default=8000,
                     help="latency run: connects + disconnects")
-    ap.add_argument("--shell-events", type=int, default=600)
+    ap.add_argument("--shell-events", type=int, default=400)
     ap.add_argument("--list-lines", type=int, default=10_000)
     ap.add_argument("--paced-rate", type=float, default=None,
                     help="transitions/s for the latency run (default: 50x the sequential shell in this run)")

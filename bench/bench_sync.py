@@ -9,9 +9,9 @@ peak RSS (``ru_maxrss`` from ``wait4`` on that child) belongs to that measuremen
                   (``bench/vici_server.py``, the real wire protocol, some live SAs, a few of
                   them among the users the change revokes) and the engine's full reconcile
                   into a network namespace. Needs root; ``--no-live`` leaves it out.
-* ``ikemgr sync --no-live`` — the same command without the live reconcile (with
-                  ``--all-modes``, or when the live reconcile is left out);
-* ``sync``      — run_sync in-process (store open excluded): what the command spends inside;
+* ``ikemgr sync --no-live`` — the same command without the live reconcile;
+* ``sync``      — run_sync in-process (store open excluded): what the command spends inside
+                  (these two with ``--all-modes``, or when the live reconcile is left out);
 * ``naive``     — read + validate, then DELETE every grant of the source and re-INSERT all
                   100,000 in one transaction (no audit rows, so the baseline is flattered).
 
@@ -180,7 +180,8 @@ def run_backend(label: str, tmp: Path, db_url: str, n: int, changed: float, repe
     work = json.loads(out)["seconds"]
     rows.append((f"{label}: initial import of {n}", work, work, wall, rss, CPU["last"]))
     # 1 % changed (k removed + k added), each mode from the same starting point, `repeat` times
-    modes = (("cli-live",) if live else ()) + (("cli",) if all_modes or not live else ()) + ("sync", "naive")
+    extra = ("cli", "sync") if all_modes or not live else ()
+    modes = (("cli-live",) if live else ()) + extra + ("naive",)
     for mode in modes:
         works, walls, cpus, peak = [], [], [], 0.0
         for _ in range(repeat):
@@ -245,7 +246,7 @@ def main() -> None:
     ap.add_argument("--no-live", action="store_true", help="leave out the live reconcile (no root needed)")
     ap.add_argument("--live-sas", type=int, default=200, help="SAs the VICI server reports as live")
     ap.add_argument("--all-modes", action="store_true",
-                    help="also `ikemgr sync --no-live` beside the live headline (longer run)")
+                    help="also `ikemgr sync --no-live` and the in-process sync beside the headline")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "CONFIG"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
