@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from ikemgr.commands._common import ConfigOpt, load_config, log_level_of, run
-from ikemgr.metrics import Metrics
 from ikemgr.result import Result
 
 
@@ -56,7 +55,12 @@ def register(app: typer.Typer) -> None:
             obs = cfg.observability
             port = metrics_port or obs.metrics_port
             listen = metrics_listen or str(obs.metrics_listen)
-            metrics = Metrics() if port else None
+            if port:
+                from ikemgr.metrics import Metrics  # prometheus_client only when metrics are served
+
+                metrics: Metrics | None = Metrics()
+            else:
+                metrics = None
             engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file,
                                   metrics=metrics, flush_conntrack=conntrack_flush, long_lived=True)
             try:
