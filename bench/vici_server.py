@@ -208,8 +208,11 @@ class ViciServer:
                         time.sleep(0.0003)
             times.append(time.perf_counter())
             for name, pkt in packets[step:step + per]:
-                for tr in subs.get(name, ()):
-                    tr.send(pkt)
+                for tr in list(subs.get(name, ())):
+                    try:
+                        tr.send(pkt)
+                    except OSError:  # the subscriber died (a crash test kills watch mid-storm)
+                        subs[name].remove(tr)
         return times
 
     def close(self) -> None:
