@@ -12,7 +12,7 @@ from ikemgr.core.gateway import base_state
 from ikemgr.core.radius import radius_outputs
 from ikemgr.core.secrets import Secrets
 from ikemgr.reconcile import watch_unit_context
-from ikemgr.store.units import sync_unit_outputs
+from ikemgr.store.units import apply_unit_output, sync_unit_outputs
 
 
 def gateway_outputs(cfg: Config, secrets: Secrets, source: str) -> list[Output]:
@@ -55,7 +55,8 @@ def unit_outputs(cfg: Config, source: str, ikemgr_bin: Path) -> list[Output]:
     watch = Output("systemd/system/ikemgr-watch.service",
                    render_template("systemd/ikemgr-watch.service.j2",
                                    **watch_unit_context(cfg, header, Path(source), str(ikemgr_bin))))
-    return [watch, *sync_unit_outputs(cfg, header, Path(source), ikemgr_bin)]
+    return [watch, *sync_unit_outputs(cfg, header, Path(source), ikemgr_bin),
+            apply_unit_output(cfg, header, Path(source), ikemgr_bin)]
 
 
 def all_outputs(cfg: Config, secrets: Secrets, source: str, ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:

@@ -61,3 +61,16 @@ def sync_unit_outputs(cfg: Config, header: str, config_path: Path,
                    render_template("systemd/ikemgr-sync.service.j2", **ctx)),
             Output("systemd/system/ikemgr-sync.timer",
                    render_template("systemd/ikemgr-sync.timer.j2", **ctx))]
+
+
+#: The units ikemgr-apply.service must come before: charon (charon-systemd's strongswan.service,
+#: whatever alias the host uses) and the policy engine, so no client is accepted without routes.
+APPLY_BEFORE = ("strongswan.service", "strongswan-swanctl.service", "ikemgr-watch.service")
+
+
+def apply_unit_output(cfg: Config, header: str, config_path: Path, ikemgr_bin: Path = DEFAULT_BIN) -> Output:
+    """The oneshot that installs the base state at boot and after an nftables restart."""
+    ctx = {"header": header, "ikemgr": _plain(ikemgr_bin, "ikemgr binary"),
+           "config": _plain(config_path, "config path"), "before": list(APPLY_BEFORE)}
+    return Output("systemd/system/ikemgr-apply.service",
+                  render_template("systemd/ikemgr-apply.service.j2", **ctx))
