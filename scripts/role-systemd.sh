@@ -93,7 +93,8 @@ if [ ! -e "$ROOTFS/.ikemgr-complete" ]; then
   R=$ROOTFS.tmp
   echo 'deb [trusted=yes] file:/opt/ikemgr-ci/repo ./' > "$R/etc/apt/sources.list"
   rm -f "$R"/etc/apt/sources.list.d/*
-  rm -rf "$R"/var/lib/apt/lists/*
+  # package lists as a host that ran apt-get update has them (check mode does not update)
+  rm -rf "$R"/var/lib/apt/lists/*; chroot "$R" apt-get update -q >/dev/null
   echo "$NAME" > "$R/etc/hostname"
   : > "$R/etc/machine-id"
   # the gateway's links, as an operator's host would have them (networkd, static)
