@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 CACHE=${IKEMGR_CI_CACHE:-/var/cache/ikemgr-ci}
 W=${IKEMGR_ROLE_DIR:-/tmp/ikh-role}
+LOGS=${IKEMGR_ROLE_LOGS:-/tmp/ikh-role-logs}     # kept after teardown
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 TOOLS=$CACHE/tools
@@ -61,6 +62,7 @@ for tool in mmdebstrap systemd-nspawn nsenter pki; do
 done
 trap '[ "${IKEMGR_KEEP:-0}" = 1 ] || cleanup' EXIT
 cleanup
+rm -rf "$LOGS"; mkdir -p "$LOGS"
 
 # ---------------------------------------------------------------------------- tools
 # ansible (the PyPI bundle ships community.docker, Galaxy is not needed) and ansible-lint
@@ -77,7 +79,9 @@ EOF
 stage "tools"
 
 # ---------------------------------------------------------------------------- rootfs
-KEY=$(printf '%s\n' "${BASE_PKGS[@]}" -- "${GW_PKGS[@]}" | sha256sum | cut -c1-16)
+# bump RECIPE when the build steps below change (the key covers the package lists)
+RECIPE=2
+KEY=$(printf '%s\n' "$RECIPE" "${BASE_PKGS[@]}" -- "${GW_PKGS[@]}" | sha256sum | cut -c1-16)
 ROOTFS=$CACHE/rootfs-$KEY
 if [ ! -e "$ROOTFS/.ikemgr-complete" ]; then
   log "building $ROOTFS (${#BASE_PKGS[@]} base packages; gateway packages into a local repository)"
@@ -97,13 +101,7 @@ if [ ! -e "$ROOTFS/.ikemgr-complete" ]; then
   rm -rf "$R"/var/lib/apt/lists/*; chroot "$R" apt-get update -q >/dev/null
   echo "$NAME" > "$R/etc/hostname"
   : > "$R/etc/machine-id"
-  # the gateway's links, as an operator's host would have them (networkd, static)
-  mkdir -p "$R/etc/systemd/network"
-  for spec in ens1=192.0.2.1/24 ens2=10.1.0.251/24 lab1=10.2.0.253/24; do
-    printf '[Match]\nName=%s\n[Link]\nRequiredForOnline=no\n[Network]\nConfigureWithoutCarrier=yes\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n[Address]\nAddress=%s\n' \
-      "${spec%%=*}" "${spec#*=}" > "$R/etc/systemd/network/10-${spec%%=*}.network"
-  done
-  chroot "$R" systemctl enable systemd-networkd.service >/dev/null 2>&1
+  chroot "$R" systemctl enable systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1
   mv "$ROOTFS.tmp" "$ROOTFS"; touch "$ROOTFS/.ikemgr-complete"
 else
   log "reusing $ROOTFS"
@@ -140,20 +138,28 @@ pki --pub --in "$P/gw.key" | pki --issue --lifetime 30 --cacert "$P/ca.crt" --ca
 install -m 0644 "$P/ca.crt" "$W/root/etc/swanctl/x509ca/ca.crt"
 install -m 0644 "$P/gw.crt" "$W/root/etc/swanctl/x509/gateway.crt"
 install -m 0600 "$P/gw.key" "$W/root/etc/swanctl/private/gateway.key"
+# … and the gateway's links, configured by the host (networkd, static); the lab VLAN
+# interface carries the VLAN's broadcast − 2 address without a prefix route
+mkdir -p "$W/root/etc/systemd/network"
+for spec in ens1=192.0.2.1/24=yes ens2=10.1.0.251/24=yes lab1=10.2.0.253/24=no; do
+  IFS== read -r ifname addr prefixroute <<<"$spec"
+  printf '[Match]\nName=%s\n[Network]\nConfigureWithoutCarrier=yes\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n[Address]\nAddress=%s\nAddPrefixRoute=%s\n' \
+    "$ifname" "$addr" "$prefixroute" > "$W/root/etc/systemd/network/10-$ifname.network"
+done
 
 PID=
 boot() {
   local veth=() l nspawn
   for l in "${LINKS[@]}"; do veth+=("--network-veth-extra=$l"); done
   nice -n 10 systemd-nspawn --register=no --keep-unit -q -M "$NAME" -D "$W/root" -b --private-network \
-    "${veth[@]}" --bind-ro="$WHEELHOUSE:/opt/ikemgr-ci/wheelhouse" >> "$W/console.log" 2>&1 &
+    "${veth[@]}" --bind-ro="$WHEELHOUSE:/opt/ikemgr-ci/wheelhouse" >> "$LOGS/console.log" 2>&1 &
   nspawn=$!; echo "$nspawn" > "$W/nspawn.pid"
   PID=
   for _ in $(seq 60); do
     PID=$(pgrep -P "$nspawn" -x systemd || true)
     [ -n "$PID" ] && break; sleep 1
   done
-  [ -n "$PID" ] || die "the machine's systemd did not start (see $W/console.log)"
+  [ -n "$PID" ] || die "the machine's systemd did not start (see $LOGS/console.log)"
   for l in "${LINKS[@]}"; do ip link set "${l%%:*}" up 2>/dev/null || true; done
   local state
   state=$(timeout 180 nsenter -t "$PID" -m -u -i -n -p systemctl is-system-running --wait || true)
@@ -185,12 +191,12 @@ play() {  # play LOGNAME VARSFILE [ansible-playbook args…]; sets CHANGED
   printf '[gateways]\n%s ansible_connection=community.docker.nsenter ansible_nsenter_pid=%s ansible_python_interpreter=/usr/bin/python3 ansible_become=false\n' \
     "$NAME" "$PID" > "$W/inventory.ini"
   if ! "$TOOLS/bin/ansible-playbook" -i "$W/inventory.ini" -e "@$vars" -e "@$W/secrets.yml" "$@" \
-      "$REPO/ansible/site.yml" > "$W/$name.log" 2>&1; then
-    tail -40 "$W/$name.log"; die "ansible-playbook ($name) failed: $W/$name.log"
+      "$REPO/ansible/site.yml" > "$LOGS/$name.log" 2>&1; then
+    tail -40 "$LOGS/$name.log"; die "ansible-playbook ($name) failed: $LOGS/$name.log"
   fi
-  grep -q -e "$RADIUS_SECRET" -e "$BIND_PASSWORD" "$W/$name.log" && die "a secret shows in $W/$name.log"
-  CHANGED=$(sed -n "s/^$NAME *: ok=[0-9]* *changed=\([0-9]*\).*failed=0.*/\1/p" "$W/$name.log")
-  [ -n "$CHANGED" ] || { tail -20 "$W/$name.log"; die "no recap in $W/$name.log"; }
+  grep -q -e "$RADIUS_SECRET" -e "$BIND_PASSWORD" "$LOGS/$name.log" && die "a secret shows in $LOGS/$name.log"
+  CHANGED=$(sed -n "s/^$NAME *: ok=[0-9]* *changed=\([0-9]*\).*failed=0.*/\1/p" "$LOGS/$name.log")
+  [ -n "$CHANGED" ] || { tail -20 "$LOGS/$name.log"; die "no recap in $LOGS/$name.log"; }
   log "$name: changed=$CHANGED"
 }
 # a copy of gateway.yml with one setting of ikemgr_config changed: variant OUT KEY.PATH VALUE
@@ -214,7 +220,7 @@ play converge "$VARS"
 [ "$CHANGED" -gt 0 ] || die "converge changed nothing"
 stage "converge"
 play idempotence "$VARS"
-[ "$CHANGED" = 0 ] || { grep -B3 '^changed:' "$W/idempotence.log" | tail -30; die "second run changed=$CHANGED"; }
+[ "$CHANGED" = 0 ] || { grep -B3 '^changed:' "$LOGS/idempotence.log" | tail -30; die "second run changed=$CHANGED"; }
 stage "idempotence"
 
 # ---------------------------------------------------------------------------- verify
@@ -257,7 +263,7 @@ handler_case() {  # handler_case NAME KEY VALUE CHARON RADIUS HANDLER-THAT-MUST-
   local before after
   variant "$W/vars-$1.yml" "$2" "$3"
   before=$(pids); play "$1" "$W/vars-$1.yml" --skip-tags ikemgr_install; after=$(pids)
-  grep -q "RUNNING HANDLER \[ikemgr_gateway : $6\]" "$W/$1.log" || die "$1: handler '$6' did not run"
+  grep -q "RUNNING HANDLER \[ikemgr_gateway : $6\]" "$LOGS/$1.log" || die "$1: handler '$6' did not run"
   expect_pids "$1" "$4" "$5" "$before" "$after"
 }
 # a connection setting: swanctl --load-all, no restart
