@@ -18,6 +18,9 @@
 # interfaces): the role's apt task installs from a local repository that the rootfs build
 # downloaded from the Debian mirror, and pip installs ikemgr's dependencies from a
 # wheelhouse built on the host. Ansible reaches it with community.docker.nsenter.
+# the whole script is one block: bash parses it before running, so editing the file
+# during a run does not change the run
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -293,3 +296,5 @@ boot
 verify "after reboot (no Ansible run)"
 stage "reboot"
 log "PASSED in $(( $(date +%s) - T0 )) s"
+exit 0
+}

@@ -16,6 +16,9 @@
 # libvirtd/virtlogd are started by hand when not running (no systemd as PID 1 here) and
 # stopped again by their pid files at the end. Boxes live in $VAGRANT_HOME
 # (/var/cache/ikemgr-ci/vagrant.d), the box build in /var/cache/ikemgr-ci/box.
+# the whole script is one block: bash parses it before running, so editing the file
+# during a run does not change the run
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -128,3 +131,5 @@ wait_clients
 stage "clients reconnected"
 check_all "after gw reboot"
 log "PASSED in $(( $(date +%s) - T0 )) s"
+exit 0
+}
