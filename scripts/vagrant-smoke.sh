@@ -9,7 +9,7 @@
 # Checks, inside the VMs (vagrant/README.md): the allow-listed user (alice@123456) reaches
 # the lab host from the VLAN's broadcast − 2 address (10.2.0.253), the other (carol) through
 # the campus path (the lab host sees her virtual IP), both reach "the Internet"
-# (203.0.113.10) as the gateway's global address (192.0.2.1); the SAs are kernel IPsec
+# (198.18.0.10) as the gateway's global address (203.0.113.1); the SAs are kernel IPsec
 # (ESP states in gw's XFRM). Then gw reboots (no provisioning) and the same checks pass
 # once the clients have reconnected by themselves.
 #
@@ -92,11 +92,16 @@ nice -n 10 "$CACHE/buildvenv/bin/pip" wheel -q -w "$WH" "$REPO"
 stage "wheelhouse"
 
 # ---------------------------------------------------------------------------- up
-nice -n 10 bash -c 'cd "$1/vagrant" && vagrant up --provider=libvirt gw' _ "$REPO" 2>&1 | tee "$STATE/up-gw.log" | grep -E '^==> gw: (Running provisioner|Machine booted)|PLAY RECAP|gw +: ok=|fatal|ERROR' || true
-[ "${PIPESTATUS[0]}" = 0 ] || die "vagrant up gw (see $STATE/up-gw.log)"
+up() {  # up VM: vagrant up, the whole output in $STATE/up-VM.log, the milestones here
+  local rc=0
+  (cd "$REPO/vagrant" && nice -n 10 vagrant up --provider=libvirt "$1") > "$STATE/up-$1.log" 2>&1 || rc=$?
+  grep -E "^==> $1: (Running provisioner|Machine booted)|PLAY RECAP|^$1 +: ok=|fatal|ERROR|ESTABLISHED|did not connect" \
+    "$STATE/up-$1.log" | grep -v WARNING || true
+  [ "$rc" = 0 ] || { tail -30 "$STATE/up-$1.log"; die "vagrant up $1 (see $STATE/up-$1.log)"; }
+}
+up gw
 stage "vagrant up gw (boot + net, pki, directory, role, grants)"
-nice -n 10 bash -c 'cd "$1/vagrant" && vagrant up --provider=libvirt world' _ "$REPO" 2>&1 | tee "$STATE/up-world.log" | grep -E '^==> world: (Running provisioner|Machine booted)|ESTABLISHED|did not connect|error' || true
-[ "${PIPESTATUS[0]}" = 0 ] || die "vagrant up world (see $STATE/up-world.log)"
+up world
 stage "vagrant up world (boot + router, hosts, alice, carol connected)"
 
 # ---------------------------------------------------------------------------- checks
@@ -109,10 +114,10 @@ check_all() {  # check_all WHEN
     || die "$1: carol → lab host seen as '$c', want her virtual IP from the pool (campus path)"
   [ "$(seen carol 10.5.0.10)" = "$c" ] || die "$1: carol → campus server not seen as her virtual IP"
   for u in alice carol; do
-    [ "$(seen $u 203.0.113.10)" = 192.0.2.1 ] || die "$1: $u → Internet not seen as 192.0.2.1"
+    [ "$(seen $u 198.18.0.10)" = 203.0.113.1 ] || die "$1: $u → Internet not seen as 203.0.113.1"
   done
   V ssh gw -c 'sudo ip xfrm state' 2>/dev/null | grep -q 'proto esp' || die "$1: no kernel ESP state on gw"
-  log "$1: alice → lab host as 10.2.0.253, carol as $c (campus path), both → Internet as 192.0.2.1, kernel ESP on gw"
+  log "$1: alice → lab host as 10.2.0.253, carol as $c (campus path), both → Internet as 203.0.113.1, kernel ESP on gw"
 }
 wait_clients() {  # the clients re-connect by themselves (DPD, dpd_action restart)
   for _ in $(seq 60); do

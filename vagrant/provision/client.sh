@@ -8,7 +8,7 @@
 #                                                     its own charon as ikemgr-lab-charon@NS
 #   client.sh --print-conf NAME IDENTITY PASSWORD     print the swanctl config only
 #
-# The tunnel carries the campus (10.0.0.0/8) and the lab's "Internet" (203.0.113.0/24), not
+# The tunnel carries the campus (10.0.0.0/8) and the lab's "Internet" (198.18.0.0/24), not
 # 0.0.0.0/0 as in docs/lab.md: a full tunnel would also swallow the replies to
 # `vagrant ssh` on the management interface. The client re-connects by itself when the
 # gateway goes away (DPD every 5 s, dpd_action restart, endless keying tries).
@@ -18,7 +18,7 @@ print_only=0 netns="" addr=""
 if [ "${1:-}" = --print-conf ]; then print_only=1; shift; fi
 if [ "${1:-}" = --netns ]; then netns=${2:?netns} addr=${3:?address}; shift 3; fi
 name=${1:?name} identity=${2:?identity} password=${3:?password}
-GW=192.0.2.1
+GW=203.0.113.1
 FQDN=vpn.lab.test
 # the same grammar the gateway enforces (account, or account@NNNNNN); nothing else reaches the file
 [[ $name =~ ^[a-z][a-z0-9-]{0,30}$ ]] || { echo "client.sh: bad name" >&2; exit 2; }
@@ -49,7 +49,7 @@ connections {
         }
         children {
             lab {
-                remote_ts = 10.0.0.0/8,203.0.113.0/24
+                remote_ts = 10.0.0.0/8,198.18.0.0/24
                 start_action = start
                 dpd_action = restart
                 close_action = start
