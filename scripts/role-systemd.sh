@@ -230,7 +230,7 @@ stage "idempotence"
 UNITS=(strongswan.service freeradius.service ikemgr-watch.service ikemgr-sync.timer ikemgr-apply.service)
 IKEMGR=/opt/ikemgr/venv/bin/ikemgr
 verify() {  # verify WHAT: units active, connection in charon (VICI), apply has nothing to do, base state
-  local what=$1 u conns dry rules
+  local what=$1 u conns dry rules routes
   for u in "${UNITS[@]}"; do
     [ "$(in_machine systemctl is-active "$u")" = active ] || { in_machine systemctl status "$u" | tail -20; die "$what: $u not active"; }
     [ "$(in_machine systemctl is-enabled "$u")" = enabled ] || die "$what: $u not enabled"
@@ -242,8 +242,11 @@ verify() {  # verify WHAT: units active, connection in charon (VICI), apply has 
     <<<"$dry" || die "$what: apply --dry-run would change: $dry"
   rules=$(in_machine ip -4 rule show priority 30001)
   grep -q 'from 10.1.0.0/24 to 10.0.0.0/8 lookup gwk3' <<<"$rules" || die "$what: base rule missing: $rules"
-  in_machine ip -4 route show table 200 | grep -q 'default via 10.1.0.254 dev ens2' || die "$what: campus table"
-  in_machine ip -4 route show table 123456 | grep -q 'default via 10.2.0.254 dev lab1' || die "$what: VLAN table"
+  # (captured first: with pipefail, grep -q closing the pipe early would fail the ip command)
+  routes=$(in_machine ip -4 route show table 200)
+  grep -q 'default via 10.1.0.254 dev ens2' <<<"$routes" || die "$what: campus table 200: $routes"
+  routes=$(in_machine ip -4 route show table 123456)
+  grep -q 'default via 10.2.0.254 dev lab1' <<<"$routes" || die "$what: VLAN table 123456: $routes"
   in_machine nft list table ip ikemgr >/dev/null || die "$what: nftables table ip ikemgr missing"
   log "$what: units active+enabled, kuins loaded in charon over VICI, apply --dry-run: no change, base state present"
 }
@@ -271,7 +274,7 @@ handler_case() {  # handler_case NAME KEY VALUE CHARON RADIUS HANDLER-THAT-MUST-
 }
 # a connection setting: swanctl --load-all, no restart
 handler_case connection strongswan.dpd_delay 45 same same "Load the swanctl connection and pool"
-in_machine swanctl --list-conns --uri unix:///var/run/charon.vici --raw | grep -q 'dpd_delay=45' \
+grep -q 'dpd_delay=45' <<<"$(in_machine swanctl --list-conns --uri unix:///var/run/charon.vici --raw)" \
   || die "connection: the running charon does not have dpd_delay=45"
 # a charon setting (strongswan.d): restart charon, FreeRADIUS untouched
 handler_case charon strongswan.threads 24 new same "Restart strongSwan"

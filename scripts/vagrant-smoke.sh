@@ -74,7 +74,7 @@ virsh list >/dev/null || die "libvirtd does not answer"
 stage "libvirtd"
 
 # ---------------------------------------------------------------------------- box
-if ! vagrant box list 2>/dev/null | grep -q "^$BOX "; then
+if ! grep -q "^$BOX " <<<"$(vagrant box list 2>/dev/null)"; then
   [ -s "$CACHE/box/$BOX.box" ] || nice -n 10 bash vagrant/build-box.sh "$CACHE/box"
   vagrant box add --force --name "$BOX" "$CACHE/box/$BOX.box"
 fi
@@ -116,7 +116,7 @@ check_all() {  # check_all WHEN
   for u in alice carol; do
     [ "$(seen $u 198.18.0.10)" = 203.0.113.1 ] || die "$1: $u → Internet not seen as 203.0.113.1"
   done
-  V ssh gw -c 'sudo ip xfrm state' 2>/dev/null | grep -q 'proto esp' || die "$1: no kernel ESP state on gw"
+  grep -q 'proto esp' <<<"$(V ssh gw -c 'sudo ip xfrm state' 2>/dev/null)" || die "$1: no kernel ESP state on gw"
   log "$1: alice → lab host as 10.2.0.253, carol as $c (campus path), both → Internet as 203.0.113.1, kernel ESP on gw"
 }
 wait_clients() {  # the clients re-connect by themselves (DPD, dpd_action restart)

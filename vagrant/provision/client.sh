@@ -139,10 +139,10 @@ UNIT
   systemctl enable "ikemgr-lab-charon@$netns.service"
   systemctl restart "ikemgr-lab-charon@$netns.service"
   for _ in $(seq 60); do
-    ip netns exec "$netns" swanctl --list-sas --ike lab --uri "$vici" 2>/dev/null | grep -q ESTABLISHED && break
+    grep -q ESTABLISHED <<<"$(ip netns exec "$netns" swanctl --list-sas --ike lab --uri "$vici" 2>/dev/null)" && break
     sleep 1
   done
-  ip netns exec "$netns" swanctl --list-sas --ike lab --uri "$vici" | grep -q ESTABLISHED \
+  grep -q ESTABLISHED <<<"$(ip netns exec "$netns" swanctl --list-sas --ike lab --uri "$vici")" \
     || { echo "client.sh: $identity did not connect; see journalctl -u ikemgr-lab-charon@$netns" >&2; exit 1; }
   ip netns exec "$netns" swanctl --list-sas --ike lab --uri "$vici"
   exit 0
@@ -169,9 +169,9 @@ systemctl enable --now strongswan.service
 swanctl --load-all --noprompt
 # start_action = start: charon connects on load (and again at every boot)
 for _ in $(seq 30); do
-  swanctl --list-sas --ike lab 2>/dev/null | grep -q ESTABLISHED && break
+  grep -q ESTABLISHED <<<"$(swanctl --list-sas --ike lab 2>/dev/null)" && break
   sleep 1
 done
-swanctl --list-sas --ike lab | grep -q ESTABLISHED \
+grep -q ESTABLISHED <<<"$(swanctl --list-sas --ike lab)" \
   || { echo "client.sh: $identity did not connect; see journalctl -u strongswan" >&2; exit 1; }
 swanctl --list-sas --ike lab
