@@ -202,9 +202,12 @@ play() {  # play LOGNAME VARSFILE [ansible-playbook args…]; sets CHANGED
   [ -n "$CHANGED" ] || { tail -20 "$LOGS/$name.log"; die "no recap in $LOGS/$name.log"; }
   log "$name: changed=$CHANGED"
 }
-# a copy of gateway.yml with one setting of ikemgr_config changed: variant OUT KEY.PATH VALUE
+# a copy of the variables in use ($CURRENT) with one setting of ikemgr_config changed:
+# variant OUT KEY.PATH VALUE. The cases build on each other, so each run differs from the
+# one before in exactly that setting.
+CURRENT=$VARS
 variant() {
-  "$TOOLS/bin/python" - "$VARS" "$@" <<'EOF'
+  "$TOOLS/bin/python" - "$CURRENT" "$@" <<'EOF'
 import sys, yaml
 src, out, path, value = sys.argv[1:5]
 d = yaml.safe_load(open(src))
@@ -267,8 +270,8 @@ expect_pids() {  # expect_pids CASE CHARON(same|new) RADIUS(same|new) BEFORE AFT
 }
 handler_case() {  # handler_case NAME KEY VALUE CHARON RADIUS HANDLER-THAT-MUST-RUN
   local before after
-  variant "$W/vars-$1.yml" "$2" "$3"
-  before=$(pids); play "$1" "$W/vars-$1.yml" --skip-tags ikemgr_install; after=$(pids)
+  variant "$W/vars-$1.yml" "$2" "$3"; CURRENT=$W/vars-$1.yml
+  before=$(pids); play "$1" "$CURRENT" --skip-tags ikemgr_install; after=$(pids)
   grep -q "RUNNING HANDLER \[ikemgr_gateway : $6\]" "$LOGS/$1.log" || die "$1: handler '$6' did not run"
   expect_pids "$1" "$4" "$5" "$before" "$after"
 }
