@@ -62,7 +62,6 @@ for t in vagrant virsh libvirtd virtlogd qemu-system-x86_64 mmdebstrap; do
   command -v "$t" >/dev/null || die "$t missing: apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base mmdebstrap grub-pc-bin"
 done
 mkdir -p "$STATE"
-[ "${IKEMGR_VAGRANT_KEEP:-0}" = 1 ] || trap teardown EXIT
 
 # ---------------------------------------------------------------------------- libvirt
 if ! virsh list >/dev/null 2>&1; then
@@ -72,6 +71,18 @@ if ! virsh list >/dev/null 2>&1; then
 fi
 virsh list >/dev/null || die "libvirtd does not answer"
 stage "libvirtd"
+
+# libvirtd starts qemu, so `nice vagrant` does not reach it: keep the lab's qemu threads at
+# nice 10 (the machine is shared), checked every 5 s while this script runs
+(
+  while sleep 5; do
+    for pid in $(pgrep -f '^/usr/bin/qemu-system-x86_64 -name guest=vagrant_' || true); do
+      for t in /proc/"$pid"/task/*; do renice -n 10 -p "${t##*/}" >/dev/null 2>&1 || true; done
+    done
+  done
+) &
+RENICER=$!
+trap 'kill $RENICER 2>/dev/null || true; [ "${IKEMGR_VAGRANT_KEEP:-0}" = 1 ] || teardown' EXIT
 
 # ---------------------------------------------------------------------------- box
 if ! grep -q "^$BOX " <<<"$(vagrant box list 2>/dev/null)"; then
