@@ -289,9 +289,18 @@ verify "after the handler cases"
 stage "handlers"
 
 # ---------------------------------------------------------------------------- nftables restart
+APPLY_RUNS=$(in_machine systemctl show -p ExecMainStartTimestampMonotonic --value ikemgr-apply.service)
 in_machine systemctl restart nftables.service
-sleep 1
-in_machine nft list table ip ikemgr >/dev/null || die "systemctl restart nftables dropped ikemgr's table"
+for _ in $(seq 60); do
+  [ "$(in_machine systemctl show -p ExecMainStartTimestampMonotonic --value ikemgr-apply.service)" != "$APPLY_RUNS" ] \
+    && [ "$(in_machine systemctl is-active ikemgr-apply.service)" = active ] && break
+  sleep 1
+done
+if ! in_machine nft list table ip ikemgr >/dev/null; then
+  in_machine systemctl status --no-pager nftables.service ikemgr-apply.service | tail -30
+  in_machine journalctl --no-pager -n 30 -u ikemgr-apply.service
+  die "systemctl restart nftables dropped ikemgr's table"
+fi
 log "systemctl restart nftables: table ip ikemgr is back (ikemgr-apply.service PartOf=nftables.service)"
 stage "nftables restart"
 

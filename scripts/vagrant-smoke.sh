@@ -9,7 +9,7 @@
 # Checks, inside the VMs (vagrant/README.md): the allow-listed user (alice@123456) reaches
 # the lab host from the VLAN's broadcast − 2 address (10.2.0.253), the other (carol) through
 # the campus path (the lab host sees her virtual IP), both reach "the Internet"
-# (198.18.0.10) as the gateway's global address (203.0.113.1); the SAs are kernel IPsec
+# (198.18.0.10) as the gateway's global address (198.51.100.1); the SAs are kernel IPsec
 # (ESP states in gw's XFRM). Then gw reboots (no provisioning) and the same checks pass
 # once the clients have reconnected by themselves.
 #
@@ -125,10 +125,10 @@ check_all() {  # check_all WHEN
     || die "$1: carol → lab host seen as '$c', want her virtual IP from the pool (campus path)"
   [ "$(seen carol 10.5.0.10)" = "$c" ] || die "$1: carol → campus server not seen as her virtual IP"
   for u in alice carol; do
-    [ "$(seen $u 198.18.0.10)" = 203.0.113.1 ] || die "$1: $u → Internet not seen as 203.0.113.1"
+    [ "$(seen $u 198.18.0.10)" = 198.51.100.1 ] || die "$1: $u → Internet not seen as 198.51.100.1"
   done
   grep -q 'proto esp' <<<"$(V ssh gw -c 'sudo ip xfrm state' 2>/dev/null)" || die "$1: no kernel ESP state on gw"
-  log "$1: alice → lab host as 10.2.0.253, carol as $c (campus path), both → Internet as 203.0.113.1, kernel ESP on gw"
+  log "$1: alice → lab host as 10.2.0.253, carol as $c (campus path), both → Internet as 198.51.100.1, kernel ESP on gw"
 }
 wait_clients() {  # the clients re-connect by themselves (DPD, dpd_action restart)
   for _ in $(seq 60); do

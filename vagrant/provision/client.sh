@@ -18,7 +18,7 @@ print_only=0 netns="" addr=""
 if [ "${1:-}" = --print-conf ]; then print_only=1; shift; fi
 if [ "${1:-}" = --netns ]; then netns=${2:?netns} addr=${3:?address}; shift 3; fi
 name=${1:?name} identity=${2:?identity} password=${3:?password}
-GW=203.0.113.1
+GW=198.51.100.1
 FQDN=vpn.lab.test
 # the same grammar the gateway enforces (account, or account@NNNNNN); nothing else reaches the file
 [[ $name =~ ^[a-z][a-z0-9-]{0,30}$ ]] || { echo "client.sh: bad name" >&2; exit 2; }

@@ -3,7 +3,7 @@
 # their addresses, now and after a reboot. Vagrant leaves them unconfigured
 # (auto_config: false); each one is found by the MAC the Vagrantfile gave it.
 #
-#   net.sh "name=ens1 mac=52:54:00:49:01:01 addr=203.0.113.1/24" \
+#   net.sh "name=ens1 mac=52:54:00:49:01:01 addr=198.51.100.1/24" \
 #          "name=ens3.1 vlan=ens3:1 addr=10.2.0.253/24 flags=noprefixroute" \
 #          "name=srv0 kind=dummy addr=10.5.0.10/32" "name=ens3.1 … route=10.0.0.0/8,10.2.0.254"
 #

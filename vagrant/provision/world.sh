@@ -3,7 +3,7 @@
 # root namespace is the campus router, see campus.sh):
 #   cr0 (root ns)  the campus router's address on lab VLAN 123456, 10.2.0.254/24
 #   lab1           a host on lab VLAN 123456, 10.2.0.10/24, route 10.0.0.0/8 via 10.2.0.254
-#   inet           "the Internet": 203.0.113.254/24 on the inet network (gw's outside gateway)
+#   inet           "the Internet": 198.51.100.254/24 on the inet network (gw's outside gateway)
 #                  and a server address 198.18.0.10/32
 # Each namespace link is a macvlan (bridge mode) on the VM's NIC of that network; the
 # router's own VLAN address is a macvlan too, because a macvlan cannot reach its parent
@@ -78,5 +78,5 @@ if ! ip link show cr0 >/dev/null 2>&1; then ip link add link ens3.1 name cr0 typ
 ip addr replace 10.2.0.254/24 dev cr0
 ip link set cr0 up
 macvlan lab1 ens3.1 10.2.0.10/24 10.0.0.0/8 10.2.0.254
-macvlan inet ens1 203.0.113.254/24
+macvlan inet ens1 198.51.100.254/24
 ip -n inet addr replace 198.18.0.10/32 dev lo
