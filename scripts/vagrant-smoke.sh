@@ -42,6 +42,10 @@ teardown() {
     for v in $(virsh vol-list default 2>/dev/null | awk '/_vagrant_box_image_/{print $1}'); do
       virsh vol-delete --pool default "$v" >/dev/null 2>&1 || true
     done
+    # the storage pool vagrant-libvirt defined, when this script's libvirtd did it
+    if [ -e "$STATE/started-libvirtd" ]; then
+      virsh pool-destroy default >/dev/null 2>&1 || true; virsh pool-undefine default >/dev/null 2>&1 || true
+    fi
   fi
   # only the daemons this script started
   for d in libvirtd virtlogd; do
