@@ -109,6 +109,8 @@ if [ ! -e "$ROOTFS/.ikemgr-complete" ]; then
 else
   log "reusing $ROOTFS"
 fi
+# a cache of older package lists is never used again
+find "$CACHE" -maxdepth 1 -name 'rootfs-*' ! -name "rootfs-$KEY" -exec rm -rf {} +
 stage "rootfs"
 
 # ---------------------------------------------------------------------------- wheels
@@ -116,6 +118,7 @@ stage "rootfs"
 # venv uses (Debian's python3); ikemgr itself is built fresh from the checkout every run
 DEPKEY=$(sed -n '/^dependencies = \[/,/^\]/p' pyproject.toml | sha256sum | cut -c1-16)
 WHEELHOUSE=$CACHE/wheelhouse-$DEPKEY
+find "$CACHE" -maxdepth 1 -name 'wheelhouse-*' ! -name "wheelhouse-$DEPKEY" -exec rm -rf {} +
 mkdir -p "$W/dist"
 if [ ! -e "$WHEELHOUSE/.ikemgr-complete" ]; then
   rm -rf "$WHEELHOUSE"; python3 -m venv "$W/buildvenv"
