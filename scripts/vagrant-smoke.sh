@@ -108,8 +108,13 @@ stage "wheelhouse"
 
 # ---------------------------------------------------------------------------- up
 up() {  # up VM: vagrant up, the whole output in $STATE/up-VM.log, the milestones here
-  local rc=0
-  (cd "$REPO/vagrant" && nice -n 10 vagrant up --provider=libvirt "$1") > "$STATE/up-$1.log" 2>&1 || rc=$?
+  local rc=0 cmd=(up --provider=libvirt)
+  # a kept lab (IKEMGR_VAGRANT_KEEP=1) is reused: a running VM is only provisioned again
+  # when named in IKEMGR_VAGRANT_PROVISION ("world", "gw world"), else left as it is
+  if grep -q "^$1 *running" <<<"$(V status "$1" 2>/dev/null)"; then
+    if [[ " ${IKEMGR_VAGRANT_PROVISION:-} " == *" $1 "* ]]; then cmd=(provision); else log "$1 is running: reused"; return 0; fi
+  fi
+  (cd "$REPO/vagrant" && nice -n 10 vagrant "${cmd[@]}" "$1") > "$STATE/up-$1.log" 2>&1 || rc=$?
   grep -E "^==> $1: (Running provisioner|Machine booted)|PLAY RECAP|^$1 +: ok=|fatal|ERROR|ESTABLISHED|did not connect" \
     "$STATE/up-$1.log" | grep -v WARNING || true
   [ "$rc" = 0 ] || { tail -30 "$STATE/up-$1.log"; die "vagrant up $1 (see $STATE/up-$1.log)"; }

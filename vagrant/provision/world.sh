@@ -66,7 +66,7 @@ UNIT
   systemctl enable ikemgr-lab-world.service
   systemctl restart ikemgr-lab-world.service
   for u in "lab1 10.2.0.10" "- 10.5.0.10" "inet 198.18.0.10"; do
-    unit="ikemgr-lab-sourcelog@$(systemd-escape "$u").service"
+    unit="ikemgr-lab-sourcelog@$(systemd-escape -- "$u").service"
     systemctl enable "$unit"; systemctl restart "$unit"
   done
   ip -br addr; for ns in lab1 inet; do echo "[$ns]"; ip -n "$ns" -br addr; done
