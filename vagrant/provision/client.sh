@@ -109,6 +109,12 @@ charon {
             socket = $vici
         }
     }
+    # the unit's private /run hides /dev/log: log to stderr (the unit's journal)
+    filelog {
+        stderr {
+            default = 1
+        }
+    }
     # notice a rebooted gateway within seconds, not minutes
     retransmit_tries = 3
     retransmit_timeout = 2.0
@@ -125,7 +131,8 @@ Wants=network-online.target
 
 [Service]
 ExecStart=/usr/sbin/ip netns exec %i /usr/bin/unshare --mount --propagation private /bin/sh -c 'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon'
-ExecStartPost=/bin/sh -c 'for i in $(seq 30); do [ -S /var/lib/ikemgr-lab/%i.vici ] && exec /usr/sbin/ip netns exec %i /usr/sbin/swanctl --load-all --noprompt --uri unix:///var/lib/ikemgr-lab/%i.vici; sleep 1; done; exit 1'
+# charon opens its VICI socket a moment after it starts (a stale socket file may be there)
+ExecStartPost=/bin/sh -c 'for i in $(seq 60); do /usr/sbin/ip netns exec %i /usr/sbin/swanctl --load-all --noprompt --uri unix:///var/lib/ikemgr-lab/%i.vici >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'
 Restart=on-failure
 
 [Install]
