@@ -57,6 +57,8 @@ cleanup() {
   for l in "${LINKS[@]}"; do ip link del "${l%%:*}" 2>/dev/null || true; done
   mountpoint -q "$W/root" && umount "$W/root"
   rm -rf "$W" "/run/systemd/nspawn/propagate/$NAME" 2>/dev/null || true
+  # nspawn's runtime directory, when nothing else uses it
+  rmdir /run/systemd/nspawn/propagate /run/systemd/nspawn/locks /run/systemd/nspawn 2>/dev/null || true
 }
 if [ "${1:-}" = "--cleanup" ]; then cleanup; log "cleaned up"; exit 0; fi
 [ "$(id -u)" = 0 ] || die "run as root (mounts, nspawn)"

@@ -55,6 +55,14 @@ teardown() {
     fi
   done
   sleep 2
+  # the firewall chains libvirtd left in the root namespace (its jumps first, then the chains)
+  local ipt t r c
+  for ipt in iptables ip6tables; do for t in filter nat mangle; do
+    "$ipt" -t "$t" -S 2>/dev/null | grep -E '(-j|-g) LIBVIRT_' | grep -v '^-A LIBVIRT_' | sed 's/^-A/-D/' \
+      | while read -r -a r; do "$ipt" -t "$t" "${r[@]}" || true; done
+    for c in $("$ipt" -t "$t" -S 2>/dev/null | awk '/^-N LIBVIRT_/{print $2}'); do "$ipt" -t "$t" -F "$c"; done
+    for c in $("$ipt" -t "$t" -S 2>/dev/null | awk '/^-N LIBVIRT_/{print $2}'); do "$ipt" -t "$t" -X "$c"; done
+  done; done
   echo 0 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || true
 }
 if [ "${1:-}" = --cleanup ]; then teardown; log "cleaned up"; exit 0; fi
