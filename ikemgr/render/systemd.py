@@ -65,6 +65,19 @@ def sync_unit_outputs(cfg: Config, header: str, config_path: Path,
                    render_template("systemd/ikemgr-sync.timer.j2", **ctx))]
 
 
+#: The units ikemgr-apply.service must come before: charon (charon-systemd's strongswan.service,
+#: whatever alias the host uses) and the policy engine, so no client is accepted without routes.
+APPLY_BEFORE = ("strongswan.service", "strongswan-swanctl.service", "ikemgr-watch.service")
+
+
+def apply_unit_output(cfg: Config, header: str, config_path: Path, ikemgr_bin: Path = DEFAULT_BIN) -> Output:
+    """The oneshot that installs the base state at boot and after an nftables restart."""
+    ctx = {"header": header, "ikemgr": _plain(ikemgr_bin, "ikemgr binary"),
+           "config": _plain(config_path, "config path"), "before": list(APPLY_BEFORE)}
+    return Output("systemd/system/ikemgr-apply.service",
+                  render_template("systemd/ikemgr-apply.service.j2", **ctx))
+
+
 def watch_unit_context(cfg: Config, header: str, config_path: Path, ikemgr_bin: str = str(DEFAULT_BIN),
                        log_format: str = "json", metrics_port: int | None = None) -> dict[str, Any]:
     """Values for templates/systemd/ikemgr-watch.service.j2 (computed here, not in the template)."""
@@ -78,8 +91,9 @@ def watch_unit_context(cfg: Config, header: str, config_path: Path, ikemgr_bin: 
 
 
 def unit_outputs(cfg: Config, header: str, config_path: Path, ikemgr_bin: Path = DEFAULT_BIN) -> list[Output]:
-    """systemd units for the long-running watch and the periodic sync."""
+    """systemd units: the long-running watch, the periodic sync, and the boot-time apply."""
     watch = Output("systemd/system/ikemgr-watch.service",
                    render_template("systemd/ikemgr-watch.service.j2",
                                    **watch_unit_context(cfg, header, config_path, str(ikemgr_bin))))
-    return [watch, *sync_unit_outputs(cfg, header, config_path, ikemgr_bin)]
+    return [watch, *sync_unit_outputs(cfg, header, config_path, ikemgr_bin),
+            apply_unit_output(cfg, header, config_path, ikemgr_bin)]

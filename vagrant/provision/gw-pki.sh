@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lab's PKI on gw, before the role runs: a CA (it plays the national CA), the
 # gateway's IKE certificate and FreeRADIUS' server certificate, at the paths the lab
-# config names. The CA certificate is published on http://192.0.2.1:8080/ca.crt for
+# config names. The CA certificate is published on http://198.51.100.1:8080/ca.crt for
 # the clients (the lab has no shared folder). Idempotent: existing keys are kept.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -53,7 +53,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart=/usr/bin/python3 -m http.server --bind 192.0.2.1 --directory $PUB 8080
+ExecStart=/usr/bin/python3 -m http.server --bind 198.51.100.1 --directory $PUB 8080
 DynamicUser=yes
 Restart=on-failure
 

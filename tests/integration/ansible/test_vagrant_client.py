@@ -83,7 +83,7 @@ def test_client_conf_loads_into_a_real_charon(charon: CharonInstance, name: str,
     conns = charon.swanctl("--list-conns").stdout
     # the connection as charon understood it: IKEv2 to the gateway, EAP-MSCHAPv2 as the
     # identity, the gateway by its certificate, the campus through the tunnel
-    assert "lab: IKEv2" in conns and "192.0.2.1" in conns, conns
+    assert "lab: IKEv2" in conns and "198.51.100.1" in conns, conns
     assert f"EAP_MSCHAPV2 authentication:\n    eap_id: {identity}" in conns, conns
     assert "public key authentication:\n    id: vpn.lab.test" in conns, conns
     assert "remote: 10.0.0.0/8" in conns, conns

@@ -81,8 +81,8 @@ def test_rendered_units_pass_systemd_analyze(config: Path, tmp_path: Path) -> No
     exe = Path(sys.executable).parent / "ikemgr"
     cfg = load(config)
     units = [o for o in all_outputs(cfg, load_secrets(cfg), str(config), exe) if o.path.startswith("systemd/")]
-    assert sorted(Path(o.path).name for o in units) == ["ikemgr-sync.service", "ikemgr-sync.timer",
-                                                         "ikemgr-watch.service"]
+    assert sorted(Path(o.path).name for o in units) == ["ikemgr-apply.service", "ikemgr-sync.service",
+                                                         "ikemgr-sync.timer", "ikemgr-watch.service"]
     for o in units:
         (tmp_path / Path(o.path).name).write_text(o.text)
     p = subprocess.run(["systemd-analyze", "verify", *(str(tmp_path / Path(o.path).name) for o in units)],
