@@ -194,9 +194,9 @@ def world() -> Iterator[World]:
         pw = STATE / "profiles" / "alice.password"
         pw.write_text("alice-pass\n")
         pw.chmod(0o600)
-        erin_dir = the_lab.state / "clients" / "erin" / "swanctl"
+        erin_cert = the_lab.pki_dir / "clients" / "erin.crt"  # as the lab issued it, key beside it
         erin = swanctl_profile(STATE / "profiles" / "erin", "erin@123457", ca,
-                               cert_p12=p12_of(erin_dir / "x509" / "erin.crt", erin_dir / "private" / "erin.key",
+                               cert_p12=p12_of(erin_cert, erin_cert.with_suffix(".key"),
                                                STATE / "profiles" / "erin.p12"))
         yield World(the_lab, bindir, alice, pw, erin)
     finally:
