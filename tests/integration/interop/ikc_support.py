@@ -150,6 +150,7 @@ class Topology:
         """A gateway config (JSON is YAML) for this topology; ``extra`` merges per section."""
         secret = self.work / "radius.secret"
         secret.write_text("s3cret-for-ikc-tests\n")
+        secret.chmod(0o600)  # render refuses a secret everyone can read
         own: dict[str, Any] = {
             "radius": {"secret_file": str(secret)},
             "strongswan": {"kernel_ipsec": "libipsec", "encap": True},

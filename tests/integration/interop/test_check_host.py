@@ -57,6 +57,7 @@ def free_udp_port() -> int:
 
 def config(work: Path, cert: Path, ca: Path) -> Path:
     (work / "radius.secret").write_text("s3cret\n")
+    (work / "radius.secret").chmod(0o600)
     doc = gateway_doc(outside="out0", campus="campus0", campus_prefixes=("10.0.0.0/8",),
                       vlans=[{"number": 123456, "interface": "lab0", "subnet": "10.2.0.0/24",
                               "gateway": "10.2.0.254"}],

@@ -21,6 +21,7 @@ def test_render_check_with_cert_auth(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     (tmp_path / "radius.secret").write_text("x\n")
+    (tmp_path / "radius.secret").chmod(0o600)  # render refuses a secret everyone can read
     doc = gateway_doc(radius={"secret_file": str(tmp_path / "radius.secret")},
                       routing={"rt_tables_file": str(tmp_path / "rt.conf")},
                       strongswan_cert_auth={"enabled": True, "subject": "C=JP, O=Example University"})
