@@ -25,20 +25,15 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Disconnect one user: close every live IKE_SA whose identity is USER (exit 1 if none)."""
-        from ikemgr.adapters.vici.session import CommandSession, connect
         from ikemgr.core.identity import IdentityGrammar
         from ikemgr.core.policy import sessions_of
-        from ikemgr.engine.oneshot import terminate_sas
+        from ikemgr.engine.oneshot import charon_view, terminate_sas
 
         def body() -> Result:
             cfg = load_config(config)
             grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
             ident = grammar.parse(user)  # IdentityRejected: exit 2, nothing asked of charon
-            cmd = CommandSession(connect(cfg.strongswan.vici_socket))
-            try:
-                sas = cmd.list_sas()
-            finally:
-                cmd.close()
+            sas, _leases = charon_view(cfg)
             uids = sessions_of(sas, ident, cfg, grammar)
             done = terminate_sas(cfg, uids)
             name = str(ident)

@@ -28,6 +28,15 @@ def sas_and_leases(cmd: CommandSession) -> tuple[list[Sa], dict[IPv4Address, str
     return sas, cmd.leases()
 
 
+def charon_view(cfg: Config) -> tuple[list[Sa], dict[IPv4Address, str]]:
+    """charon's SAs and pool leases, read on one short-lived command session."""
+    cmd = CommandSession(connect(cfg.strongswan.vici_socket))
+    try:
+        return sas_and_leases(cmd)
+    finally:
+        cmd.close()
+
+
 def reconcile_live(cfg: Config, *, netns: str | None = None, allow_file: Path | None = None,
                    lock_file: Path | None = None, dry_run: bool = False) -> tuple[list[Sa], Report]:
     """One full reconcile of charon's live SAs against the allow-list and the kernel.
@@ -35,11 +44,7 @@ def reconcile_live(cfg: Config, *, netns: str | None = None, allow_file: Path | 
     The path `ikemgr reconcile`, `ikemgr sync` (after a committed change) and start-up
     share; `watch` runs the same engine continuously.
     """
-    cmd = CommandSession(connect(cfg.strongswan.vici_socket))
-    try:
-        sas, leases = sas_and_leases(cmd)
-    finally:
-        cmd.close()
+    sas, leases = charon_view(cfg)
     engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
     try:
         report = engine.full(sas, dry_run=dry_run, leases=leases)
@@ -79,11 +84,7 @@ class StatusView:
 
 
 def status_view(cfg: Config, *, netns: str | None = None, allow_file: Path | None = None) -> StatusView:
-    cmd = CommandSession(connect(cfg.strongswan.vici_socket))
-    try:
-        sas, leases = sas_and_leases(cmd)
-    finally:
-        cmd.close()
+    sas, leases = charon_view(cfg)
     engine = build_engine(cfg, netns=netns, allow_file=allow_file, flush_conntrack=False)
     try:
         report = engine.full(sas, dry_run=True, leases=leases)
