@@ -110,12 +110,13 @@ class Engine:
         return holders_of(self.sas.values(), frozenset(revoked), self.cfg, self.grammar)
 
     def _index_put(self, sa: Sa) -> None:
-        self._index_drop(sa.uniqueid)
+        # an updated SA keeps its logged decision: only a changed decision is logged again
+        self._index_drop(sa.uniqueid, forget=False)
         self.sas[sa.uniqueid] = sa
         for v in sa.vips:
             self.by_vip.setdefault(v, set()).add(sa.uniqueid)
 
-    def _index_drop(self, uid: str) -> Sa | None:
+    def _index_drop(self, uid: str, *, forget: bool = True) -> Sa | None:
         old = self.sas.pop(uid, None)
         if old is not None:
             for v in old.vips:
@@ -124,7 +125,8 @@ class Engine:
                     holders.discard(uid)
                     if not holders:
                         del self.by_vip[v]
-            self._logged.pop(uid, None)
+            if forget:
+                self._logged.pop(uid, None)
         return old
 
     def replace_sas(self, sas: Iterable[Sa]) -> None:

@@ -139,6 +139,23 @@ def test_one_log_line_per_decision(caplog: pytest.LogCaptureFixture) -> None:
         ("'7'", "rejected-identity"), ("'8'", "not-on-list")]
 
 
+def test_an_updated_sa_logs_its_decision_again_only_when_it_changed(caplog: pytest.LogCaptureFixture) -> None:
+    e, _ = engine(("alice", 123456))
+    e.full([])
+    caplog.set_level(logging.INFO, logger="ikemgr.policy")
+    e.events([up("7", "alice@123456", "10.1.0.10")])
+    e.events([up("7", "alice@123456", "10.1.0.10", state="REKEYING")])  # a changed SA, same decision
+    e.full([Sa("7", "alice@123456", (VIP,), "ESTABLISHED")])
+    e.allow = Pairs()
+    e.refresh_allow()
+    e.recompute()  # the decision changed: logged once more
+    e.events([up("7", "alice@123456", "10.1.0.10", state="DELETING")])
+    e.events([up("7", "alice@123456", "10.1.0.10")])  # down, then up again: a new decision
+    decisions = [r.fields["outcome"] for r in caplog.records  # type: ignore[attr-defined]
+                 if r.getMessage() == "decision"]
+    assert decisions == ["allowed", "not-on-list", "not-on-list"]
+
+
 def test_snapshot_serves_the_last_good_allow_list(tmp_path: Path) -> None:
     g = IdentityGrammar()
     f = tmp_path / "allow.txt"
