@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,30 @@ def list_sas(vici_path: Path) -> list[dict[str, Any]]:
         return cmd.list_sas_text()
     finally:
         cmd.close()
+
+
+def established(inst: CharonInstance, p: Profile, wait: float = 5.0) -> dict[str, Any]:
+    """The profile's IKE SA once it is ESTABLISHED with a virtual IP.
+
+    ``swanctl --initiate`` returns when the CHILD_SA is installed; on a loaded machine
+    charon's SA list can lag that by a moment, so it is read again for up to ``wait``
+    seconds before the SA is judged. The error names what charon listed.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        sas = list_sas(inst.vici_path)
+        sa = summary(sas, p.connection)
+        if sa["vip"] is not None:
+            return sa
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    states = ", ".join(f"{s.get('name')}={s.get('state')}" for s in sas) or "no IKE SA"
+    if sa["state"] == "ESTABLISHED":
+        raise ApplyFailed(f"the gateway {p.remote_id} assigned no virtual IP")
+    raise ApplyFailed(f"the tunnel to {p.remote_id} is not established after initiate ({states}): "
+                      f"charon log: "
+                      f"{inst.log_tail(6)}")
 
 
 def summary(sas: list[dict[str, Any]], connection: str) -> dict[str, Any]:

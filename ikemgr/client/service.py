@@ -134,9 +134,7 @@ def _up_locked(name: str, prof: model.Profile, files: dict[str, bytes], password
         rec.pids["charon"] = inst.proc.pid
         store.write(rec)
         ike.initiate(inst, prof, timeout)
-        sa = ike.summary(ike.list_sas(inst.vici_path), prof.connection)
-        if sa["vip"] is None:
-            raise ApplyFailed(f"the gateway {prof.remote_id} assigned no virtual IP")
+        sa = ike.established(inst, prof)
         netenv.default_route(name, sa["vip"], uplink, libipsec)
         rec.dns = _dns(script.with_name(script.name + ".out"))
         _write_resolv(name, rec.dns)
