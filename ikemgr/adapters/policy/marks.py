@@ -146,7 +146,11 @@ class MarksBackend:
         self._vlan_rules = vlan_rules
         self._stray_rules = stray_rules
         self._stray_elems = stray_elems
-        return KernelView(out, [*stray_rules, *stray_elems], {t: True for t in vlan_rules})
+        # a VLAN rule no element uses (a crash between the nft transaction and the rule's
+        # removal, or before the first element went in) is stray too: reported, so the
+        # engine applies, and removed by apply (it is not in ``need``)
+        unused = [self.vlan_rule(t) for t in sorted(vlan_rules - {r.table_id for r in out.values()})]
+        return KernelView(out, [*stray_rules, *stray_elems, *unused], {t: True for t in vlan_rules})
 
     def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None:
         need = {r.table_id for r in after.values()}
