@@ -47,6 +47,20 @@ def atomic_write(target: Path, data: bytes, mode: int, group: str | None = None)
         raise
 
 
+def atomic_symlink(target: Path, points_to: str) -> None:
+    """Make ``target`` a symlink to ``points_to`` via a temp link + rename (whatever was
+    there is replaced in one step, never followed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.lnk")
+    tmp.unlink(missing_ok=True)
+    os.symlink(points_to, tmp)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class SecretUnreadable(Exception):
     """A secret file that cannot be used; the message names the file and why."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ikemgr.checks.procs import stop_group
 from ikemgr.errors import BackendUnavailable, CheckFailed
-from ikemgr.fsio import atomic_write
+from ikemgr.render.files import write_output
 from ikemgr.render.templates import Output
 
 STOCK_RADDB = Path("/etc/freeradius/3.0")
@@ -30,12 +30,7 @@ def write_outputs(root: Path, outputs: Iterable[Output]) -> list[Path]:
 
     A file with ``group`` set is chgrp'ed to it (0640 root:freerad for files with secrets).
     """
-    written = []
-    for out in outputs:
-        dest = root / out.path
-        atomic_write(dest, out.text.encode(), out.mode, out.group)
-        written.append(dest)
-    return written
+    return [write_output(root, out) for out in outputs]
 
 
 def _set(text: str, key: str, value: str) -> str:

@@ -9,6 +9,7 @@ message; the live files stay byte-identical.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import shutil
 import subprocess
@@ -80,7 +81,7 @@ def check_staged(cfg: Config, outputs: Iterable[Output], *, stock_raddb: Path = 
                                         cfg.gateway.key, cfg.gateway.fqdn)
             except CheckFailed as e:
                 raise RenderRefused(SWANCTL_FILE, "charon", e.message) from None
-        radius = [Output(o.path.removeprefix(RADDB_PREFIX), o.text, o.mode, o.secret, o.group)
+        radius = [dataclasses.replace(o, path=o.path.removeprefix(RADDB_PREFIX))
                   for o in outs if o.path.startswith(RADDB_PREFIX)]
         checked_radius = False
         skipped: list[str] = []

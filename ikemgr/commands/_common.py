@@ -74,8 +74,29 @@ def load_secrets(cfg: Config) -> Secrets:
         bind = read_secret(cfg.ldap.bind_password_file, "ldap.bind_password_file")
     servers = tuple(read_secret(t.secret_file, t.secret_field) for t in cfg.radius.targets)
     if cfg.radius.local:  # the local FreeRADIUS and charon share radius.secret_file
-        return Secrets(servers[0], bind)
+        return Secrets(servers[0], bind, crl_issuer_hash=crl_issuer_of(cfg))
     return Secrets(servers[0], bind, radius_servers=servers)
+
+
+def crl_issuer_of(cfg: Config) -> str | None:
+    """OpenSSL's hash of ``eap.crl_file``'s issuer, the CRL's name in FreeRADIUS's ca_path.
+
+    FreeRADIUS with ``check_crl`` refuses every client certificate while it has no CRL of
+    their issuer, so a missing or unreadable CRL stops the render here.
+    """
+    path = cfg.eap.crl_file
+    if path is None:
+        return None
+    from ikemgr.errors import UsageError
+    from ikemgr.pki.crl import crl_issuer_hash
+
+    try:
+        return crl_issuer_hash(path.read_bytes())
+    except OSError as e:
+        raise UsageError(f"eap.crl_file: {path}: {e.strerror} (`ikemgr pki crl` writes it; FreeRADIUS "
+                         "refuses every client certificate without a CRL)") from None
+    except ValueError:
+        raise UsageError(f"eap.crl_file: {path}: not a CRL in PEM or DER") from None
 
 
 def run(command: str, as_json: bool, fn: Callable[[], Result]) -> None:

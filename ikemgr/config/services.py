@@ -291,6 +291,11 @@ class Eap(Strict):
         True, description="the certificate CN must equal the account part of the EAP identity")
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
     tls_max_version: Literal["1.2", "1.3"] = "1.2"
+    crl_file: AbsPath | None = Field(
+        None, description="CRL of the client CA (PEM or DER; `ikemgr pki crl` writes <pki.dir>/crl.pem): "
+                          "FreeRADIUS refuses revoked client certificates, and one without a CRL")
+    crl_reload_interval: Annotated[int, Field(ge=300, le=86400)] = Field(
+        300, description="seconds after which FreeRADIUS reads a new CRL, no restart (its floor: 300)")
 
     @model_validator(mode="after")
     def _methods(self) -> Eap:
@@ -303,6 +308,8 @@ class Eap(Strict):
                              "certificate of the CA, of any organisation, would be accepted)")
         if float(self.tls_min_version) > float(self.tls_max_version):
             raise ValueError("tls_min_version: above tls_max_version")
+        if self.crl_file is not None and "tls" not in self.methods:
+            raise ValueError("crl_file: no certificate method: 'tls' is not offered")
         if "ttls" in self.methods and not {"gtc", "mschapv2", "md5"} & set(self.methods):
             raise ValueError("methods: ttls needs an inner EAP method to propose (gtc, mschapv2 or md5)")
         return self

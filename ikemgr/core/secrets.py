@@ -25,6 +25,9 @@ class Secrets:
     ldap_bind_password: str | None = None
     #: with remote RADIUS (radius.servers): each server's secret, primary first
     radius_servers: tuple[str, ...] = ()
+    #: not a secret, but read the same way from a file the config names (``eap.crl_file``):
+    #: OpenSSL's hash of the CRL issuer, the CRL's file name in FreeRADIUS's ca_path
+    crl_issuer_hash: str | None = None
 
     def __post_init__(self) -> None:
         check_secret(self.radius, "RADIUS secret")
@@ -32,3 +35,6 @@ class Secrets:
             check_secret(s, "RADIUS secret")
         if self.ldap_bind_password is not None:
             check_secret(self.ldap_bind_password, "LDAP bind password")
+        h = self.crl_issuer_hash
+        if h is not None and not (len(h) == 8 and all(c in "0123456789abcdef" for c in h)):
+            raise UsageError("CRL issuer hash: 8 lower-case hex digits")

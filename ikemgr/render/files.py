@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ikemgr.fsio import atomic_write, group_id
+from ikemgr.fsio import atomic_symlink, atomic_write, group_id
 from ikemgr.render.templates import Output
 
 MANIFEST = "ikemgr/manifest.json"
@@ -39,7 +39,13 @@ def plan_one(root: Path, out: Output) -> Change:
     try:
         st = target.lstat()
     except FileNotFoundError:
+        if out.link is not None:
+            return Change(out.path, "created", f"{out.path} -> {out.link}\n")
         return Change(out.path, "created", _diff(out.path, "", out.text, out.secret))
+    if out.link is not None:
+        if stat.S_ISLNK(st.st_mode) and str(target.readlink()) == out.link:
+            return Change(out.path, "unchanged")
+        return Change(out.path, "updated", f"{out.path} -> {out.link}\n")
     if not stat.S_ISREG(st.st_mode):
         return Change(out.path, "updated", f"{out.path}: replaces a non-regular file\n")
     old = target.read_bytes().decode("utf-8", errors="replace")
@@ -50,6 +56,16 @@ def plan_one(root: Path, out: Output) -> Change:
     if out.group is not None and st.st_gid != group_id(out.group):
         return Change(out.path, "mode", f"{out.path}: group -> {out.group}\n")
     return Change(out.path, "unchanged")
+
+
+def write_output(root: Path, o: Output) -> Path:
+    """One output below ``root``: a file (atomic, its mode and group) or a symlink."""
+    dest = root / o.path
+    if o.link is not None:
+        atomic_symlink(dest, o.link)
+    else:
+        atomic_write(dest, o.text.encode(), o.mode, o.group)
+    return dest
 
 
 def read_manifest(root: Path) -> set[str]:
@@ -81,14 +97,13 @@ def sync_outputs(root: Path, outputs: list[Output], dry_run: bool = False) -> li
     produced = {o.path for o in outputs}
     stale = sorted(read_manifest(root) - produced - {MANIFEST})
     changes += [Change(p, "kept" if p in FORMER_CONFFILES else "removed") for p in stale
-                if (root / p).exists()]
+                if (root / p).exists() or (root / p).is_symlink()]
     if dry_run:
         return changes
     by_path = {o.path: o for o in outputs}
     for c in changes:
         if c.action in ("created", "updated", "mode"):
-            o = by_path[c.path]
-            atomic_write(root / o.path, o.text.encode(), o.mode, o.group)
+            write_output(root, by_path[c.path])
         elif c.action == "removed":
             (root / c.path).unlink(missing_ok=True)
     manifest = json.dumps({"files": sorted(produced)}, indent=1) + "\n"

@@ -114,6 +114,8 @@ def contexts(cfg: Config, secrets: RadiusSecrets) -> dict[str, dict[str, object]
             "cn_is_account": tls_on and eap.tls_cn_is_account,
             "subject_rule": eap.tls_allowed_subject or "", "check_server": CHECK_SERVER,
             "ttls_inner": ttls_inner,
+            "crl": {"dir": f"${{confdir}}/{CRL_DIR}", "reload": eap.crl_reload_interval}
+                   if eap.crl_file is not None else None,
         },
         "sites-enabled/default": base | {
             "listen_address": str(rad.address), "auth_port": rad.auth_port,
@@ -128,6 +130,21 @@ def contexts(cfg: Config, secrets: RadiusSecrets) -> dict[str, dict[str, object]
             "subject_regex": subject_regex(eap.subject_rdns),
         }
     return out
+
+
+#: FreeRADIUS's ca_path (below its config dir): only the CRL, linked under its issuer's
+#: OpenSSL hash (``<hash>.r0``), so a CRL that ``ikemgr pki crl`` replaces is read again
+#: after ``eap.crl_reload_interval`` without a restart (the CA stays in ``ca_file``)
+CRL_DIR = "ikemgr-crl"
+
+
+def crl_link(cfg: Config, secrets: RadiusSecrets, prefix: str = "") -> list[Output]:
+    """The CRL's link in the ca_path, or nothing without ``eap.crl_file``."""
+    if cfg.eap.crl_file is None:
+        return []
+    if secrets.crl_issuer_hash is None:
+        raise UsageError("eap.crl_file is set but its issuer hash was not read")
+    return [Output(f"{prefix}{CRL_DIR}/{secrets.crl_issuer_hash}.r0", "", link=str(cfg.eap.crl_file))]
 
 
 _TEMPLATE = {f"sites-enabled/{CHECK_SERVER}": "freeradius/sites-enabled/check-eap-tls.j2"}
@@ -150,4 +167,4 @@ def radius_outputs(cfg: Config, secrets: RadiusSecrets, prefix: str = "") -> lis
         secret = path in _SECRET and (path == "sites-enabled/ikemgr-clients" or cfg.ldap.bind_dn is not None)
         outputs.append(Output(prefix + path, text, mode=0o640 if secret else 0o644, secret=secret,
                               group=RADIUS_GROUP if secret else None))
-    return outputs
+    return outputs + crl_link(cfg, secrets, prefix)

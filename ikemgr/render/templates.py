@@ -50,6 +50,9 @@ class Output:
     secret: bool = False
     #: owning group (e.g. "freerad" for FreeRADIUS files holding a secret); None = leave as is
     group: str | None = None
+    #: a symlink to this absolute path instead of a file (``text`` stays empty), e.g. the
+    #: CRL under its OpenSSL hash name in FreeRADIUS's ``ca_path``
+    link: str | None = None
 
     def __post_init__(self) -> None:
         if self.path.startswith("/") or ".." in Path(self.path).parts:
@@ -57,6 +60,8 @@ class Output:
         # a secret may be group-readable only when the group is named (0640 root:freerad)
         if self.secret and self.mode & (0o007 if self.group else 0o077):
             raise ValueError(f"{self.path} holds a secret but mode {self.mode:o} lets others read it")
+        if self.link is not None and (self.text or not self.link.startswith("/")):
+            raise ValueError(f"{self.path}: a link has no text and points to an absolute path")
 
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from ikemgr.render.files import sync_outputs
 from ikemgr.render.templates import Output
 
@@ -42,3 +44,23 @@ def test_secret_diff_is_hidden_and_foreign_files_kept(tmp_path: Path) -> None:
     assert "secret" not in c.diff.replace("holds a secret", "")
     sync_outputs(tmp_path, [])
     assert (tmp_path / "foreign.conf").read_text() == "not ours\n"
+
+
+def test_a_link_output_is_a_symlink_replaced_only_when_it_points_elsewhere(tmp_path: Path) -> None:
+    link = Output("freeradius/ikemgr-crl/3b4263c3.r0", "", link="/etc/ikemgr/pki/crl.pem")
+    changes = sync_outputs(tmp_path, [link])
+    target = tmp_path / link.path
+    assert [c.action for c in changes] == ["created"] and target.is_symlink()
+    assert str(target.readlink()) == "/etc/ikemgr/pki/crl.pem"  # dangling is fine: the CRL is elsewhere
+    assert [c.action for c in sync_outputs(tmp_path, [link])] == ["unchanged"]
+    moved = Output(link.path, "", link="/srv/pki/crl.pem")
+    assert [c.action for c in sync_outputs(tmp_path, [moved])] == ["updated"]
+    assert str(target.readlink()) == "/srv/pki/crl.pem"
+    # a regular file in its place is replaced by the link, and a dropped link is removed
+    target.unlink()
+    target.write_text("x")
+    assert [c.action for c in sync_outputs(tmp_path, [moved])] == ["updated"] and target.is_symlink()
+    assert [c.action for c in sync_outputs(tmp_path, [])] == ["removed"]
+    assert not target.is_symlink() and not target.exists()
+    with pytest.raises(ValueError, match="absolute"):
+        Output("x.r0", "", link="relative/crl.pem")

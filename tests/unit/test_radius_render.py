@@ -204,3 +204,35 @@ def test_secret_output_group_readable_only_with_group() -> None:
         Output("sites-enabled/ikemgr-clients", "x", mode=0o640, secret=True)
     with pytest.raises(ValueError):
         Output("sites-enabled/ikemgr-clients", "x", mode=0o644, secret=True, group="freerad")
+
+
+def test_a_crl_file_turns_on_check_crl_and_is_linked_under_its_issuer_hash() -> None:
+    cfg = _cfg(eap={**TLS_EAP, "crl_file": "/etc/ikemgr/pki/crl.pem"})
+    out = _by_path(radius_outputs(cfg, RadiusSecrets("s3cret-s3cret", crl_issuer_hash="3b4263c3"),
+                                  prefix="freeradius/3.0/"))
+    link = out["freeradius/3.0/ikemgr-crl/3b4263c3.r0"]
+    assert link.link == "/etc/ikemgr/pki/crl.pem" and link.text == ""
+    eap = out["freeradius/3.0/mods-enabled/eap"].text
+    assert 'ca_path = "${confdir}/ikemgr-crl"' in eap
+    assert "check_crl = yes" in eap and "ca_path_reload_interval = 300" in eap
+    # without the issuer hash (a command layer that did not read the CRL) nothing is rendered
+    with pytest.raises(UsageError, match="issuer hash"):
+        radius_outputs(cfg, RadiusSecrets("s3cret-s3cret"))
+    with pytest.raises(UsageError, match="8 lower-case hex"):
+        RadiusSecrets("s3cret-s3cret", crl_issuer_hash="../../x")
+
+
+def test_no_crl_file_no_crl_check() -> None:
+    out = radius_outputs(_cfg(eap=TLS_EAP), RadiusSecrets("s3cret-s3cret"))
+    assert not [o for o in out if o.link is not None]
+    assert "check_crl" not in _by_path(out)["mods-enabled/eap"].text
+
+
+@pytest.mark.parametrize(("eap", "message"), [
+    ({"methods": ["mschapv2"], "tls_allowed_subject": None, "crl_file": "/etc/ikemgr/pki/crl.pem"},
+     "no certificate method"),
+    ({**TLS_EAP, "crl_file": "/etc/ikemgr/pki/crl.pem", "crl_reload_interval": 10}, "greater than or equal to 300"),
+])
+def test_crl_settings_are_checked(eap: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Eap.model_validate({**_data()["eap"], **eap})
