@@ -50,7 +50,10 @@ def _env(conf: Path, swanctl_dir: Path | None = None) -> dict[str, str]:
 
 @dataclass
 class CharonInstance:
-    """One charon process. ``plugins`` is the explicit load list (load_modular = no)."""
+    """One charon process. ``plugins`` is the explicit load list (load_modular = no), unless
+    ``stock_layout`` names a Debian ``strongswan.d`` directory: then charon loads its plugins
+    as a Debian host does (load_modular = yes, every ``charon/*.conf`` of the installed
+    plugin packages, the stock ``*.conf``), and ``plugins`` is not used."""
 
     workdir: Path
     netns: str | None = None
@@ -63,6 +66,7 @@ class CharonInstance:
     settings_files: Sequence[Path] = ()
     # added to charon's environment; charon hands PATH on to updown scripts (hook mode)
     env: dict[str, str] = field(default_factory=dict)
+    stock_layout: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -110,11 +114,19 @@ class CharonInstance:
 
     def strongswan_conf(self) -> str:
         includes = "".join(f"include {f}\n" for f in self.settings_files)
+        if self.stock_layout is not None:
+            # Debian's /etc/strongswan.conf, with absolute paths: the plugin packages' own
+            # files, then strongswan.d/*.conf; the rendered files come after those
+            stock = self.stock_layout
+            loading = ""
+            includes = (f"charon {{\n    load_modular = yes\n    plugins {{\n"
+                        f"        include {stock}/charon/*.conf\n    }}\n}}\n"
+                        f"include {stock}/*.conf\n" + includes)
+        else:
+            loading = f"    load_modular = no\n    load = {' '.join(self.plugins)}\n"
         return f"""# generated for one charon instance ({self.workdir})
 {includes}charon {{
-    load_modular = no
-    load = {' '.join(self.plugins)}
-    threads = {self.threads}
+{loading}    threads = {self.threads}
     filelog {{
         main {{
             path = {self.log}

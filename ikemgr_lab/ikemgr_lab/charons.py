@@ -25,8 +25,6 @@ from ikemgr.checks.charon import (
     BASE_PLUGINS,
     INITIATOR_PLUGINS,
     LIBIPSEC_PLUGINS,
-    NETLINK_PLUGINS,
-    RESPONDER_PLUGINS,
     CharonInstance,
 )
 from ikemgr.client.ike import list_sas  # noqa: F401 - the lab reads charons as ikemgr client does
@@ -36,31 +34,29 @@ from ikemgr.errors import ApplyFailed
 from ikemgr.pki import pkcs12
 from ikemgr.render import profiles
 from ikemgr.render.profiles.common import ProfileFile
-from ikemgr.render.strongswan import plugin_loads
 from ikemgr_lab.model import Client
 
 RADIUS_ID = "radius.lab.test"
+STOCK_STRONGSWAN_D = Path("/etc/strongswan.d")
 
 
 def gateway_instance(cfg: Config, workdir: Path, netns: str, rendered: Path) -> CharonInstance:
     ss = cfg.strongswan
-    plugins = [*BASE_PLUGINS, *(LIBIPSEC_PLUGINS if ss.kernel_ipsec == "libipsec" else NETLINK_PLUGINS),
-               *RESPONDER_PLUGINS]
-    # every optional plugin the rendered plugin-load files switch on (farp; updown in hook mode)
-    plugins += [name for name, load in plugin_loads(cfg).items() if load and name not in plugins]
     env: dict[str, str] = {}
     if ss.updown is not None:
         # charon runs updown with nothing but PLUTO_* and its own PATH: scripts/ikemgr-updown
         # finds `ikemgr` there, so put this ikemgr (the venv's) first
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
                                        os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
-    # the gateway's settings are the rendered files, as the host's /etc/strongswan.conf
-    # includes them (install_routes, routing table, DNS, threads, eap-radius and its secret);
-    # only what belongs to this instance (plugin list, log, socket, /run) is written here
+    # the gateway loads its plugins as a Debian host does (the installed packages' own
+    # strongswan.d/charon/*.conf, load_modular), then the rendered files, as the host's
+    # /etc/strongswan.conf includes them (plugin loads such as kernel-libipsec and farp,
+    # install_routes, routing table, DNS, threads, eap-radius and its secret); only what
+    # belongs to this instance (log, socket, /run) is written here
     rendered_settings = [rendered / "strongswan.d" / "ikemgr.conf",
                          rendered / "strongswan.d" / "ikemgr-eap-radius.conf"]
-    return CharonInstance(workdir, netns=netns, plugins=plugins, settings_files=rendered_settings,
-                          threads=ss.threads, env=env)
+    return CharonInstance(workdir, netns=netns, stock_layout=STOCK_STRONGSWAN_D,
+                          settings_files=rendered_settings, threads=ss.threads, env=env)
 
 
 def install_rendered_swanctl(inst: CharonInstance, rendered: Path) -> None:

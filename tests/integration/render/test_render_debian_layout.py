@@ -27,39 +27,6 @@ PACKAGES = ("strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins"
             "libstrongswan", "libstrongswan-standard-plugins", "libstrongswan-extra-plugins")
 
 
-class DebianLayout(CharonInstance):
-    """A charon whose strongswan.conf is Debian's, pointed at a copy of /etc/strongswan.d to
-    which the rendered files were added; only the socket, log and /run are the instance's."""
-
-    etc: Path = Path()
-
-    def strongswan_conf(self) -> str:
-        return f"""charon {{
-    load_modular = yes
-    plugins {{
-        include {self.etc}/charon/*.conf
-    }}
-}}
-include {self.etc}/*.conf
-charon {{
-    filelog {{
-        main {{
-            path = {self.log}
-            default = 1
-        }}
-    }}
-    plugins {{
-        vici {{
-            socket = {self.uri}
-        }}
-    }}
-}}
-swanctl {{
-    socket = {self.uri}
-}}
-"""
-
-
 def test_rendered_settings_override_the_stock_plugin_files_in_a_real_charon(tmp_path: Path, config: Path) -> None:
     # the lab-like settings: kernel-libipsec on (stock: load = no), farp on
     config.write_text(config.read_text().replace("strongswan:\n", "strongswan:\n  kernel_ipsec: libipsec\n"
@@ -74,8 +41,8 @@ def test_rendered_settings_override_the_stock_plugin_files_in_a_real_charon(tmp_
         shutil.copy2(f, etc / f.name)
     ns = "ikt-deb-" + tmp_path.name[-6:].replace("_", "")[:6]
     subprocess.run(["ip", "netns", "add", ns], check=True)
-    inst = DebianLayout(tmp_path / "charon", netns=ns)
-    inst.etc = etc
+    # Debian's strongswan.conf pointed at the copy: only socket, log and /run are the instance's
+    inst = CharonInstance(tmp_path / "charon", netns=ns, stock_layout=etc)
     try:
         inst.start()
         stats = inst.swanctl("--stats").stdout

@@ -22,14 +22,18 @@ def _gateway(path: Path) -> tuple[str, str]:
     return inst.strongswan_conf(), rendered["strongswan.d/ikemgr.conf"]
 
 
-def test_the_gateway_includes_the_rendered_settings_first() -> None:
+def test_the_gateway_includes_the_rendered_settings_after_the_stock_files() -> None:
     conf, rendered = _gateway(CLIENT_LAB)
     lines = conf.splitlines()
-    assert lines[1:3] == ["include /tmp/x/etc/strongswan.d/ikemgr.conf",
-                          "include /tmp/x/etc/strongswan.d/ikemgr-eap-radius.conf"]
+    # Debian's strongswan.conf: the plugin packages' own files, strongswan.d/*.conf, then
+    # the rendered files, which win; attr (it serves charon.dnsN) loads from its stock file
+    stock = lines.index("include /etc/strongswan.d/*.conf")
+    assert "        include /etc/strongswan.d/charon/*.conf" in lines[:stock]
+    assert lines[stock + 1:stock + 3] == ["include /tmp/x/etc/strongswan.d/ikemgr.conf",
+                                          "include /tmp/x/etc/strongswan.d/ikemgr-eap-radius.conf"]
+    assert "    load_modular = yes" in lines and not any(ln.strip().startswith("load = ") for ln in lines)
     assert "dns" not in conf and "install_routes" not in conf  # only the rendered file sets them
     assert "    dns1 = 10.5.0.10\n" in rendered
-    assert "attr" in charons.RESPONDER_PLUGINS  # attr is what serves charon.dnsN
 
 
 def test_no_pool_dns_no_dns_lines() -> None:
