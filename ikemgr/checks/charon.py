@@ -167,9 +167,22 @@ swanctl {{
         self.prepare()
         self.vici_path.unlink(missing_ok=True)
         (self.rundir / "charon.pid").unlink(missing_ok=True)
+        # charon's pid file is /var/run/charon.pid, so each instance gets a private /run (its
+        # rundir, bound over /run in a mount namespace of its own). A workdir below /run
+        # (ikemgr client's /run/ikemgr/client/NAME) would vanish under that mount with its
+        # strongswan.conf, log and VICI socket: it is bound back in at its own path first
+        # (rbind carries that mount along)
+        back = ""
+        try:
+            back = str(self.workdir.resolve().relative_to("/run"))
+        except ValueError:
+            pass
+        if back:
+            (self.rundir / back).mkdir(parents=True, exist_ok=True)
         inner = ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                 'mount --bind "$1" /run && exec env STRONGSWAN_CONF="$2" "$3"',
-                 "sh", str(self.rundir), str(self.conf), str(CHARON)]
+                 '{ [ -z "$4" ] || mount --bind "$5" "$1/$4"; } && mount --rbind "$1" /run '
+                 '&& exec env STRONGSWAN_CONF="$2" "$3"',
+                 "sh", str(self.rundir), str(self.conf), str(CHARON), back, str(self.workdir.resolve())]
         argv = ["ip", "netns", "exec", self.netns, *inner] if self.netns else inner
         out = open(self.workdir / "charon.stdout", "wb")  # noqa: SIM115 - handed to the child
         try:

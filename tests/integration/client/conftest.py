@@ -10,7 +10,8 @@ allow-listed for ``alice@123458``). Each 192.168.11.51 runs an echo server that 
 one it is, and each side has its own DNS server (dnsmasq) answering ``svc.example.test``
 differently; the gateway's pool hands out the campus one (10.5.0.10).
 
-Everything lives under /tmp/ikemgr-ikn and in ikn-* namespaces; teardown removes it all and
+Everything lives under /tmp/ikemgr-ikn, /run/ikemgr/client (the product default) and in ikn-*
+namespaces; teardown removes it all and
 checks that nothing is left.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from ikemgr.client.state import DEFAULT_STATE_DIR
 from ikemgr_lab import procs
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import Lab
@@ -35,7 +37,9 @@ from ikemgr_lab.runner import Lab
 HERE = Path(__file__).parent
 LAB_YAML = HERE / "lab.yaml"
 STATE = Path("/tmp/ikemgr-ikn")
-CLIENT_STATE = STATE / "client"
+# the product's default (/run/ikemgr/client): below /run, where each client charon's own
+# /run mount must not hide its workdir
+CLIENT_STATE = DEFAULT_STATE_DIR
 IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 CM = "ikn-cm"
 CM_LAN = "ikn-cmlan"
@@ -57,7 +61,8 @@ def sh(*argv: str, check: bool = True, timeout: float = 60, **kw: object) -> sub
 def as_user(uid: int) -> dict[str, str]:
     """The environment sudo gives a command run by ``uid`` (SUDO_UID/SUDO_GID)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUDO_")}
-    env.update(SUDO_UID=str(uid), SUDO_GID=str(uid), IKEMGR_CLIENT_STATE_DIR=str(CLIENT_STATE))
+    env = {k: v for k, v in env.items() if k != "IKEMGR_CLIENT_STATE_DIR"}  # the default state dir
+    env.update(SUDO_UID=str(uid), SUDO_GID=str(uid))
     return env
 
 
