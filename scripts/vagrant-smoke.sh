@@ -11,7 +11,9 @@
 # the campus path (the lab host sees her virtual IP), both reach "the Internet"
 # (198.18.0.10) as the gateway's global address (198.51.100.1); the SAs are kernel IPsec
 # (ESP states in gw's XFRM). Then gw reboots (no provisioning) and the same checks pass
-# once the clients have reconnected by themselves.
+# once the clients have reconnected by themselves. Last, `ikemgr client` on world: a client
+# machine makes a per-program environment for bob@123456 with kernel IPsec, a program in
+# it reaches the lab host from the VLAN's SNAT address, `client down` leaves nothing.
 #
 # libvirtd/virtlogd are started by hand when not running (no systemd as PID 1 here) and
 # stopped again by their pid files at the end. Boxes live in $VAGRANT_HOME
@@ -163,6 +165,35 @@ stage "gw reboot (vagrant reload --no-provision)"
 wait_clients
 stage "clients reconnected"
 check_all "after gw reboot"
+
+# ---------------------------------------------------------------------------- ikemgr client
+# `ikemgr client` on a Linux client of the lab (vagrant/provision/client-env.sh): a client
+# machine "dave" on world, in it the environment "bob" for bob@123456 (granted here), with
+# kernel IPsec. A program in the environment reaches the lab host from the VLAN's SNAT
+# address; dave itself reaches nothing of the campus; `client down` leaves nothing.
+GWI=/opt/ikemgr/venv/bin/ikemgr
+CLI=/opt/ikemgr-client/bin/ikemgr
+V ssh gw -c "sudo $GWI grant add bob@123456 --note 'vagrant lab: ikemgr client' >/dev/null 2>&1; sudo rm -rf /tmp/bob-prof \
+  && sudo $GWI profile --user bob@123456 --format swanctl --out /tmp/bob-prof --connect-to ip \
+     --ca /etc/swanctl/x509ca/ca.crt >/dev/null && echo B64:\$(sudo tar -C /tmp -cz bob-prof | base64 -w0)" 2>/dev/null \
+  | tr -d '\r' | sed -n 's/^B64://p' | base64 -d > "$STATE/bob-prof.tgz" || die "ikemgr profile for bob@123456 on gw"
+V upload "$STATE/bob-prof.tgz" /tmp/bob-prof.tgz world >/dev/null
+V upload "$WH" /tmp/wheelhouse world >/dev/null
+V upload "$REPO/vagrant/provision/client-env.sh" /tmp/client-env.sh world >/dev/null
+up_json=$(V ssh world -c "sudo tar -C /tmp -xzf /tmp/bob-prof.tgz && umask 077 && echo bob-pass > /tmp/bob.pw \
+  && sudo bash /tmp/client-env.sh dave 198.51.100.70/24 bob /tmp/bob-prof /tmp/bob.pw /tmp/wheelhouse" 2>/dev/null | tr -d '\r')
+grep -q '"ok": true' <<<"$up_json" || die "ikemgr client up bob on world: $up_json"
+grep -q '"ipsec": "kernel"' <<<"$up_json" || die "ikemgr client up bob: not kernel IPsec: $up_json"
+in_env=$(V ssh world -c "sudo ip netns exec dave $CLI client exec bob -- timeout 10 bash -c 'exec 3<>/dev/tcp/10.2.0.10/7070; cat <&3'" 2>/dev/null | tr -d '\r' | tail -1)
+[ "$in_env" = 10.2.0.253 ] || die "ikemgr client: bob's environment → lab host seen as '$in_env', want 10.2.0.253"
+V ssh world -c "sudo ip netns exec dave timeout 5 bash -c 'exec 3<>/dev/tcp/10.2.0.10/7070'" >/dev/null 2>&1 \
+  && die "ikemgr client: the client machine itself reached the lab host"
+grep -q 'proto esp' <<<"$(V ssh world -c 'sudo ip netns exec bob ip xfrm state' 2>/dev/null)" \
+  || die "ikemgr client: no kernel ESP state in bob's environment"
+V ssh world -c "sudo ip netns exec dave $CLI client down bob" >/dev/null 2>&1 || die "ikemgr client down bob"
+[ -z "$(V ssh world -c 'ip netns list | grep -w bob' 2>/dev/null | tr -d '\r')" ] || die "ikemgr client down left the bob namespace"
+log "ikemgr client: bob@123456's environment on world (kernel ESP) → lab host as 10.2.0.253; the machine itself: no way in; down: nothing left"
+stage "ikemgr client on a lab client"
 log "PASSED in $(( $(date +%s) - T0 )) s"
 exit 0
 }
