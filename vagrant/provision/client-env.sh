@@ -15,10 +15,10 @@ password=${5:?password file} wheelhouse=${6:?wheelhouse}
 [[ $env =~ ^[a-z][a-z0-9-]{0,10}$ ]] || { echo "client-env.sh: bad environment name" >&2; exit 2; }
 [[ $addr =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] || { echo "client-env.sh: bad address" >&2; exit 2; }
 VENV=/opt/ikemgr-client
-if [ ! -x "$VENV/bin/ikemgr" ]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --no-index --find-links "$wheelhouse" ikemgr
-fi
+[ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --no-index --find-links "$wheelhouse" ikemgr
+# the wheelhouse's ikemgr even when the version number did not change (a lab kept running)
+"$VENV/bin/pip" install -q --no-index --find-links "$wheelhouse" --force-reinstall --no-deps ikemgr
 modprobe -a esp4 xfrm_user xfrm4_tunnel 2>/dev/null || true
 ip netns add "$ns" 2>/dev/null || true
 ip -n "$ns" link set lo up
