@@ -35,7 +35,10 @@ VARS=$REPO/tests/integration/ansible/systemd/gateway.yml
 # host ends of the machine's links (the machine's ends carry the config's names)
 LINKS=(ikh-o:ens1 ikh-c:ens2 ikh-l1:lab1)
 # what the machine boots with; the gateway's packages come from the role's defaults
-BASE_PKGS=(systemd-sysv dbus python3 python3-apt python3-venv iproute2 procps apt-utils ca-certificates)
+# (strongswan-starter, as Debian's "strongswan" package brings it: enabled, its charon would
+# take UDP 500/4500 at boot; the role must mask it)
+BASE_PKGS=(systemd-sysv dbus python3 python3-apt python3-venv iproute2 procps apt-utils ca-certificates
+           strongswan-starter)
 
 T0=$(date +%s); TS=$T0
 log() { echo "role-systemd: $*"; }
@@ -238,13 +241,18 @@ stage "idempotence"
 UNITS=(strongswan.service freeradius.service ikemgr-watch.service ikemgr-sync.timer ikemgr-apply.service)
 IKEMGR=/opt/ikemgr/venv/bin/ikemgr
 verify() {  # verify WHAT: units active, connection in charon (VICI), apply has nothing to do, base state
-  local what=$1 u conns dry rules routes
+  local what=$1 u conns socks dry rules routes
   for u in "${UNITS[@]}"; do
     [ "$(in_machine systemctl is-active "$u")" = active ] || { in_machine systemctl status "$u" | tail -20; die "$what: $u not active"; }
     [ "$(in_machine systemctl is-enabled "$u")" = enabled ] || die "$what: $u not enabled"
   done
   conns=$(in_machine swanctl --list-conns --uri unix:///var/run/charon.vici)
   grep -q '^kuins: IKEv2' <<<"$conns" || die "$what: connection kuins not loaded in charon: $conns"
+  # the charon that has the connection is the one on the IKE ports (not a second one)
+  socks=$(in_machine ss -Hulpn 'sport = :500')
+  grep -q '"charon-systemd"' <<<"$socks" || die "$what: UDP 500 is not charon-systemd's: $socks"
+  [ "$(in_machine systemctl is-enabled strongswan-starter.service || true)" = masked ] \
+    || die "$what: strongswan-starter.service is not masked"
   dry=$(in_machine "$IKEMGR" apply --dry-run --json --config /etc/ikemgr/ikemgr.yaml)
   "$TOOLS/bin/python" -c 'import json,sys; c=json.load(sys.stdin)["data"]["changes"]; sys.exit(1 if c else 0)' \
     <<<"$dry" || die "$what: apply --dry-run would change: $dry"
@@ -256,7 +264,7 @@ verify() {  # verify WHAT: units active, connection in charon (VICI), apply has 
   routes=$(in_machine ip -4 route show table 123456)
   grep -q 'default via 10.2.0.254 dev lab1' <<<"$routes" || die "$what: VLAN table 123456: $routes"
   in_machine nft list table ip ikemgr >/dev/null || die "$what: nftables table ip ikemgr missing"
-  log "$what: units active+enabled, kuins loaded in charon over VICI, apply --dry-run: no change, base state present"
+  log "$what: units active+enabled, kuins loaded in charon over VICI, UDP 500 charon-systemd's, starter masked, apply --dry-run: no change, base state present"
 }
 verify "after converge"
 stage "verify"
