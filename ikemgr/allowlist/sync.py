@@ -96,7 +96,7 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
             raise BackendUnavailable(e.backend, f"{detail}; nothing changed, the store keeps "
                                      "the last good list") from None
         entries = [e for batch in fetched.values() for e in batch]
-        grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+        grammar = IdentityGrammar.of(cfg)
         validated = validate(entries, grammar, now)
         names = tuple(fetched)
         current = store.source_grants(names)

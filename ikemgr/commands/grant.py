@@ -25,7 +25,7 @@ SourceOpt = typer.Option(MANUAL, "--source", help="Source the grant belongs to."
 
 
 def grammar(cfg: Config) -> IdentityGrammar:
-    return IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+    return IdentityGrammar.of(cfg)
 
 
 def parse_time(value: str | None, what: str) -> datetime | None:

@@ -49,7 +49,7 @@ def live_reconcile_hook(cfg: Config, netns: str | None = None) -> OnChange:
         revoked = outcome.revoked_pairs()
         if not (cfg.sync.terminate_revoked and revoked):
             return
-        grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+        grammar = IdentityGrammar.of(cfg)
         terminate_sas(cfg, holders_of(sas, revoked, cfg, grammar))
 
     return on_change

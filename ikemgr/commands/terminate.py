@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> Result:
             cfg = load_config(config)
-            grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+            grammar = IdentityGrammar.of(cfg)
             ident = grammar.parse(user)  # IdentityRejected: exit 2, nothing asked of charon
             sas, _leases = charon_view(cfg)
             uids = sessions_of(sas, ident, cfg, grammar)

@@ -11,10 +11,13 @@ identity as a regex, so ``.*@123456`` matched every entry; here it is simply ref
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ikemgr.config.services import DEFAULT_ACCOUNT_PATTERN, DEFAULT_PATTERN
 from ikemgr.errors import IdentityRejected
+
+if TYPE_CHECKING:
+    from ikemgr.config.schema import Config
 
 #: Upper bound checked before any regex runs (characters after decoding, bytes before).
 MAX_CHARS = 128
@@ -61,6 +64,11 @@ class IdentityGrammar:
         self._vlan_re = re.compile(pattern)
         self._account_re = re.compile(account_pattern)
         self.max_chars = max_chars
+
+    @classmethod
+    def of(cls, cfg: Config) -> IdentityGrammar:
+        """The grammar the config's ``policy`` section defines (every caller builds it so)."""
+        return cls(cfg.policy.identity_pattern, cfg.policy.account_pattern)
 
     def _text(self, value: object) -> str:
         # the common case first: short printable ASCII text (isprintable on ASCII text is

@@ -69,7 +69,7 @@ class Engine:
         self.flusher = flusher
         self.metrics = metrics
         self.clock = clock
-        self.grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+        self.grammar = IdentityGrammar.of(cfg)
         self.sas: dict[str, Sa] = {}
         self.by_vip: dict[IPv4Address, set[str]] = {}
         self.owned: dict[IPv4Address, UserRule] = {}

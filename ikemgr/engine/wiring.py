@@ -36,7 +36,7 @@ def build_engine(cfg: Config, *, netns: str | None = None, allow_file: Path | No
     ``long_lived`` (watch): the engine keeps its kernel index between batches and parses
     conntrack dumps in a child process, away from the event thread.
     """
-    grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+    grammar = IdentityGrammar.of(cfg)
     return Engine(
         cfg, make_backend(cfg, netns), open_allow_list(cfg, grammar, allow_file),
         lock=Lock(lock_file or cfg.policy.lock_file), generation=Generation(cfg.policy.state_dir),

@@ -12,7 +12,7 @@ from ikemgr.core.identity import Identity, IdentityGrammar
 
 
 def user_identity(cfg: Config, text: object) -> Identity:
-    grammar = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
+    grammar = IdentityGrammar.of(cfg)
     return grammar.parse(text)
 
 
