@@ -9,15 +9,14 @@ the client machine's namespace (``ip netns exec ikn-cm ikemgr client up …``).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network, ip_network
 from pathlib import Path
 from typing import Any
 
+from ikemgr.checks import procs
 from ikemgr.client import model
 from ikemgr.client.runtime import InNetns
 from ikemgr.errors import ApplyFailed, BackendUnavailable
@@ -195,57 +194,11 @@ def nft_tables() -> list[str]:
 
 def pids_in(name: str) -> list[int]:
     """Every process whose network namespace is NAME (what ``ip netns pids`` reports)."""
-    try:
-        ino = os.stat(NETNS_DIR / name).st_ino
-        dev = os.stat(NETNS_DIR / name).st_dev
-    except FileNotFoundError:
-        return []
-    out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            st = os.stat(f"/proc/{entry.name}/ns/net")
-        except OSError:
-            continue
-        if st.st_ino == ino and st.st_dev == dev:
-            out.append(int(entry.name))
-    return out
+    return procs.netns_pids(name, NETNS_DIR)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def kill_all(pids: Iterator[int] | list[int], timeout: float = 5.0) -> None:
-    pids = [p for p in pids if p > 1]
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) and not _zombie(p) for p in pids):
-        time.sleep(0.05)
-    for p in pids:
-        if alive(p) and not _zombie(p):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+alive = procs.alive
+kill_all = procs.terminate
 
 
 def remove_netns(name: str) -> None:

@@ -2,19 +2,19 @@
 
 Every daemon is started by ``start`` with its own log file and a pid file in the lab's
 ``pids/`` directory. ``down`` must work after a crash of ``lab up`` too, so it does not
-trust the pid files alone: it also kills whatever ``ip netns pids`` reports in every
+trust the pid files alone: it also kills every process (a /proc scan, as ``ip netns pids``) in every
 namespace that carries the lab's prefix, then deletes those namespaces.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ikemgr.checks import procs
 from ikemgr.errors import ApplyFailed
 
 
@@ -22,19 +22,8 @@ def pid_dir(state_dir: Path) -> Path:
     return state_dir / "pids"
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+#: exists and is not a zombie (the product's helpers: one process scan, one way to stop)
+alive = procs.alive
 
 
 def start(state_dir: Path, name: str, netns: str, argv: list[str], log: Path,
@@ -83,26 +72,7 @@ def tail(path: Path | None, lines: int = 12) -> str:
 
 
 def _terminate(pids: list[int], timeout: float = 3.0) -> None:
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.05)
-    for p in pids:
-        if alive(p):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-    # reap children of this process (when up and down run in one process, e.g. tests)
-    for p in pids:
-        try:
-            os.waitpid(p, os.WNOHANG)
-        except ChildProcessError:
-            pass
+    procs.terminate(pids, timeout)
 
 
 def namespaces(prefix: str) -> list[str]:
@@ -115,9 +85,7 @@ def namespaces(prefix: str) -> list[str]:
     return out
 
 
-def netns_pids(ns: str) -> list[int]:
-    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10, check=False)
-    return [int(x) for x in r.stdout.split() if x.isdigit()]
+netns_pids = procs.netns_pids
 
 
 def stop_everything(state_dir: Path, prefix: str) -> dict[str, int]:
