@@ -29,6 +29,9 @@ PKGS=(
   libnss3-tools libldns3 libunbound8 libevent-core-2.1-7 libevent-pthreads-2.1-7 libcurl3-nss
   # client tests: a DNS server on each side of `ikemgr client`
   dnsmasq-base
+  # client tests: the NetworkManager profile connects through the real NetworkManager and
+  # charon-nm (started by the test on a private D-Bus in a namespace, never on the host)
+  network-manager network-manager-strongswan strongswan-nm dbus
   # python
   python3 python3-venv python3-dev gcc
 )
