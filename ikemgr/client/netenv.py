@@ -197,10 +197,6 @@ def pids_in(name: str) -> list[int]:
     return procs.netns_pids(name, NETNS_DIR)
 
 
-alive = procs.alive
-kill_all = procs.terminate
-
-
 def remove_netns(name: str) -> None:
     if netns_exists(name):
         _ip_netns_in_root_mounts("delete", name)

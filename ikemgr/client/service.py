@@ -20,6 +20,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 from typing import Any
 
+from ikemgr.checks import procs
 from ikemgr.client import ike, model, netenv
 from ikemgr.client.state import Record, Store
 from ikemgr.errors import ApplyFailed, IkemgrError, Refused, UsageError
@@ -201,10 +202,10 @@ def teardown(name: str, store: Store) -> list[str]:
     pids = netenv.pids_in(name)
     if rec is not None:
         pid = rec.pids.get("charon")
-        if pid and netenv.alive(pid) and _is_charon(pid) and pid not in pids:
+        if pid and procs.alive(pid) and _is_charon(pid) and pid not in pids:
             pids.append(pid)
     if pids:
-        netenv.kill_all(pids)
+        procs.terminate(pids)
         removed.append(f"{len(pids)} process(es)")
     if netenv.nft_delete_table(model.host_table(name)):
         removed.append(f"nftables table {model.host_table(name)}")
@@ -296,7 +297,7 @@ def listing(store: Store) -> list[dict[str, Any]]:
         vici_path = store.workdir(n) / "charon.vici"
         pid = rec.pids.get("charon")
         sa = ike.summary([], rec.connection)
-        if pid and netenv.alive(pid) and _is_charon(pid) and vici_path.exists():
+        if pid and procs.alive(pid) and _is_charon(pid) and vici_path.exists():
             sa = ike.summary(ike.list_sas(vici_path), rec.connection)
         else:
             sa["state"] = "CHARON GONE"

@@ -71,10 +71,6 @@ def tail(path: Path | None, lines: int = 12) -> str:
     return " | ".join(keep[-lines:]) or "(empty log)"
 
 
-def _terminate(pids: list[int], timeout: float = 3.0) -> None:
-    procs.terminate(pids, timeout)
-
-
 def namespaces(prefix: str) -> list[str]:
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=False)
     out = []
@@ -104,11 +100,11 @@ def stop_everything(state_dir: Path, prefix: str) -> dict[str, int]:
     for ns in nss:
         pids.update(netns_pids(ns))
     pids.discard(os.getpid())
-    _terminate(sorted(pids))
+    procs.terminate(sorted(pids), timeout=3.0)
     leftovers = set()
     for ns in nss:
         leftovers.update(netns_pids(ns))
-    _terminate(sorted(leftovers), timeout=1.0)
+    procs.terminate(sorted(leftovers), timeout=1.0)
     deleted = 0
     for ns in nss:
         r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
