@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,12 +154,18 @@ def radius_env(radius_tmp: Path, slapd: SlapdInstance, certs: Certs) -> Iterator
     cfg = make_config(work, slapd, certs)
     config_file = work / "ikemgr.yaml"
     config_file.write_text(json.dumps(cfg.model_dump(mode="json"), indent=1))  # JSON is YAML
-    outputs = radius_outputs(cfg, RadiusSecrets(SECRET, slapd.root_password))
-    raddb = prepare_raddb(work / "raddb", outputs)
+    with running_radiusd(work, cfg, RadiusSecrets(SECRET, slapd.root_password)) as (raddb, inst):
+        yield RadiusEnv(cfg, config_file, raddb, inst, slapd, certs)
+
+
+@contextmanager
+def running_radiusd(work: Path, cfg: Config, secrets: RadiusSecrets) -> Iterator[tuple[Path, RadiusdInstance]]:
+    """FreeRADIUS on the files ikemgr renders from ``cfg``: checked (-XC), started, stopped."""
+    raddb = prepare_raddb(work / "raddb", radius_outputs(cfg, secrets))
     inst = RadiusdInstance(raddb, work)
     inst.check_config()
     inst.start()
     try:
-        yield RadiusEnv(cfg, config_file, raddb, inst, slapd, certs)
+        yield raddb, inst
     finally:
         inst.stop()

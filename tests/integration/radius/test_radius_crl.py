@@ -9,23 +9,23 @@ raises any interval below 300 s to 300, so that test is ``slow`` (``IKEMGR_SLOW=
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from radius_support import ORG, SECRET, Certs, make_config
+from eapol_support import EapPeer
+from radius_support import ORG, SECRET, Certs, make_config, running_radiusd
 from test_radius_pki_clients import SERVER_NAME
 
-from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
+from ikemgr.checks.freeradius import RadiusdInstance
 from ikemgr.commands._common import crl_issuer_of
 from ikemgr.config.schema import Config
 from ikemgr.errors import UsageError
 from ikemgr.pki.names import client_cn, client_subject_rdns, user_identity
 from ikemgr.pki.store import PkiStore
-from ikemgr.render.freeradius import CRL_DIR, RadiusSecrets, radius_outputs
+from ikemgr.render.freeradius import CRL_DIR, RadiusSecrets
 from ikemgr_lab.slapd import SlapdInstance
 
 pytestmark = pytest.mark.root
@@ -43,8 +43,6 @@ class CrlEnv:
 
     def tls(self, user: str) -> tuple[str, str]:
         """(outcome, FreeRADIUS log of this authentication) for ``user``'s own certificate."""
-        from eapol_support import EapPeer
-
         mark = len(self.radiusd.log_text())
         cert, key = self.issued[user]
         res = EapPeer(self.cfg.radius.auth_port, SECRET).tls(user, cert, key, self.certs.ca, SERVER_NAME)
@@ -67,16 +65,9 @@ def crl_env(radius_tmp: Path, slapd: SlapdInstance, certs: Certs) -> Iterator[Cr
     data = base.model_dump(mode="json")
     data["eap"].update(crl_file=str(store.crl_pem), crl_reload_interval=RELOAD)
     cfg = Config.model_validate(data)
-    (work / "ikemgr.yaml").write_text(json.dumps(data))
     secrets = RadiusSecrets(SECRET, slapd.root_password, crl_issuer_hash=crl_issuer_of(cfg))
-    raddb = prepare_raddb(work / "raddb", radius_outputs(cfg, secrets))
-    inst = RadiusdInstance(raddb, work)
-    inst.check_config()
-    inst.start()
-    try:
+    with running_radiusd(work, cfg, secrets) as (raddb, inst):
         yield CrlEnv(cfg, store, inst, raddb, certs, issued)
-    finally:
-        inst.stop()
 
 
 def test_the_crl_is_linked_under_its_issuers_openssl_hash(crl_env: CrlEnv) -> None:
