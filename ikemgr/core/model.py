@@ -2,12 +2,11 @@
 
 Everything here is plain data: adapters decode charon's bytes dicts, updown environment
 variables and kernel dumps into these types at the edge, and the pure decision
-(``core.policy``) and diff (``core.plan``) work only on them.
+(``core.policy``) and diff (``core.policy_diff``) work only on them.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,11 +138,6 @@ class AllowList(Protocol):
         """When each pair in force at ``now`` stops being in force, for pairs whose every
         grant has an end (the snapshot drops them at that time during an outage)."""
         ...
-
-
-
-
-log = logging.getLogger("ikemgr.vici")
 
 
 @dataclass(frozen=True)
