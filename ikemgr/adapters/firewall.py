@@ -9,7 +9,7 @@ Nothing else is ever read for changing or deleted — in particular not the poli
 engine's ``table ip <firewall.table>_policy``.
 
 The libraries open their sockets in the calling thread's namespace: every call here runs
-through ``adapters.netns.InNetns``."""
+through ``adapters.kernel.netns.InNetns``."""
 
 from __future__ import annotations
 

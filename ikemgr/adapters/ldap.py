@@ -1,8 +1,9 @@
 """One way to reach the directory with ldap3, with the TLS settings of the ``ldap:`` section.
 
-The account check (sources/ldap_accounts.py) and the group source (sources/ldap_group.py)
-both connect through ``connection()``, so ``ldaps://``, StartTLS, ``tls_ca_file`` and
-``tls_require_cert`` mean the same for them as for FreeRADIUS (libldap's TLS_REQCERT):
+The account check (allowlist/directory_check.py) and the group source
+(allowlist/sources/ldap_group.py) both connect through ``connection()``, so ``ldaps://``,
+StartTLS, ``tls_ca_file`` and ``tls_require_cert`` mean the same for them as for
+FreeRADIUS (libldap's TLS_REQCERT):
 
 - ``demand`` / ``hard``: the certificate must chain to ``tls_ca_file`` (or the system CAs
   when none is given) and name the host of ``uri`` (DNS or IP subjectAltName); otherwise

@@ -10,7 +10,7 @@
   table is still cleaned up).
 
 The adapter reduces the kernel's view to the same frozen ``Rule``/``RouteSpec`` values
-that ``core.gateway.base_state`` produces, so "is it converged?" is plain value equality,
+that ``core.base_state.base_state`` produces, so "is it converged?" is plain value equality,
 and a second plan computed after applying the first is empty.
 """
 

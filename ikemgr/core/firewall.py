@@ -24,7 +24,7 @@ IPT_CHAIN_MAX = 28
 _COMMENT_DROP = re.compile(r"[^A-Za-z0-9 .,:/_+()-]")
 
 
-#: the policy engine's own nftables table (adapters/policy_backend.py); never ours to replace
+#: the policy engine's own nftables table (adapters/policy/marks.py); never ours to replace
 POLICY_TABLE = "ikemgr_policy"
 
 

@@ -1,8 +1,7 @@
-"""Atomic file writes for the PKI and the profiles: the one import of the project's writer.
+"""Atomic file writes for the PKI and the profiles, through the project's one writer.
 
-``atomic_write`` (temp file in the target directory, mode set before the data lands,
-rename) lives in ``ikemgr/adapters/files.py`` today and moves to ``ikemgr/fsio.py`` in the
-restructure; only this line needs repointing.
+``fsio.atomic_write``: a temp file in the target directory, mode set before the data
+lands, fsync, rename.
 """
 
 from __future__ import annotations

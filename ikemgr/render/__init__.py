@@ -1,1 +1,1 @@
-"""Everything ikemgr renders into files (the gateway today lives in core/contexts.py + renderer.py)."""
+"""Everything ikemgr renders into files: one module per feature, listed by ``outputs.all_outputs``."""

@@ -1,7 +1,7 @@
 """The server's IKE/ESP proposals, parsed once, as every client profile needs them.
 
 The gateway renders ``strongswan.proposals`` / ``strongswan.esp_proposals`` verbatim into
-swanctl.conf (``ikemgr/core/contexts.py`` ``swanctl_context``: ``",".join(ss.proposals)``).
+swanctl.conf (``ikemgr/render/strongswan.py`` ``swanctl_context``: ``",".join(ss.proposals)``).
 Profiles must offer exactly what that server accepts, so they read the same two config
 lists through :func:`server_proposals` — the one function every profile shares (the server
 side should call it too; see docs/clients.md).
