@@ -24,6 +24,7 @@ from ikemgr.checks import procs
 from ikemgr.client import ike, model, netenv
 from ikemgr.client.state import Record, Store
 from ikemgr.errors import ApplyFailed, IkemgrError, Refused, UsageError
+from ikemgr.fsio import atomic_write
 
 ROOT_HINT = "ikemgr client needs root for namespaces: run it with sudo"
 
@@ -183,10 +184,7 @@ def _dns(resolv: Path, wait: float = 3.0) -> list[str]:
 def _write_resolv(name: str, servers: list[str]) -> None:
     d = netenv.ETC_NETNS / name
     d.mkdir(parents=True, exist_ok=True, mode=0o755)
-    tmp = d / ".resolv.conf.tmp"
-    tmp.write_text(model.resolv_conf(servers, name))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, d / "resolv.conf")
+    atomic_write(d / "resolv.conf", model.resolv_conf(servers, name).encode(), 0o644)
 
 
 # --------------------------------------------------------------------------- down

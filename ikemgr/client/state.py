@@ -7,8 +7,8 @@ rewritten as each is made; ``down`` undoes what the record and the kernel show.
 
 from __future__ import annotations
 
-import fcntl
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +19,7 @@ from typing import Any
 
 from ikemgr.client.model import check_name
 from ikemgr.errors import BackendUnavailable, UsageError
+from ikemgr.fsio import atomic_write, held
 
 DEFAULT_STATE_DIR = Path("/run/ikemgr/client")
 STATE_ENV = "IKEMGR_CLIENT_STATE_DIR"
@@ -71,12 +72,8 @@ class Store:
     def locked(self) -> Iterator[None]:
         """One ``up``/``down`` at a time: two ``up`` must not pick the same /30 or name."""
         self.ensure()
-        fd = os.open(self.dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with held(self.dir / ".lock", math.inf):  # waits as long as the other ``up`` takes
             yield
-        finally:
-            os.close(fd)
 
     def path(self, name: str) -> Path:
         return self.dir / f"{check_name(name)}.json"
@@ -86,13 +83,7 @@ class Store:
 
     def write(self, rec: Record) -> None:
         self.ensure()
-        p = self.path(rec.name)
-        tmp = p.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec.to_json(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, p)
+        atomic_write(self.path(rec.name), (json.dumps(rec.to_json(), indent=2) + "\n").encode(), 0o600)
 
     def read(self, name: str) -> Record | None:
         p = self.path(name)
