@@ -46,10 +46,14 @@ def test_the_wheel_holds_the_product_and_its_templates_only(wheel: Path) -> None
                 or n.startswith("tests/")], names
 
 
+def _outside_env() -> dict[str, str]:
+    """The environment of a gateway: nothing points back into this checkout."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return subprocess.run([str(venv / "bin" / "ikemgr"), *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd, env=env)
+                          timeout=120, cwd=cwd, env=_outside_env())
 
 
 def test_installed_wheel_checks_and_renders_the_example(venv: Path, tmp_path: Path) -> None:
@@ -69,7 +73,7 @@ def test_installed_wheel_checks_and_renders_the_example(venv: Path, tmp_path: Pa
     assert (out / "strongswan.d/ikemgr-eap-radius.conf").stat().st_mode & 0o077 == 0
     # the module that ran is the installed one, not this checkout
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import ikemgr; print(ikemgr.__file__)"],
-                           capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+                           capture_output=True, text=True, cwd=tmp_path, env=_outside_env(), check=True).stdout
     assert str(venv) in where and str(ROOT) not in where
 
 
