@@ -10,24 +10,22 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from helpers import until
+from helpers import IKEMGR, until
 from helpers.lab import rules_for
 from ikemgr_lab import charons, sourcelog
 from ikemgr_lab.runner import Lab
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root]
+pytestmark = pytest.mark.root
 
 
 def _status(lab: Lab) -> dict:
     """ikemgr's own view of the gateway's per-user policy (the oracle for every backend)."""
-    exe = Path(sys.executable).parent / "ikemgr"
-    r = subprocess.run([str(exe), "status", "-c", str(lab.config_path), "--netns", lab.ns("gw"), "--json"],
+    r = subprocess.run([str(IKEMGR), "status", "-c", str(lab.config_path), "--netns", lab.ns("gw"), "--json"],
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout)["data"]  # type: ignore[no-any-return]
@@ -229,13 +227,12 @@ def _tree(d: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_client_swanctl_dirs_are_what_ikemgr_profile_writes(lab: Lab, tmp_path: Path) -> None:
     """Each client charon runs the Linux profile a user is handed, byte for byte."""
-    exe = Path(sys.executable).parent / "ikemgr"
     for name in ("alice", "carol", "mallory"):
         c = lab.lab.client(name)
         pw = tmp_path / f"{name}.pw"
         pw.write_text(f"{c.password}\n")
         out = tmp_path / name
-        r = subprocess.run([str(exe), "profile", "-c", str(lab.config_path), "--user", c.identity,
+        r = subprocess.run([str(IKEMGR), "profile", "-c", str(lab.config_path), "--user", c.identity,
                             "--format", "swanctl", "--connect-to", "ip", "--tunnel", "full",
                             "--password-file", str(pw), "--ca", str(lab.pki_dir / "ca.crt"),
                             "--out", str(out), "--json"], capture_output=True, text=True, timeout=60,
@@ -262,8 +259,7 @@ def test_clients_run_the_profiles_connection_with_a_full_tunnel(lab: Lab) -> Non
 
 
 def _cli(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "ikemgr"
-    return subprocess.run([str(exe), "lab", *args, "-c", str(lab.config_path), "--json"],
+    return subprocess.run([str(IKEMGR), "lab", *args, "-c", str(lab.config_path), "--json"],
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -7,13 +7,8 @@ Accounting-Request Start/Stop for every IKE_SA to the rendered FreeRADIUS, whose
 
 from __future__ import annotations
 
-import time
-
-import pytest
-
+from helpers import until
 from ikemgr_lab.runner import Lab
-
-pytestmark = pytest.mark.e2e
 
 
 def _records(lab: Lab) -> list[str]:
@@ -22,14 +17,13 @@ def _records(lab: Lab) -> list[str]:
     return [r for r in text.split("\n\n") if r.strip()]
 
 
+def _record(lab: Lab, needles: tuple[str, ...]) -> str | None:
+    return next((rec for rec in _records(lab) if all(n in rec for n in needles)), None)
+
+
 def _wait_record(lab: Lab, *needles: str, timeout: float = 10.0) -> str | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for rec in _records(lab):
-            if all(n in rec for n in needles):
-                return rec
-        time.sleep(0.1)
-    return None
+    until(lambda: _record(lab, needles), timeout, 0.1)
+    return _record(lab, needles)
 
 
 def test_charon_accounts_logins_and_logouts_with_the_vip(lab: Lab) -> None:

@@ -16,7 +16,7 @@ from helpers import IKEMGR
 from ikemgr_lab import procs
 from ikemgr_lab.runner import teardown
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root]
+pytestmark = pytest.mark.root
 
 
 CASES = {

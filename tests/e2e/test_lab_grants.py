@@ -12,14 +12,9 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from helpers import IKEMGR, until
 from helpers.lab import rules_for
 from ikemgr_lab.runner import Lab
-
-pytestmark = pytest.mark.e2e
-
 
 
 def _ikemgr(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

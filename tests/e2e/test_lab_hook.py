@@ -21,7 +21,7 @@ from ikemgr_lab import procs, sourcelog
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import REPO, Lab
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root]
+pytestmark = pytest.mark.root
 
 WRAPPER = REPO / "scripts" / "ikemgr-updown"
 UPDOWN_RE = re.compile(r"(<[^>]+\|\d+>) updown: (.*)$")

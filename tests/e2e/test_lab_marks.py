@@ -12,7 +12,7 @@ from ikemgr_lab import procs
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import Lab
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root]
+pytestmark = pytest.mark.root
 
 
 

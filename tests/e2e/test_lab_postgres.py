@@ -34,7 +34,7 @@ from ikemgr_lab import procs
 from ikemgr_lab.model import load_lab as load
 from ikemgr_lab.runner import Lab
 
-pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.postgres]
+pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 PG_URL = "postgresql+psycopg://postgres@10.5.0.20:5432/ikemgr"
 RECONCILE_INTERVAL = 3600

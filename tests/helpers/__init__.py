@@ -1,4 +1,4 @@
-"""What every test folder shares: the checkout's ikemgr, running a command, waiting for a condition.
+"""What every test folder shares: the checkout's ikemgr, running a command, a free port, waiting.
 
 ``IKEMGR`` is the ikemgr of the venv that runs the tests (this checkout's, installed by
 scripts/setup.sh), never one found on PATH: a system copy must not answer for the code
@@ -8,6 +8,7 @@ under test. Fixtures live in the ``conftest.py`` of each folder; the builders th
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,16 @@ def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.Comple
     return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
 
 
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP (RADIUS listens on one, LDAP and SQL on the other)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+        u.bind(("127.0.0.1", 0))
+        port = int(u.getsockname()[1])
+        t.bind(("127.0.0.1", port))
+        return port
+
+
 def until(pred: Callable[[], object], timeout: float, step: float = 0.02) -> float | None:
     """Seconds until pred() held, or None if it did not within ``timeout``."""
     start = time.monotonic()
@@ -35,9 +46,14 @@ def until(pred: Callable[[], object], timeout: float, step: float = 0.02) -> flo
         time.sleep(step)
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
-    """``cond()``'s first true value within ``timeout``; else AssertionError naming ``what``."""
+def wait_for(cond: Callable[[], Any], timeout: float, what: str | Callable[[], str],
+             step: float = 0.05) -> Any:
+    """``cond()``'s first true value within ``timeout``; else AssertionError naming ``what``.
+
+    ``what`` may be a callable: it is called only on failure, so a log tail in the message
+    is read after the wait, not before it.
+    """
     box: list[Any] = []
     if until(lambda: box.append(cond()) or box[-1], timeout, step) is None:
-        raise AssertionError(what)
+        raise AssertionError(what() if callable(what) else what)
     return box[-1]

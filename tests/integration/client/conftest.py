@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import IKEMGR
 from ikemgr.client.state import DEFAULT_STATE_DIR
 from ikemgr_lab import procs
 from ikemgr_lab.model import load_lab as load
@@ -40,7 +40,6 @@ STATE = Path("/tmp/ikemgr-ikn")
 # the product's default (/run/ikemgr/client): below /run, where each client charon's own
 # /run mount must not hide its workdir
 CLIENT_STATE = DEFAULT_STATE_DIR
-IKEMGR = str(Path(sys.executable).parent / "ikemgr")
 CM = "ikn-cm"
 CM_LAN = "ikn-cmlan"
 CAMPUS_HOST_NS = "ikn-lab3"

@@ -25,7 +25,6 @@ from conftest import (
     CM,
     DNS_NAME,
     ECHO_PORT,
-    IKEMGR,
     OTHER,
     OWNER,
     World,
@@ -34,7 +33,9 @@ from conftest import (
     sh,
 )
 
-pytestmark = [pytest.mark.root, pytest.mark.e2e]  # real lab, real daemons
+from helpers import IKEMGR
+
+pytestmark = pytest.mark.root  # real lab, real daemons
 
 POOL_PREFIX = "10.1.0."
 LAB_PORT = 7270  # the lab's source-logging servers: "seen <source address>"

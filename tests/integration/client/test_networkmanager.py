@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import IKEMGR, LAB_YAML, STATE, World, sh
+from conftest import LAB_YAML, STATE, World, sh
+
+from helpers import IKEMGR
 
 pytestmark = pytest.mark.root
 NS = "ikn-nm"

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -261,11 +259,3 @@ def wrap(*conns: str) -> str:
     return "connections {\n" + "".join(conns) + "}\n"
 
 
-def until(pred: Callable[[], Any], timeout: float, step: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from ikc_support import ORG, Topology, client_conn, sas, until, wrap
+from ikc_support import ORG, Topology, client_conn, sas, wrap
 
+from helpers import wait_for
 from ikemgr.config.load import load
 from ikemgr.core.identity import account_from_dn
 
@@ -42,8 +43,8 @@ def test_certificate_of_the_organisation_gets_a_vip(topo: Topology, gateway) -> 
     try:
         r = client.swanctl("--initiate", "--child", "c", "--timeout", "20", check=False, timeout=40)
         assert r.returncode == 0, r.stdout + gw.log_tail(40)
-        gsa = until(lambda: [s for s in sas(gw) if s["name"] == "ikemgr-cert"
-                             and s.get("state") == "ESTABLISHED"], 10)
+        gsa = wait_for(lambda: [s for s in sas(gw) if s["name"] == "ikemgr-cert"
+                                and s.get("state") == "ESTABLISHED"], 10, lambda: str(sas(gw)), step=0.3)
         assert len(gsa) == 1, sas(gw)
         sa = gsa[0]
         # what the policy engine sees for a pubkey client (written down in docs/check.md)

@@ -36,9 +36,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from ikc_support import FQDN, GW_IP, ORG, WORK, Topology, sas, sh, until
+from ikc_support import FQDN, GW_IP, ORG, WORK, Topology, sas, sh
 
-from helpers import IKEMGR, wait_for
+from helpers import IKEMGR, until, wait_for
 from helpers.gateway import vlan
 from ikemgr.checks.charon import CharonInstance
 from ikemgr.config.load import load
@@ -158,7 +158,7 @@ conn certvpn
     out.close()
     p = Pluto(proc, L)
     try:
-        assert until(lambda: "listening for IKE messages" in p.log(), 15), p.log()[-2000:]
+        assert until(lambda: "listening for IKE messages" in p.log(), 15, 0.3) is not None, p.log()[-2000:]
         yield p
     finally:
         if proc.poll() is None:
@@ -177,15 +177,16 @@ def test_pluto_completes_ike_auth_and_gets_a_vip(topo: Topology) -> None:
         with pluto(topo, "ls", IDENTITY) as ls:
             ls.whack("--name", "certvpn", "--initiate", "--asynchronous")
             dn = f"C=JP, O={ORG}, CN={IDENTITY}"
-            got = until(lambda: [s for s in sas(gw) if s["name"] == "ikemgr-cert"
-                                 and s.get("remote-id") == dn and s.get("remote-vips")], 20)
-            assert got, (gw.log_tail(30), ls.log()[-3000:])
+            got = wait_for(lambda: [s for s in sas(gw) if s["name"] == "ikemgr-cert"
+                                    and s.get("remote-id") == dn and s.get("remote-vips")], 20,
+                           lambda: f"{gw.log_tail(30)}\n{ls.log()[-3000:]}", step=0.3)
             sa = got[0]
             vip = ipaddress.ip_address(sa["remote-vips"][0])
             assert int(cfg.pool.first) <= int(vip) <= int(cfg.pool.last)
             assert "remote-eap-id" not in sa
             # the gateway has the SA before pluto has read the IKE_AUTH response
-            assert until(lambda: f"received INTERNAL_IP4_ADDRESS {vip}" in ls.log(), 5), ls.log()[-3000:]
+            assert until(lambda: f"received INTERNAL_IP4_ADDRESS {vip}" in ls.log(), 5, 0.3) is not None, \
+                ls.log()[-3000:]
             plog = ls.log()
             assert "established IKE SA" in plog and f"received INTERNAL_IP4_ADDRESS {vip}" in plog
             ls.whack("--name", "certvpn", "--delete")

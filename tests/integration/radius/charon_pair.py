@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from radius_support import ORG, PEOPLE, SUFFIX, Certs, free_port, make_config, pki
+from radius_support import ORG, PEOPLE, SUFFIX, Certs, make_config, pki
 from typer.testing import CliRunner
 
+from helpers import free_port
 from ikemgr.checks.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.cli import app

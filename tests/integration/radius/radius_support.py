@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from eapol_support import EapPeer
 
+from helpers import free_port
 from ikemgr.adapters.radius import RadiusClient
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.load import load
@@ -31,15 +31,6 @@ PEOPLE = f"ou=people,{SUFFIX}"
 SECRET = "gw-radius-s3cret"
 ORG = "Example University"
 PASSWORDS = {"alice": "alice-pw-1", "carol": "carol-nt-pw", "dave": "dave-pw-1", "erin": "erin-pw-1"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t.bind(("127.0.0.1", port))  # free for both UDP and TCP
-        return port
 
 
 def pki(*args: str, out: Path) -> None:

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from radius_support import PASSWORDS, RadiusEnv, free_port
+from radius_support import PASSWORDS, RadiusEnv
 
-from helpers import IKEMGR
+from helpers import IKEMGR, free_port
 
 pytestmark = pytest.mark.root
 

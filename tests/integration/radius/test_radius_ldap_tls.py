@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from eapol_support import EapPeer
-from radius_support import PASSWORDS, PEOPLE, SECRET, SUFFIX, Certs, free_port, make_config, pki
+from radius_support import PASSWORDS, PEOPLE, SECRET, SUFFIX, Certs, make_config, pki
 
+from helpers import free_port
 from ikemgr.adapters.radius import RadiusClient
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.schema import Config

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers import IKEMGR
 from ikemgr.checks.swanctl import check_swanctl
 from ikemgr.cli import app
 from ikemgr.errors import CheckFailed
@@ -70,7 +71,6 @@ def test_render_refuses_missing_secret_file(config: Path, tmp_path: Path) -> Non
 
 def test_rendered_units_pass_systemd_analyze(config: Path, tmp_path: Path) -> None:
     import shutil
-    import sys
 
     from ikemgr.commands._common import load_secrets
     from ikemgr.config.load import load
@@ -78,9 +78,8 @@ def test_rendered_units_pass_systemd_analyze(config: Path, tmp_path: Path) -> No
 
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
-    exe = Path(sys.executable).parent / "ikemgr"
     cfg = load(config)
-    units = [o for o in all_outputs(cfg, load_secrets(cfg), str(config), exe) if o.path.startswith("systemd/")]
+    units = [o for o in all_outputs(cfg, load_secrets(cfg), str(config), IKEMGR) if o.path.startswith("systemd/")]
     assert sorted(Path(o.path).name for o in units) == ["ikemgr-apply.service", "ikemgr-sync.service",
                                                          "ikemgr-sync.timer", "ikemgr-watch.service"]
     for o in units:

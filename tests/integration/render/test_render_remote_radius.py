@@ -15,13 +15,13 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from helpers import wait_for
 from ikemgr.checks.charon import (
     BASE_PLUGINS,
     INITIATOR_PLUGINS,
@@ -121,12 +121,7 @@ def _pki(*argv: str) -> bytes:
 
 
 def _wait_for(pred, timeout: float, what: str, charon: CharonInstance) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {charon.log_tail(25)}")
+    wait_for(pred, timeout, lambda: f"timed out waiting for {what}: {charon.log_tail(25)}", step=0.2)
 
 
 def test_rendered_primary_and_secondary_load_into_charon(two_netns: tuple[str, str], tmp_path: Path) -> None:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from store_support import PG_BIN, SLAPD, Env, PgServer, Slapd, free_port, make_env, new_server
+from store_support import PG_BIN, SLAPD, Env, PgServer, Slapd, make_env, new_server
+
+from helpers import free_port
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from helpers import IKEMGR
+from helpers import IKEMGR, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -78,12 +78,6 @@ def make_env(tmp: Path, db_url: str | None = None, sources: list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------- PostgreSQL
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def as_postgres(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:

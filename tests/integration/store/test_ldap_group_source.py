@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_support import Env, free_port, make_env
+from store_support import Env, make_env
 
+from helpers import free_port
 from ikemgr.allowlist.store import open_store
 from ikemgr.commands.sync import sync_body
 from ikemgr.config.load import load
