@@ -1,20 +1,17 @@
-"""Helpers and session fixtures: a real slapd and a real FreeRADIUS on the rendered config.
+"""Helpers of the FreeRADIUS tests: a real slapd and a real FreeRADIUS on the rendered config.
 
 Everything lives under one temp dir, listens on 127.0.0.1 on free ports, and is stopped
-in teardown even when tests fail.
+in teardown even when tests fail (the session fixtures are in conftest.py).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from eapol_support import EapPeer
 
 from helpers import free_port
@@ -23,7 +20,7 @@ from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.load import load
 from ikemgr.config.schema import Config
 from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
-from ikemgr_lab.slapd import LdapUser, SlapdInstance, nt_hash
+from ikemgr_lab.slapd import SlapdInstance
 
 ROOT = Path(__file__).resolve().parents[3]
 SUFFIX = "dc=example,dc=ac,dc=jp"
@@ -56,45 +53,6 @@ class Certs:
         pki("--issue", "--cacert", str(self.ca), "--cakey", str(self.ca_key), "--type", "priv",
             "--in", str(key), "--dn", dn, "--flag", "clientAuth", out=crt)
         return crt, key
-
-
-@pytest.fixture(scope="session")
-def radius_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ikt-radius")
-
-
-@pytest.fixture(scope="session")
-def certs(radius_tmp: Path) -> Certs:
-    if shutil.which("pki") is None:
-        pytest.fail("strongSwan pki is not installed (scripts/setup.sh)")
-    d = radius_tmp / "certs"
-    d.mkdir()
-    c = Certs(d, d / "ca.pem", d / "ca.key", d / "server.pem", d / "server.key")
-    pki("--gen", "--type", "ecdsa", "--size", "256", out=c.ca_key)
-    pki("--self", "--ca", "--lifetime", "365", "--in", str(c.ca_key), "--type", "ecdsa",
-        "--dn", "C=JP, O=Test National CA, CN=Test CA", out=c.ca)
-    pki("--gen", "--type", "ecdsa", "--size", "256", out=c.server_key)
-    pki("--issue", "--cacert", str(c.ca), "--cakey", str(c.ca_key), "--type", "priv",
-        "--in", str(c.server_key), "--dn", f"C=JP, O={ORG}, CN=radius.example.ac.jp",
-        "--san", "radius.example.ac.jp", "--flag", "serverAuth", out=c.server)
-    return c
-
-
-@pytest.fixture(scope="session")
-def slapd(radius_tmp: Path) -> Iterator[SlapdInstance]:
-    inst = SlapdInstance(radius_tmp / "slapd", SUFFIX, free_port())
-    inst.start()
-    try:
-        inst.add_ou("people")
-        inst.add_users([
-            LdapUser("alice", PASSWORDS["alice"]),                                  # bind only
-            LdapUser("carol", PASSWORDS["carol"], nt_hash=nt_hash(PASSWORDS["carol"])),  # + NT hash
-            LdapUser("dave", PASSWORDS["dave"], disabled=True),                     # locked
-            LdapUser("erin", PASSWORDS["erin"]),
-        ], under=PEOPLE)
-        yield inst
-    finally:
-        inst.stop()
 
 
 def make_config(tmp: Path, slapd: SlapdInstance, certs: Certs) -> Config:
@@ -136,17 +94,6 @@ class RadiusEnv:
 
     def mark(self) -> int:
         return len(self.radiusd.log_text())
-
-
-@pytest.fixture(scope="session")
-def radius_env(radius_tmp: Path, slapd: SlapdInstance, certs: Certs) -> Iterator[RadiusEnv]:
-    work = radius_tmp / "radius"
-    work.mkdir()
-    cfg = make_config(work, slapd, certs)
-    config_file = work / "ikemgr.yaml"
-    config_file.write_text(json.dumps(cfg.model_dump(mode="json"), indent=1))  # JSON is YAML
-    with running_radiusd(work, cfg, RadiusSecrets(SECRET, slapd.root_password)) as (raddb, inst):
-        yield RadiusEnv(cfg, config_file, raddb, inst, slapd, certs)
 
 
 @contextmanager

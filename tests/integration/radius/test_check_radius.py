@@ -1,24 +1,20 @@
 """The RADIUS reachability probe of ``ikemgr check`` against a real FreeRADIUS (answers:
-no finding) and a port nothing listens on (test_check_host.py: radius.unreachable)."""
+no finding); a port nothing listens on is interop/test_check_host.py (radius.unreachable)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from radius_support import RadiusEnv
 
-# the radius tests' session fixtures: slapd + the rendered FreeRADIUS on loopback
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "radius"))
-from ikc_support import IKEMGR  # noqa: E402
-from radius_support import RadiusEnv, certs, radius_env, radius_tmp, slapd  # noqa: E402,F401
+from helpers import IKEMGR
 
 pytestmark = pytest.mark.root
 
 
-def test_answering_radius_gives_no_finding(radius_env: RadiusEnv) -> None:  # noqa: F811
+def test_answering_radius_gives_no_finding(radius_env: RadiusEnv) -> None:
     r = subprocess.run([str(IKEMGR), "check", "-c", str(radius_env.config_file), "--json"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode in (0, 1), r.stdout + r.stderr
