@@ -1,4 +1,4 @@
-"""core.baseplan: desired base state vs. observed owned state → plan, by tables of cases."""
+"""core.base_diff: desired base state vs. observed owned state → plan, by tables of cases."""
 
 from __future__ import annotations
 
