@@ -225,3 +225,55 @@ def test_event_session_registers_and_batches_what_arrives_together() -> None:
 def test_connect_errors_are_one_line() -> None:
     with pytest.raises(BackendUnavailable, match=r"vici unavailable: unix:///nonexistent/x\.vici"):
         vici.connect("unix:///nonexistent/x.vici", timeout=0.2)
+
+
+def _frame(name: str, msg: dict[str, Any]) -> bytes:
+    body = Packet._named_request(Packet.EVENT, name, Message.serialize(msg))
+    return struct.pack("!I", len(body)) + body
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 16])
+def test_event_session_frames_a_stream_cut_anywhere(chunk: int) -> None:
+    """One recv takes many frames, or part of one: every event comes out once, in order."""
+    a, b = socket.socketpair()
+    stream = b"".join(_frame("ike-updown" if i % 2 else "child-updown",
+                             {"up": "yes", "kuvpn": {**SA_DICT, "uniqueid": str(i)}}) for i in range(40))
+    # a confirm of a late register (not an event) and a malformed event sit in the stream too
+    confirm = struct.pack("!B", Packet.EVENT_CONFIRM)
+    bad = Packet._named_request(Packet.EVENT, "ike-updown", b"\x01\x05kuvpn\x03\x08uniqueid\x00\x09ab")
+    stream = struct.pack("!I", 1) + confirm + stream + struct.pack("!I", len(bad)) + bad \
+        + _frame("ike-updown", {"kuvpn": {**SA_DICT, "uniqueid": "99"}})
+    ev = vici.EventSession(a)
+
+    def send() -> None:
+        for i in range(0, len(stream), chunk):
+            b.sendall(stream[i:i + chunk])
+
+    t = threading.Thread(target=send)
+    t.start()
+    got: list[tuple[str, dict[str, Any]]] = []
+    while len(got) < 41:
+        got += ev.batch(2.0)
+    t.join(5)
+    ups = [u for name, msg in got for u in vici.parse_event(name, msg)]
+    assert [u.sa.uniqueid for u in ups] == [str(i) for i in range(40)] + ["99"]
+    assert [u.present for u in ups] == [True] * 40 + [False]
+    assert ev.undecodable == 1
+    assert ev.batch(0.05) == []  # nothing left over
+    b.close()
+    ev.close()
+
+
+def test_event_session_batch_stops_at_its_limit_and_keeps_the_rest() -> None:
+    a, b = socket.socketpair()
+    b.sendall(b"".join(_frame("ike-updown", {"up": "yes", "kuvpn": {**SA_DICT, "uniqueid": str(i)}})
+                       for i in range(10)))
+    ev = vici.EventSession(a)
+    first = ev.batch(1.0, limit=4)
+    rest = ev.batch(1.0) if len(first) == 4 else []
+    while len(first) + len(rest) < 10:
+        rest += ev.batch(1.0)
+    assert len(first) == 4
+    assert [m["kuvpn"]["uniqueid"] for _, m in first + rest] == [str(i).encode() for i in range(10)]
+    b.close()
+    ev.close()

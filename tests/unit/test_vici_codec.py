@@ -1,4 +1,5 @@
-"""adapters.vici.decode_message: the same result as the vici package's decoder, and stricter."""
+"""adapters.vici.decode_message: the same result as the vici package's decoder, and stricter;
+decode_event: the same as decode_message, less what the event path never reads."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vici.protocol import FiniteStream, Message
 
-from ikemgr.adapters.vici.codec import MessageError, decode_message
+from ikemgr.adapters.vici.codec import EVENT_KEYS, MessageError, decode_event, decode_message, parse_event
 
 SAMPLES = Path(__file__).with_name("test_vici_sample_events.json")
 
@@ -80,3 +81,71 @@ def test_truncation_is_an_error_not_a_short_message(msg: dict[str, Any]) -> None
 def test_malformed_messages_are_refused(data: bytes, why: str) -> None:
     with pytest.raises(MessageError, match=why):
         decode_message(data)
+
+
+def _event_view(msg: Any) -> Any:
+    """What decode_event keeps of a decoded message: sections (less child-sas), EVENT_KEYS."""
+    out = {}
+    for k, v in msg.items():
+        if isinstance(v, dict):
+            if k != "child-sas":
+                out[k] = _event_view(v)
+        elif k.encode() in EVENT_KEYS:
+            out[k] = v
+    return out
+
+
+event_keys = st.one_of(keys, st.sampled_from([k.decode() for k in EVENT_KEYS] + ["child-sas"]))
+event_messages = st.recursive(
+    st.dictionaries(event_keys, st.one_of(blobs, st.lists(blobs, max_size=5)), max_size=6),
+    lambda inner: st.dictionaries(event_keys, st.one_of(blobs, st.lists(blobs, max_size=4), inner), max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event_messages, st.binary(max_size=8), st.binary(max_size=8))
+def test_decode_event_keeps_what_the_event_path_reads(msg: dict[str, Any], before: bytes, after: bytes) -> None:
+    # inside a larger buffer (several frames read at once): only [pos, end) is read
+    data = Message.serialize(msg)
+    buf = before + data + after
+    assert decode_event(buf, len(before), len(before) + len(data)) == _event_view(decode_message(data))
+
+
+def test_decode_event_gives_the_recorded_events_the_same_updates() -> None:
+    for item in json.loads(SAMPLES.read_text()):
+        if item.get("kind") != "event":
+            continue
+        data = Message.serialize(_wire(item["raw"]))
+        full, lean = parse_event(item["event"], decode_message(data)), parse_event(item["event"],
+                                                                                   decode_event(data, 0, len(data)))
+        # the same SAs, up or down, identities and VIPs; byte counters live in the skipped child-sas
+        assert [(u.sa.uniqueid, u.sa.identity_raw, u.sa.vips, u.sa.state, u.present) for u in lean] == [
+            (u.sa.uniqueid, u.sa.identity_raw, u.sa.vips, u.sa.state, u.present) for u in full]
+
+
+@given(event_messages.filter(bool))
+def test_decode_event_refuses_a_cut_message_bounded_inside_a_buffer(msg: dict[str, Any]) -> None:
+    data = Message.serialize(msg)
+    for cut in {1, len(data) // 2, len(data) - 1} - {0, len(data)}:
+        buf = data[:cut] + data  # the next frame's bytes follow the cut one
+        try:
+            got = decode_event(buf, 0, cut)
+        except MessageError:
+            continue
+        # a cut between two top-level elements is a shorter, valid message
+        assert got == _event_view(decode_message(data[:cut]))
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (b"\x02", "unexpected end of section"),
+    (b"\x01\x01a", "expected the end of a section"),
+    (b"\x09\x00", "unknown element type 9"),
+    (b"\x04\x02up\x05\x00\x01x\x03", "expected the end of list"),
+    (b"\x03\x02up\x00\x05ab", "truncated"),
+    (b"\x01\x02\xff\xfe\x02", "not UTF-8"),
+    (b"\x01\x09child-sas\x03\x01k\x00\x09ab", "truncated"),
+])
+def test_decode_event_refuses_malformed_messages(data: bytes, why: str) -> None:
+    with pytest.raises(MessageError, match=why):
+        decode_event(data, 0, len(data))

@@ -160,16 +160,20 @@ class MessageError(ValueError):
 _SECTION_START, _SECTION_END, _KEY_VALUE, _LIST_START, _LIST_ITEM, _LIST_END = 1, 2, 3, 4, 5, 6
 
 
-def decode_message(data: bytes, pos: int = 0) -> dict[str, Any]:
+def decode_message(data: bytes, pos: int = 0, end: int | None = None) -> dict[str, Any]:
     """A VICI message body → nested dicts/lists of bytes, like ``vici.Message.deserialize``.
 
     The same result as the library's decoder (checked by property tests against it), about
     five times faster: it slices one ``bytes`` by offset instead of reading a BytesIO a few
     bytes at a time, and decoding was half of the cost of an event on the watch path.
     Stricter: a truncated message, an unknown element or an unbalanced section raises
-    MessageError instead of being read short.
+    MessageError instead of being read short. ``end`` bounds the message inside a larger
+    buffer (several frames read at once).
     """
-    end = len(data)
+    if end is None:
+        end = len(data)
+    elif end > len(data):
+        raise MessageError("truncated message")
     root: dict[str, Any] = {}
     section = root
     stack: list[dict[str, Any]] = []
@@ -217,6 +221,105 @@ def decode_message(data: bytes, pos: int = 0) -> dict[str, Any]:
     if stack:
         raise MessageError("expected the end of a section")
     return root
+
+
+#: the keys the event path reads (``parse_event``, ``sa_of``); an event's other keys and its
+#: CHILD_SAs (traffic selectors, SPIs, byte counters: ``child-sas``) are walked and left
+#: out. Policy follows the IKE_SA and its VIPs; ``list-sas`` (status, accounting, the full
+#: reconcile) still decodes everything.
+EVENT_KEYS = frozenset({b"up", b"uniqueid", b"state", b"remote-host", b"remote-id", b"remote-eap-id",
+                        b"remote-xauth-id", b"remote-vips", b"established"})
+_EVENT_SKIP = b"child-sas"
+
+
+def decode_event(data: bytes, pos: int, end: int) -> dict[str, Any]:
+    """An event body → what ``decode_message`` gives, with only ``EVENT_KEYS`` and no CHILD_SAs.
+
+    An event carries ~75 elements, of which the policy needs ten; decoding only those
+    halves an event's cost on the watch path. Every element is still walked in order (a
+    value is never searched for: an identity may hold any bytes), and the same
+    truncation and balance checks apply.
+    """
+    root: dict[str, Any] = {}
+    section = root
+    stack: list[dict[str, Any]] = []
+    keys = EVENT_KEYS
+    if end > len(data):
+        raise MessageError("truncated message")
+    try:
+        while pos < end:
+            kind = data[pos]
+            if kind == _SECTION_END:
+                if not stack:
+                    raise MessageError(f"unexpected end of section at {pos}")
+                section = stack.pop()
+                pos += 1
+                continue
+            size = data[pos + 1]
+            raw = data[pos + 2:pos + 2 + size]
+            pos += 2 + size
+            if kind == _KEY_VALUE:
+                size = (data[pos] << 8) | data[pos + 1]
+                if raw in keys:
+                    section[raw.decode("ascii")] = data[pos + 2:pos + 2 + size]
+                pos += 2 + size
+            elif kind == _SECTION_START:
+                if raw == _EVENT_SKIP:
+                    pos = _skip_section(data, pos, end)
+                    continue
+                child: dict[str, Any] = {}
+                section[raw.decode("utf-8")] = child
+                stack.append(section)
+                section = child
+            elif kind == _LIST_START:
+                items: list[bytes] = []
+                while data[pos] == _LIST_ITEM:
+                    size = (data[pos + 1] << 8) | data[pos + 2]
+                    items.append(data[pos + 3:pos + 3 + size])
+                    pos += 3 + size
+                if data[pos] != _LIST_END:
+                    raise MessageError(f"expected the end of list {raw!r} at {pos}")
+                pos += 1
+                if raw in keys:
+                    section[raw.decode("ascii")] = items
+            else:
+                raise MessageError(f"unknown element type {kind} at {pos - 2 - size}")
+            if pos > end:
+                raise MessageError("truncated message")
+    except IndexError:
+        raise MessageError("truncated message") from None
+    except UnicodeDecodeError:
+        raise MessageError("a section name is not UTF-8") from None
+    if stack:
+        raise MessageError("expected the end of a section")
+    return root
+
+
+def _skip_section(data: bytes, pos: int, end: int) -> int:
+    """The offset just past the section whose body starts at ``pos`` (nested ones included)."""
+    depth = 1
+    while pos < end:
+        kind = data[pos]
+        if kind == _KEY_VALUE:
+            pos += 2 + data[pos + 1]
+            pos += 2 + ((data[pos] << 8) | data[pos + 1])
+        elif kind == _LIST_ITEM:
+            pos += 3 + ((data[pos + 1] << 8) | data[pos + 2])
+        elif kind == _SECTION_START:
+            pos += 2 + data[pos + 1]
+            depth += 1
+        elif kind == _LIST_START:
+            pos += 2 + data[pos + 1]
+        elif kind == _SECTION_END:
+            pos += 1
+            depth -= 1
+            if depth == 0:
+                return pos
+        elif kind == _LIST_END:
+            pos += 1
+        else:
+            raise MessageError(f"unknown element type {kind} at {pos}")
+    raise MessageError("truncated message")
 
 
 def _body(p: Any) -> dict[str, Any]:
