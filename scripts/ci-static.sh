@@ -2,7 +2,7 @@
 # The cheap, always-on checks of the deployment files (seconds, no VM, no container):
 #   ansible-lint --profile production (ansible/.ansible-lint), the playbook's syntax check,
 #   the role's real-systemd test script and every vagrant/ script parse (bash -n),
-#   `ruby -c vagrant/Vagrantfile`, and `vagrant validate` when vagrant is installed.
+#   `ruby -c vagrant/Vagrantfile`, and `vagrant validate` (with the libvirt provider plugin).
 # Tools: ansible + ansible-lint in a venv under $IKEMGR_CI_CACHE (created on first use;
 # the PyPI "ansible" bundle carries the collections, Galaxy is not needed).
 # Usage: bash scripts/ci-static.sh
@@ -14,9 +14,14 @@ TOOLS=${IKEMGR_TOOLS_VENV:-$CACHE/tools}
 t0=$(date +%s)
 step() { echo "ci-static: $*"; }
 
-if ! command -v ruby >/dev/null || ! command -v vagrant >/dev/null; then
-  step "installing ruby and vagrant (Debian packages) for the Vagrantfile checks"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ruby vagrant >/dev/null
+# vagrant-libvirt is the Vagrantfile's provider: without a provider plugin `vagrant validate`
+# stops at "No usable default provider" before it reads the file
+if ! command -v ruby >/dev/null || ! command -v vagrant >/dev/null \
+   || ! dpkg-query -W -f='${Status}' vagrant-libvirt 2>/dev/null | grep -q "ok installed"; then
+  step "installing ruby, vagrant and vagrant-libvirt (Debian packages) for the Vagrantfile checks"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ruby vagrant vagrant-libvirt >/dev/null \
+    || { apt-get update -q >/dev/null
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ruby vagrant vagrant-libvirt >/dev/null; }
 fi
 if [ ! -x "$TOOLS/bin/ansible-lint" ] || [ ! -x "$TOOLS/bin/ansible-playbook" ]; then
   step "creating the tools venv $TOOLS"
