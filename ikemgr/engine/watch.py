@@ -21,7 +21,7 @@ from ikemgr.core.model import SaUpdate
 from ikemgr.engine.engine import Engine, Report
 from ikemgr.engine.oneshot import sas_and_leases
 from ikemgr.errors import ApplyFailed, BackendUnavailable
-from ikemgr.log import lines_held, log_event
+from ikemgr.log import log_event
 
 log = logging.getLogger("ikemgr.policy")
 
@@ -161,8 +161,7 @@ class Watcher:
                 for name, msg in batch:
                     updates.extend(parse_event(name, msg))
                 try:
-                    with lines_held():  # the batch's lines go out in one write, after the apply
-                        self.engine.events(updates, received)
+                    self.engine.events(updates, received)  # its lines go out in one write
                 except ApplyFailed as e:
                     # the SA index is updated; the next full reconcile repairs the kernel
                     log.error("apply failed: %s", e.message, extra={"fields": {"event": "apply-failed"}})

@@ -42,7 +42,7 @@ class MemoryBackend:
         self.reads += 1
         return KernelView(dict(self.kernel))
 
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None:
+    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None:
         self.plans.append(plan)
         self.kernel = dict(after)
 

@@ -3,7 +3,8 @@
 Both own only what they can recognise: rules with protocol ``routing.rule_protocol``
 and a priority in [user_priority, base_priority), and the table ``ip ikemgr_policy``.
 ``read`` returns the complete user rules plus strays to delete; ``apply`` changes the
-kernel from a plan in one batch.
+kernel from a plan in one batch. ``fresh`` says the plan was made against a ``read`` in
+the same locked pass: what it adds is known to be absent from the kernel.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class PolicyBackend(Protocol):
 
     def ensure(self) -> None: ...
     def read(self) -> KernelView: ...
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None: ...
+    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None: ...
     def close(self) -> None: ...
 
 

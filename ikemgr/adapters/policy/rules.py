@@ -55,24 +55,30 @@ class RulesBackend:
                 continue
             by_vip.setdefault(k.src.network_address, []).append(k)  # type: ignore[arg-type]
         out: dict[IPv4Address, UserRule] = {}
+        prio, want_dsts, n = self.cfg.routing.user_priority, set(self.prefixes), len(self.prefixes)
         for vip, ks in by_vip.items():
-            r = UserRule(vip, self._by_table[ks[0].table], ks[0].table, self.cfg.routing.user_priority)
-            want = self.kernel_rules(r)
-            if ks == want or (len(ks) == len(want) and sorted(ks) == sorted(want)):
-                out[vip] = r
+            table = ks[0].table
+            # exactly kernel_rules(r) in any order, compared field by field (building the
+            # expected Rule values was a fifth of a 10,000-user reconcile)
+            if (len(ks) == n and {k.dst for k in ks} == want_dsts
+                    and all(k.table == table and k.priority == prio and k.fwmask is None and k.goto is None
+                            for k in ks)):
+                out[vip] = UserRule(vip, self._by_table[table], table, prio)
             else:
                 stray.extend(ks)  # partial or odd: remove, the plan re-adds it whole
         self._stray = stray
         return KernelView(out, list(stray))
 
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule]) -> None:
+    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None:
+        """One batch of rule changes; right after a ``read`` (``fresh``) the adds skip the
+        kernel's duplicate check, a third of the cost of 10,000 adds (``rule_channel.encode``)."""
         delete = list(self._stray)
         for r in plan.remove:
             delete.extend(self.kernel_rules(r))
         add: list[Rule] = []
         for r in plan.add:
             add.extend(self.kernel_rules(r))
-        self.nl.change(add, delete)
+        self.nl.change(add, delete, exclusive=not fresh)
         self._stray = []
 
     def close(self) -> None:

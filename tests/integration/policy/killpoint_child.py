@@ -62,11 +62,11 @@ def install(point: str, engine: Any) -> None:
         send = rule_channel.RuleChannel._send_chunk
         calls = [0]
 
-        def second_chunk(self: Any, chunk: Any, protocol: int) -> None:
+        def second_chunk(self: Any, chunk: Any, protocol: int, exclusive: bool = True) -> None:
             calls[0] += 1
             if calls[0] == 2:
                 die()
-            send(self, chunk, protocol)
+            send(self, chunk, protocol, exclusive)
         rule_channel.RuleChannel._send_chunk = second_chunk  # type: ignore[method-assign]
     elif point == "rules-before-acks":
         rule_channel.parse_acks = lambda data: die()  # type: ignore[assignment,misc]

@@ -315,3 +315,24 @@ def test_a_conntrack_flush_that_cannot_run_is_counted_never_taken_as_done(long_l
             assert f.broken is not None and ("start", 1) in seen
     finally:
         f.close()
+
+
+def test_a_rule_added_behind_the_index_is_never_doubled(lab: Lab) -> None:
+    """The full reconcile's adds skip the kernel's duplicate check (it has just read the
+    kernel under the lock); an event batch's adds keep it, so a rule that appeared behind the
+    in-memory index (no generation bump) is answered EEXIST, not added twice."""
+    e = make(lab, "rules", "alice@123456", "carol@123457")
+    try:
+        e.full([Sa("1", "alice@123456", (A,), "ESTABLISHED")])
+        assert len(lab.owned_rules()) == 2  # two campus prefixes, once each
+        # carol's rule, as watch would write it, by hand: the engine's index does not know it
+        for p in ("10.20.0.0/16", "198.51.100.0/24"):
+            sh("ip", "-n", lab.ns, "rule", "add", "from", f"{B}/32", "to", p, "lookup", "123457",
+               "priority", "29000", "protocol", "99")
+        e.events([up("3", "carol@123457", B)])
+        srcs = [r["src"] for r in lab.owned_rules()]
+        assert sorted(srcs) == [str(A), str(A), str(B), str(B)]  # carol's two rules, not four
+        e.full([Sa("1", "alice@123456", (A,), "ESTABLISHED"), Sa("3", "carol@123457", (B,), "ESTABLISHED")])
+        assert sorted(r["src"] for r in lab.owned_rules()) == [str(A), str(A), str(B), str(B)]
+    finally:
+        close_engine(e)
