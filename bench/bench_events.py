@@ -234,8 +234,16 @@ def _phase(srv: ServerProcess, mon: KernelMonitor, ns: str, backend: str, items:
             "send_span": sent[-1] - sent[0], "lat": lat}  # type: ignore[dict-item]
 
 
+def fill_store(tmp: Path, ikemgr: Path) -> None:
+    """The allow-list as in production: the store (SQLite here), filled by that build's `ikemgr sync`."""
+    (tmp / "sync.json").write_text(config(tmp, "rules"))
+    subprocess.run([str(ikemgr), "sync", "--no-live", "--force", "--config", str(tmp / "sync.json")],
+                   check=True, capture_output=True)
+
+
 def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_paced: int, rate: float,
-                conntrack: bool, profile: Path | None = None) -> dict[str, dict[str, float]]:
+                conntrack: bool, profile: Path | None = None,
+                ikemgr: Path = IKEMGR) -> dict[str, dict[str, float]]:
     """One ``ikemgr watch`` process; a burst (connects, then disconnects), then a paced run."""
     srv = ServerProcess(tmp / f"vici-{backend}.sock")
     cfg = tmp / f"ikemgr-{backend}.json"
@@ -243,7 +251,7 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
     logf = tmp / f"watch-{backend}.log"
     mon = KernelMonitor(ns)
     prof = [sys.executable, "-m", "cProfile", "-o", f"{profile}.{backend}"] if profile else []
-    argv = [*prof, str(IKEMGR), "watch", "--config", str(cfg), "--netns", ns, "--log-format", "json",
+    argv = [*prof, str(ikemgr), "watch", "--config", str(cfg), "--netns", ns, "--log-format", "json",
             ] + ([] if conntrack else ["--no-conntrack-flush"])
     out: dict[str, dict[str, float]] = {}
     with logf.open("wb") as log:
@@ -353,6 +361,9 @@ def main() -> None:
     ap.add_argument("--no-conntrack", action="store_true", help="watch without conntrack flushes")
     ap.add_argument("--profile-watch", type=Path, default=None,
                     help="run watch under cProfile, write FILE.<backend>")
+    ap.add_argument("--compare", type=Path, default=None, metavar="IKEMGR",
+                    help="also run the burst and paced runs with another build's ikemgr executable "
+                         "(e.g. an older commit's .venv/bin/ikemgr), in this run, beside this build")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
@@ -363,10 +374,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ikemgr-ikb-bench-") as d:
         tmp = Path(d)
         users = userlist(tmp, n_users, lines)
-        # the allow-list as in production: the store (SQLite here), filled by `ikemgr sync`
-        (tmp / "sync.json").write_text(config(tmp, "rules"))
-        subprocess.run([str(IKEMGR), "sync", "--no-live", "--force", "--config", str(tmp / "sync.json")],
-                       check=True, capture_output=True)
+        fill_store(tmp, IKEMGR)
+        builds = [("", tmp, IKEMGR)]
+        if args.compare:
+            (tmp / "compare").mkdir()
+            userlist(tmp / "compare", n_users, lines)
+            fill_store(tmp / "compare", args.compare)
+            builds.append((f" [{args.compare}]", tmp / "compare", args.compare))
         names: list[str] = []
         try:
             ns = NS_PREFIX + "b" + secrets.token_hex(3)
@@ -387,18 +401,21 @@ def main() -> None:
                 ns_b = NS_PREFIX + "b" + secrets.token_hex(3)
                 names.append(ns_b)
                 netns(ns_b)
-                w = bench_watch(ns_b, tmp, users, backend, args.transitions, args.paced_transitions, rate,
-                                not args.no_conntrack, args.profile_watch)
-                b, p = w["burst"], w["paced"]
-                lost = "" if not (b["lost_bufs"] or p["lost_bufs"]) else (
-                    f"  ({b['lost_bufs'] + p['lost_bufs']} notification overruns: "
-                    "those latencies are missing)")
-                print(f"ikemgr watch {backend:5} burst: {b['eps']:8.0f} /s   p50 {b['p50'] * 1e3:7.2f} ms   "
-                      f"p99 {b['p99'] * 1e3:7.2f} ms   ({b['transitions']:.0f} transitions, "
-                      f"{b['seen']:.0f} seen by the monitor){lost}")
-                print(f"ikemgr watch {backend:5} paced {rate:.0f}/s (offered {p['offered']:.0f}/s): "
-                      f"p50 {p['p50'] * 1e3:5.2f} ms   p99 {p['p99'] * 1e3:5.2f} ms   "
-                      f"max {p['max'] * 1e3:5.1f} ms   ({p['transitions']:.0f} transitions)")
+                for label, btmp, exe in reversed(builds):  # the compared build first, this one last
+                    w = bench_watch(ns_b, btmp, btmp / "users.txt", backend, args.transitions,
+                                    args.paced_transitions, rate, not args.no_conntrack,
+                                    args.profile_watch, exe)
+                    b, p = w["burst"], w["paced"]
+                    lost = "" if not (b["lost_bufs"] or p["lost_bufs"]) else (
+                        f"  ({b['lost_bufs'] + p['lost_bufs']} notification overruns: "
+                        "those latencies are missing)")
+                    print(f"ikemgr watch {backend:5} burst{label}: {b['eps']:8.0f} /s   "
+                          f"p50 {b['p50'] * 1e3:7.2f} ms   p99 {b['p99'] * 1e3:7.2f} ms   "
+                          f"({b['transitions']:.0f} transitions, {b['seen']:.0f} seen by the monitor){lost}")
+                    print(f"ikemgr watch {backend:5} paced{label} {rate:.0f}/s "
+                          f"(offered {p['offered']:.0f}/s): "
+                          f"p50 {p['p50'] * 1e3:5.2f} ms   p99 {p['p99'] * 1e3:5.2f} ms   "
+                          f"max {p['max'] * 1e3:5.1f} ms   ({p['transitions']:.0f} transitions)")
                 ratio = b["eps"] / con["eps"]
                 print(f"  floor events/s >= 50x the concurrent shell: {ratio:.1f}x ({b['eps']:.0f} vs "
                       f"{con['eps']:.0f}/s): {met(ratio >= 50)}; "
