@@ -15,6 +15,7 @@ final check reads the kernel itself (``ip -j rule``, ``nft -j list map``) either
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import select
 import socket
@@ -106,6 +107,10 @@ def _run(ns: str, ctl: Connection) -> None:
     socks = [_open(NETLINK_ROUTE, RTNLGRP_IPV4_RULE), _open(NETLINK_NETFILTER, NFNLGRP_NFTABLES)]
     seen: list[Change] = []
     lost = 0
+    # an instrument must not pause on its own: no cyclic GC in this short-lived process
+    # (a collection here delays a stamp, and reads as the watcher's latency)
+    gc.freeze()
+    gc.disable()
     ctl.send("ready")
     while True:
         ready, _, _ = select.select([*socks, ctl], [], [])

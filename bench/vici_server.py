@@ -22,6 +22,7 @@ went into the socket (``time.perf_counter``, CLOCK_MONOTONIC, comparable across 
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -224,6 +225,10 @@ class ViciServer:
 def _run(path: Path, ctl: Connection) -> None:
     """The server process: build, then obey the control pipe until told to stop."""
     srv = ViciServer(path)
+    # an instrument must not pause on its own: no cyclic GC in this short-lived process
+    # (a collection here delays a stamp, and reads as the watcher's latency)
+    gc.freeze()
+    gc.disable()
     ctl.send(("ready", None))
     while True:
         op, arg = ctl.recv()
