@@ -36,6 +36,14 @@ class LazyStore:
         ends: dict[tuple[str, int], datetime] = self._store.pair_ends(now)
         return ends
 
+    def next_change(self, now: datetime) -> datetime | None:
+        if self._store is None:
+            from ikemgr.allowlist.store import open_store
+
+            self._store = open_store(self.cfg)
+        at: datetime | None = self._store.next_change(now)
+        return at
+
 
 def open_allow_list(cfg: Config, grammar: IdentityGrammar,
                     allow_file: Path | None = None) -> SnapshotAllowList:

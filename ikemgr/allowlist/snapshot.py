@@ -54,6 +54,15 @@ class SnapshotAllowList:
         snap = self._load()
         return dict(snap[2]) if snap is not None else {}
 
+    def next_change(self, now: datetime) -> datetime | None:
+        """The source's answer; during an outage the next end the snapshot knows."""
+        try:
+            return self.source.next_change(now)
+        except BackendUnavailable:
+            snap = self._load()
+            later = [t for t in snap[2].values() if t > now] if snap is not None else []
+            return min(later) if later else None
+
     def _save(self, pairs: frozenset[tuple[str, int]], now: datetime) -> None:
         try:
             ends = self.source.pair_ends(now)

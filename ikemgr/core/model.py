@@ -139,6 +139,11 @@ class AllowList(Protocol):
         grant has an end (the snapshot drops them at that time during an outage)."""
         ...
 
+    def next_change(self, now: datetime) -> datetime | None:
+        """The first moment after ``now`` at which ``active_pairs`` changes by the clock alone
+        (a grant starts or ends, with no write); None when no grant ever will."""
+        ...
+
 
 @dataclass(frozen=True)
 class SaUpdate:

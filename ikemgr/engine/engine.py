@@ -98,6 +98,18 @@ class Engine:
         self.allowed = pairs
         return changed
 
+    def allow_next_change(self) -> float | None:
+        """Seconds until the allow-list changes by the clock alone (a grant starts or ends);
+        None when no grant will. Unknown (source down, no snapshot) is 0: read again soon."""
+        now = self.clock()
+        try:
+            at = self.allow.next_change(now)
+        except BackendUnavailable:
+            return 0.0
+        if at is None:
+            return None
+        return max(0.0, (at - now).total_seconds())
+
     def take_revoked(self) -> list[str]:
         """Live SAs whose pair left the allow-list since the last call (``sync.terminate_revoked``).
 

@@ -96,6 +96,8 @@ class Watcher:
         self._listener_retry_at = 0.0
         self._listener_backoff = 1.0
         self.gc = IdleCollector()
+        # with a healthy listener the clock alone changes the list: the next grant start/end
+        self._allow_boundary = float("inf")
 
     def install_signals(self) -> None:
         def term(signum: int, frame: FrameType | None) -> None:
@@ -193,9 +195,28 @@ class Watcher:
             return True  # notifications sent while it was away are lost: re-read now
         return changed
 
+    def _allow_read_at(self, last: float) -> float:
+        """When the allow-list is read again with no change heard.
+
+        A healthy change listener (PostgreSQL NOTIFY, SQLite data_version) hears every
+        write, so only the clock changes the list: it is read at the next grant start or
+        end and, as a safety net, every ``policy.reconcile_interval`` s. Without a listener,
+        or while it is down, every ``allow_poll`` s. (A read is the whole list: ~30 ms for
+        10,000 pairs, a stall of the event loop that a 5 s poll repeated for nothing.)
+        """
+        if self.changes is None or self._listener_down:
+            return last + self.allow_poll
+        safety = max(self.allow_poll, float(self.engine.cfg.policy.reconcile_interval))
+        return min(last + safety, self._allow_boundary)
+
+    def _note_allow_read(self, now: float) -> None:
+        left = self.engine.allow_next_change()
+        self._allow_boundary = float("inf") if left is None else now + left + 0.01
+
     def _loop(self, ev: EventSession, cmd: CommandSession) -> None:
         interval = self.engine.cfg.policy.reconcile_interval
         last_full = last_allow = time.monotonic()
+        self._note_allow_read(last_allow)
         while not self.stop:
             lost = ev.undecodable
             batch = ev.batch(self.tick)
@@ -220,13 +241,16 @@ class Watcher:
             if self.hup:
                 self.hup = False
                 self.engine.refresh_allow()
+                self._note_allow_read(now)
                 self._full(cmd)
                 self._terminate_revoked(cmd)
                 last_full = last_allow = now
                 continue
-            if self._store_changed() or now - last_allow >= self.allow_poll:
+            if self._store_changed() or now >= self._allow_read_at(last_allow):
                 last_allow = now
-                if self.engine.refresh_allow():
+                changed = self.engine.refresh_allow()
+                self._note_allow_read(now)
+                if changed:
                     log_event("allow-list changed", event="allow-list")
                     self.engine.recompute()
                     self._terminate_revoked(cmd)

@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.root, pytest.mark.postgres]
 
 PG_URL = "postgresql+psycopg://postgres@10.5.0.20:5432/ikemgr"
 RECONCILE_INTERVAL = 3600
-ALLOW_POLL = 5.0  # Watcher's allow-list re-read timer (watch does not set it)
+ALLOW_POLL = 5.0  # Watcher's allow-list poll while its change listener is down (watch does not set it)
 
 
 def _ikemgr_gw(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
@@ -112,22 +112,19 @@ def test_allow_list_in_postgresql_drives_the_lab_vlan_path(lab_variant) -> None:
 
         times["remove"], _ = _grant_to_kernel(lab, lambda: rules_for(lab, vip) == [], "remove", "alice@123456")
         assert 0 <= times["remove"] <= 1.0, times
-        times["add"], refreshed = _grant_to_kernel(lab, lambda: len(rules_for(lab, vip)) == 1, "add",
-                                                   "alice@123456", "--note", "lab")
+        times["add"], _ = _grant_to_kernel(lab, lambda: len(rules_for(lab, vip)) == 1, "add",
+                                           "alice@123456", "--note", "lab")
         assert 0 <= times["add"] <= 1.0, times
-        # `refreshed`: watch re-read the allow-list (and restarted its timer) just before it
 
-        # the same removal without NOTIFY (plain SQL): the 5 s timer restarted at the last
-        # re-read, so for well over a second nothing happens; then the timer catches it
+        # the same removal as plain SQL (psql, not ikemgr): the grants table's statement
+        # trigger notifies, so it reaches the kernel as fast as ikemgr's own write; no timer
+        # is involved (the timer reads only at grant boundaries and reconcile_interval, 3600 s)
         assert _psql(lab, "DELETE FROM ikemgr_grants WHERE account = 'alice' AND vlan = 123456") == "DELETE 1"
         deleted = time.monotonic()
-        assert deleted - refreshed < 2.5, deleted - refreshed
-        assert until(lambda: rules_for(lab, vip) == [], timeout=1.5) is None, \
-            "a change without NOTIFY was applied at once: something else than NOTIFY woke watch"
-        silent = until(lambda: rules_for(lab, vip) == [], timeout=ALLOW_POLL + 2.0)
-        assert silent is not None, "the allow-list timer did not catch the change either"
-        times["no-notify"] = round(time.monotonic() - deleted, 2)
-        assert times["no-notify"] > 1.5
+        assert until(lambda: rules_for(lab, vip) == [], timeout=ALLOW_POLL) is not None, \
+            "a plain SQL removal was not heard"
+        times["plain SQL"] = round(time.monotonic() - deleted, 2)
+        assert times["plain SQL"] <= 1.0, times
 
         times["add again"], _ = _grant_to_kernel(lab, lambda: len(rules_for(lab, vip)) == 1, "add",
                                               "alice@123456", "--note", "lab")

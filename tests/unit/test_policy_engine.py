@@ -59,6 +59,9 @@ class Pairs:
     def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
         return {}
 
+    def next_change(self, now: datetime) -> datetime | None:
+        return None
+
 
 def engine(*pairs: tuple[str, int]) -> tuple[Engine, MemoryBackend]:
     b = MemoryBackend()
@@ -240,6 +243,11 @@ def test_the_snapshot_ends_grants_on_time_during_an_outage(tmp_path: Path) -> No
         def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
             return {("alice", 123456): t0 + timedelta(minutes=10)}  # bob has no end
 
+        def next_change(self, now: datetime) -> datetime | None:
+            if self.down:
+                raise BackendUnavailable("db", "connection refused")
+            return t0 + timedelta(minutes=10)
+
     src = Source()
     snap = SnapshotAllowList(src, tmp_path)
     assert snap.active_pairs(t0) == {("alice", 123456), ("bob", 123456)}
@@ -249,3 +257,8 @@ def test_the_snapshot_ends_grants_on_time_during_an_outage(tmp_path: Path) -> No
     assert snap.active_pairs(t0 + timedelta(minutes=10)) == {("bob", 123456)}
     restarted = SnapshotAllowList(src, tmp_path)  # the ends survive a restart too
     assert restarted.active_pairs(t0 + timedelta(hours=1)) == {("bob", 123456)}
+    # while the source is down, the next change by the clock is the next end the snapshot knows
+    assert snap.next_change(t0) == t0 + timedelta(minutes=10)
+    assert snap.next_change(t0 + timedelta(minutes=10)) is None
+    src.down = False
+    assert snap.next_change(t0) == t0 + timedelta(minutes=10)  # the source's answer again

@@ -61,7 +61,7 @@ def test_an_undecodable_event_is_answered_by_a_full_reconcile() -> None:
         cfg=SimpleNamespace(policy=SimpleNamespace(reconcile_interval=3600)),
         metrics=SimpleNamespace(error=lambda kind, n=1: errors.append((kind, n))),
         full=lambda sas, leases=None: fulls.append(len(sas)),
-        refresh_allow=lambda: False, owned={})
+        refresh_allow=lambda: False, allow_next_change=lambda: None, owned={})
     w = Watcher(engine=engine, uri="unix:///nonexistent", allow_poll=3600)  # type: ignore[arg-type]
 
     class Ev:
@@ -79,3 +79,76 @@ def test_an_undecodable_event_is_answered_by_a_full_reconcile() -> None:
     cmd = SimpleNamespace(list_sas=lambda: [], leases=lambda: {})
     w._loop(Ev(), cmd)  # type: ignore[arg-type]
     assert fulls == [0] and errors == [("vici-undecodable", 1)]
+
+
+def _timed_watcher(changes: Any, boundary_in: float | None, polls: list[float],
+                   clock: dict[str, float]) -> Watcher:
+    from types import SimpleNamespace
+
+    def refresh() -> bool:
+        polls.append(clock["t"] - 1000.0)
+        return False
+
+    engine = SimpleNamespace(cfg=SimpleNamespace(policy=SimpleNamespace(reconcile_interval=60)),
+                             refresh_allow=refresh, allow_next_change=lambda: boundary_in)
+    return Watcher(engine=engine, uri="unix:///nonexistent", changes=changes,  # type: ignore[arg-type]
+                   allow_poll=5.0)
+
+
+class Quiet:
+    """A healthy change listener that hears nothing."""
+
+    def wait(self, timeout: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        return None
+
+
+def _run_ticks(w: Watcher, clock: dict[str, float], seconds: float) -> None:
+    """The allow-list part of Watcher._loop, on idle 0.5 s ticks."""
+    last = clock["t"]
+    w._note_allow_read(last)
+    end = clock["t"] + seconds
+    while clock["t"] < end:
+        clock["t"] += 0.5
+        now = clock["t"]
+        if w._store_changed() or now >= w._allow_read_at(last):
+            last = now
+            w.engine.refresh_allow()
+            w._note_allow_read(now)
+
+
+def test_with_a_healthy_listener_the_list_is_read_at_the_next_grant_boundary(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(watch_mod.time, "monotonic", lambda: clock["t"])
+    polls: list[float] = []
+    w = _timed_watcher(Quiet(), 12.0, polls, clock)
+    # the boundary moves with each read: 12 s after the start, then 12 s after that read
+    _run_ticks(w, clock, 30)
+    assert polls == [12.5, 25.0], polls
+
+
+def test_with_a_healthy_listener_and_no_boundary_only_the_safety_read_remains(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(watch_mod.time, "monotonic", lambda: clock["t"])
+    polls: list[float] = []
+    w = _timed_watcher(Quiet(), None, polls, clock)
+    _run_ticks(w, clock, 130)
+    assert polls == [60.0, 120.0], polls  # policy.reconcile_interval, not every 5 s
+
+
+def test_without_a_listener_or_while_it_is_down_the_poll_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(watch_mod.time, "monotonic", lambda: clock["t"])
+    polls: list[float] = []
+    w = _timed_watcher(None, None, polls, clock)
+    _run_ticks(w, clock, 16)
+    assert polls == [5.0, 10.0, 15.0], polls
+    polls.clear()
+    clock["t"] = 1000.0
+    down = _timed_watcher(Listener(down=10**6, clock=clock), None, polls, clock)
+    _run_ticks(down, clock, 11)
+    assert polls == [5.0, 10.0], polls

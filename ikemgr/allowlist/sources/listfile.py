@@ -112,3 +112,6 @@ class FileAllowList:
 
     def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
         return {}  # a list file has no validity periods
+
+    def next_change(self, now: datetime) -> datetime | None:
+        return None  # nor does anything in it start or end by the clock

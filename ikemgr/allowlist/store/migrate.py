@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SCRIPT_LOCATION = "ikemgr.allowlist.store:migrations"
 #: the newest migration's revision id (ikemgr/store/migrations/versions)
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _PG_LOCK_KEY = 0x696B656D  # "ikem"
 
 

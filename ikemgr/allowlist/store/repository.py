@@ -186,6 +186,18 @@ class Store:
 
         return self._read(read)
 
+    def next_change(self, now: datetime) -> datetime | None:
+        """The first grant start or end after ``now`` (suspension changes are writes: they notify)."""
+        live = grants.c.suspended.is_(False)
+        starts = select(func.min(grants.c.valid_from)).where(live, grants.c.valid_from > now)
+        ends = select(func.min(grants.c.valid_until)).where(live, grants.c.valid_until > now)
+
+        def read(c: Connection) -> datetime | None:
+            ts = [t for t in (c.execute(starts).scalar(), c.execute(ends).scalar()) if t is not None]
+            return min(ts) if ts else None
+
+        return self._read(read)
+
     def grants(self, *, sources: Iterable[str] | None = None, account: str | None = None,
                vlan: int | None = None, active_at: datetime | None = None) -> list[Grant]:
         q = select(*_GRANT_COLUMNS)

@@ -48,7 +48,7 @@ def test_open_creates_the_schema_through_migrations_and_reopens_cheaply(cfg: Con
     names = set(inspect(store.engine).get_table_names())
     assert {"ikemgr_accounts", "ikemgr_vlans", "ikemgr_grants", "ikemgr_audit", VERSION_TABLE} <= names
     with store.engine.connect() as c:
-        assert c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+        assert c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0002"
     t0 = time.monotonic()
     again = open_store(cfg)
     assert again.active_pairs(NOW) == frozenset()
@@ -193,6 +193,44 @@ def test_change_listener_wakes_within_a_second(cfg: Config, store: Store) -> Non
             writer.close()
         assert ("alice", 123456) in store.active_pairs(NOW)
         assert listener.wait(0.3) is False
+
+
+def test_a_write_by_another_tool_wakes_the_change_listener_too(cfg: Config, store: Store) -> None:
+    """Plain SQL on the grants table, not through ikemgr (psql on the shared database, the
+    sqlite3 shell): PostgreSQL's statement trigger notifies, SQLite's data_version moves."""
+    from sqlalchemy import create_engine
+
+    from ikemgr.allowlist.store.notify import ChangeListener
+
+    store.put_grant(Grant("alice", 123456, "manual"), "t", NOW)
+    other = create_engine(store.engine.url)  # a connection of its own, as a DBA's would be
+    try:
+        with ChangeListener(cfg) as listener:
+            assert listener.wait(0.3) is False
+            with other.begin() as c:
+                assert c.execute(text("DELETE FROM ikemgr_grants WHERE account = 'alice'")).rowcount == 1
+            t0 = time.monotonic()
+            assert listener.wait(5.0) is True
+            assert time.monotonic() - t0 < 1.0
+            assert listener.wait(0.3) is False
+    finally:
+        other.dispose()
+    assert ("alice", 123456) not in store.active_pairs(NOW)
+
+
+def test_next_change_is_the_first_grant_start_or_end_after_now(store: Store) -> None:
+    """What watch sleeps until when its change listener is healthy: the clock alone changes
+    the list only where a grant starts or ends; suspended grants do not count."""
+    assert store.next_change(NOW) is None  # empty store
+    for g in (Grant("a", 123456, "manual", valid_until=NOW + 3 * H),
+              Grant("b", 123456, "manual", valid_from=NOW + 2 * H),
+              Grant("c", 123457, "manual"),
+              Grant("d", 123457, "manual", valid_until=NOW + H, suspended=True)):
+        store.put_grant(g, "t", NOW)
+    got = store.next_change(NOW)
+    assert got == NOW + 2 * H and got.tzinfo is not None  # b starts before a ends
+    assert store.next_change(NOW + 2 * H) == NOW + 3 * H  # b's start is not after now
+    assert store.next_change(NOW + 3 * H) is None
 
 
 def test_pair_ends_are_the_latest_end_of_pairs_that_end(store: Store) -> None:
