@@ -266,7 +266,7 @@ class RuleChannel:
 
 
 class RuleSocket:
-    """Rule changes through one rtnetlink socket opened in the executor thread (its netns)."""
+    """Rule changes through one rtnetlink socket, opened inside the namespace (``ex.call``)."""
 
     def __init__(self, ex: InNetns, protocol: int) -> None:
         self.ex = ex

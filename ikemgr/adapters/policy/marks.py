@@ -71,7 +71,8 @@ class MarksBackend:
 
     # ---------------------------------------------------------------- nft
     def _cmd(self, text: str) -> Any:
-        """Run nft commands in the executor thread; one call = one atomic transaction."""
+        """Run nft commands in the namespace (its context opens its socket there); one call =
+        one atomic transaction."""
 
         def run() -> Any:
             if self._nft is None:
