@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from store_support import PG_BIN, SLAPD, Env, PgServer, Slapd, make_env, new_server
+from store_support import SLAPD, Env, Slapd, make_env
 
 from helpers import free_port
+from ikemgr_lab import postgres
+from ikemgr_lab.postgres import PgCluster
 
 
 @pytest.fixture
@@ -25,27 +27,26 @@ def env(tmp_path: Path) -> Env:
 
 
 @pytest.fixture(scope="session")
-def pg_factory() -> Iterator[Callable[[], PgServer]]:
+def pg_factory() -> Iterator[Callable[[], PgCluster]]:
     """Makes real PostgreSQL servers; all of them are stopped and deleted at session end."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("PostgreSQL 15 server binaries are not installed (scripts/setup.sh)")
+    if not postgres.available():
+        pytest.skip("PostgreSQL server binaries are not installed (scripts/setup.sh)")
     if os.geteuid() != 0:
-        pytest.skip("the PostgreSQL tests run initdb/pg_ctl as the postgres user: they need root")
-    made: list[PgServer] = []
+        pytest.skip("the PostgreSQL tests run the server as the postgres user: they need root")
+    made: list[PgCluster] = []
 
-    def make() -> PgServer:
-        srv = new_server()
+    def make() -> PgCluster:
+        srv = PgCluster(Path(tempfile.mkdtemp(prefix="ikt-s-pg-")), free_port())
         made.append(srv)
-        return srv
+        return srv.init().start()
 
     yield make
     for srv in made:
-        srv.stop("immediate")
-        shutil.rmtree(srv.root, ignore_errors=True)
+        srv.remove()
 
 
 @pytest.fixture(scope="session")
-def pg(pg_factory: Callable[[], PgServer]) -> PgServer:
+def pg(pg_factory: Callable[[], PgCluster]) -> PgCluster:
     """One shared server for the tests that do not stop it."""
     return pg_factory()
 
@@ -54,7 +55,7 @@ _counter = iter(range(1_000_000))
 
 
 @pytest.fixture
-def pg_db(pg: PgServer) -> str:
+def pg_db(pg: PgCluster) -> str:
     """A fresh database on the shared server, for one test."""
     return pg.createdb(f"ikt_{os.getpid()}_{next(_counter)}_{int(time.time() * 1000) % 100000}")
 
