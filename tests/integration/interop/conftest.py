@@ -9,7 +9,9 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from ikc_support import CLIENT_IP, GW_IP, WORK, Topology, make_pki, sh
+from ikc_support import CLIENT_IP, GW_IP, WORK, Topology, make_pki
+
+from helpers import sh
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from ikc_support import IKEMGR, WORK, make_pki, sh
+from ikc_support import IKEMGR, WORK, make_pki
 
+from helpers import sh
 from helpers.gateway import gateway_doc
 
 pytestmark = pytest.mark.root
