@@ -1,4 +1,4 @@
-"""Fixtures for the allow-list store tests (helpers live in store_support.py).
+"""Fixtures for the allow-list store tests (helpers live in store_support.py and ldap_groups.py).
 
 Every PostgreSQL server made here is stopped and its directory removed at session end,
 also when a test fails.
@@ -13,10 +13,26 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import ldap_groups
 import pytest
-from store_support import SLAPD, Env, Slapd, make_env
+from ldap3 import Connection, Server
+from ldap_groups import Directory
+from store_support import (
+    LDAP_ADMIN,
+    LDAP_PASSWORD,
+    LDAP_PEOPLE,
+    LDAP_SUFFIX,
+    LDAP_USERS,
+    SLAPD,
+    Env,
+    Slapd,
+    config,
+    make_env,
+)
 
 from helpers import free_port
+from ikemgr.allowlist.store import Store, open_store
+from ikemgr.config.schema import Config
 from ikemgr_lab import postgres
 from ikemgr_lab.postgres import PgCluster
 
@@ -73,3 +89,45 @@ def slapd() -> Iterator[Slapd]:
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def posix_directory(slapd: Slapd) -> Iterator[Connection]:
+    """People (posixAccount) user0…user7 and bob, bob disabled by his login shell; an admin connection."""
+    conn = Connection(Server(slapd.uri), LDAP_ADMIN, LDAP_PASSWORD, auto_bind=True)
+    conn.add(LDAP_SUFFIX, ["dcObject", "organization"], {"o": "example", "dc": "example"})
+    conn.add(LDAP_PEOPLE, ["organizationalUnit"], {"ou": "people"})
+    for n, uid in enumerate([*LDAP_USERS, "bob"]):
+        shell = "/usr/sbin/nologin" if uid == "bob" else "/bin/bash"
+        assert conn.add(f"uid={uid},{LDAP_PEOPLE}", ["inetOrgPerson", "posixAccount"], {
+            "cn": uid, "sn": uid, "uid": uid, "uidNumber": 10000 + n, "gidNumber": 10000,
+            "homeDirectory": f"/home/{uid}", "loginShell": shell}), conn.result
+    yield conn
+    conn.unbind()
+
+
+@pytest.fixture(scope="module")
+def group_directory() -> Iterator[Directory]:
+    """ldap_groups' directory on a TLS-only slapd (see there); stopped and removed after the module."""
+    if not SLAPD.exists():
+        pytest.skip("slapd is not installed (scripts/setup.sh)")
+    with ldap_groups.running() as d:
+        yield d
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.root])])
+def cfg(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """A gateway's config whose database is SQLite, then a fresh database on the shared PostgreSQL."""
+    if request.param == "sqlite":
+        return config(tmp_path)
+    pg: PgCluster = request.getfixturevalue("pg")
+    db = request.getfixturevalue("pg_db")
+    return config(tmp_path, pg.url(db))
+
+
+@pytest.fixture
+def store(cfg: Config) -> Iterator[Store]:
+    """``cfg``'s store, opened (schema made by the migrations) and closed after the test."""
+    s = open_store(cfg)
+    yield s
+    s.close()

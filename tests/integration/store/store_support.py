@@ -20,6 +20,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from helpers import IKEMGR
+from ikemgr.config.load import load
+from ikemgr.config.schema import Config
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -74,12 +76,20 @@ def make_env(tmp: Path, db_url: str | None = None, sources: list[dict[str, Any]]
     return env
 
 
+def config(tmp: Path, url: str | None = None) -> Config:
+    """The loaded config of ``make_env(tmp, url)``: for tests that call the store in-process."""
+    return load(make_env(tmp, db_url=url).config)
+
+
 # --------------------------------------------------------------------------- slapd
 
 SLAPD = Path("/usr/sbin/slapd")
 LDAP_SUFFIX = "dc=example,dc=ac,dc=jp"
 LDAP_ADMIN = f"cn=admin,{LDAP_SUFFIX}"
 LDAP_PASSWORD = "admin-secret"
+LDAP_PEOPLE = f"ou=people,{LDAP_SUFFIX}"
+#: the enabled people of the posix directory (conftest.py: posix_directory); bob is the disabled one
+LDAP_USERS = [f"user{i}" for i in range(8)]
 
 
 @dataclass

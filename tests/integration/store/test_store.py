@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import inspect, text
-from store_support import make_env
+from store_support import config, make_env
 
 from ikemgr.allowlist.store import NOTIFY_CHANNEL, Store, open_store
 from ikemgr.allowlist.store.models import VERSION_TABLE
-from ikemgr.config.load import load
 from ikemgr.config.schema import Config
 from ikemgr.core.grants import Grant, SyncPlan
 from ikemgr.errors import ApplyFailed, BackendUnavailable
@@ -23,26 +21,6 @@ from ikemgr_lab.postgres import PgCluster
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
-
-
-def config(tmp: Path, url: str | None = None) -> Config:
-    return load(make_env(tmp, db_url=url).config)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.root])])
-def cfg(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
-    if request.param == "sqlite":
-        return config(tmp_path)
-    pg: PgCluster = request.getfixturevalue("pg")
-    db = request.getfixturevalue("pg_db")
-    return config(tmp_path, pg.url(db))
-
-
-@pytest.fixture
-def store(cfg: Config) -> Iterator[Store]:
-    s = open_store(cfg)
-    yield s
-    s.close()
 
 
 def test_open_creates_the_schema_through_migrations_and_reopens_cheaply(cfg: Config, store: Store) -> None:
