@@ -34,6 +34,8 @@ FQDN = "vpn.example.test"
 ORG = "Example University"
 SUBJECT_RULE = f"C=JP, O={ORG}"
 WORK = Path("/tmp/ikemgr-ikc")
+#: the gateway's links in the check-host namespace (conftest.py: host_ns)
+HOST_IFACES = ("out0", "campus0", "lab0")
 IKE_OID = x509.ObjectIdentifier("1.3.6.1.5.5.8.2.2")
 
 
