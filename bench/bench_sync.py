@@ -18,7 +18,8 @@ peak RSS (``ru_maxrss`` from ``wait4`` on that child) belongs to that measuremen
 Goal for the headline: <= 1 s and <= 200 MB, printed as met/not met.
 
 SQLite always; PostgreSQL too when Debian's server binaries are installed (a throw-away
-server is started as the postgres user in a temp dir and removed afterwards).
+server, ``ikemgr_lab.postgres.PgCluster`` with durable commits, is started as the postgres
+user in a temp dir and removed afterwards).
 
     .venv/bin/python bench/bench_sync.py [--grants 100000] [--changed 0.01] [--repeat 2]
         [--live-sas 200] [--no-postgres] [--no-live] [--all-modes]
@@ -45,7 +46,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 PY = sys.executable
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 VLANS = [123456 + i for i in range(100)]
 
 
@@ -233,10 +233,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def as_postgres(*cmd: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grants", type=int, default=100_000)
@@ -254,7 +250,7 @@ def main() -> None:
         return
     tmp = Path(tempfile.mkdtemp(prefix="ikemgr-bench-"))
     rows: list[Row] = []
-    pg_root: Path | None = None
+    pg = None
     live: Live | None = None
     try:
         if not a.no_live:
@@ -270,21 +266,19 @@ def main() -> None:
 
         rows += run_backend("sqlite", tmp / "sqlite", f"sqlite:///{db}", a.grants, a.changed, a.repeat,
                             reset_sqlite, live, a.all_modes)
-        if not a.no_postgres and (PG_BIN / "initdb").exists():
-            pg_root = Path(tempfile.mkdtemp(prefix="ikemgr-bench-pg-"))
-            shutil.chown(pg_root, "postgres", "postgres")
-            port = free_port()
-            as_postgres(str(PG_BIN / "initdb"), "-D", str(pg_root / "data"), "-A", "trust", "-U", "postgres",
-                        "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
-            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(pg_root / "data"), "-l", str(pg_root / "log"), "-w",
-                        "-o", f"-p {port} -k {pg_root} -c listen_addresses=127.0.0.1", "start")
-            url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        # imported here, not at the top: the measured children import only what they measure
+        from ikemgr_lab import postgres
+        from ikemgr_lab.postgres import PgCluster
+
+        if not a.no_postgres and postgres.available():
+            workdir = Path(tempfile.mkdtemp(prefix="ikemgr-bench-pg-"))
+            server = pg = PgCluster(workdir, free_port(), fsync=True)
+            server.init().start()
+            url = server.url("postgres")
 
             def reset_pg() -> None:
-                subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-q", "-h", str(pg_root), "-p",
-                                str(port), "-d", "postgres", "-c",
-                                "DROP TABLE IF EXISTS ikemgr_audit, ikemgr_grants, ikemgr_accounts, "
-                                "ikemgr_vlans, ikemgr_alembic_version"], check=True, capture_output=True)
+                server.psql("postgres", "DROP TABLE IF EXISTS ikemgr_audit, ikemgr_grants, ikemgr_accounts, "
+                                    "ikemgr_vlans, ikemgr_alembic_version")
 
             (tmp / "pg").mkdir()
             rows += run_backend("postgresql", tmp / "pg", url, a.grants, a.changed, a.repeat, reset_pg, live,
@@ -292,10 +286,8 @@ def main() -> None:
     finally:
         if live is not None:
             live.close()
-        if pg_root is not None:
-            subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D",
-                            str(pg_root / "data"), "-m", "immediate", "-w", "stop"], capture_output=True)
-            shutil.rmtree(pg_root, ignore_errors=True)
+        if pg is not None:
+            pg.remove()
         shutil.rmtree(tmp, ignore_errors=True)
     width = max(len(r[0]) for r in rows)
     head = f"{'work best':>9}  {'median':>7}  {'wall best':>9}  {'CPU best':>8}  {'peak RSS MiB':>12}"

@@ -8,6 +8,7 @@ under test. Fixtures live in the ``conftest.py`` of each folder; the builders th
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,9 +21,19 @@ REPO = Path(__file__).resolve().parents[2]
 IKEMGR = Path(sys.executable).parent / "ikemgr"
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """A command's result as text; raises on a non-zero exit when ``check``."""
-    return subprocess.run(list(argv), capture_output=True, text=True, check=check, timeout=timeout)
+def sh(*argv: str | os.PathLike[str], check: bool = True, timeout: float = 60,
+       **kw: Any) -> subprocess.CompletedProcess[str]:
+    """A command's result as text (``kw`` goes to subprocess.run: env, input, cwd …).
+
+    With ``check`` a non-zero exit fails the test with the command, its exit code and its
+    output in the message.
+    """
+    cmd = [os.fspath(a) for a in argv]
+    r: subprocess.CompletedProcess[str] = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                                         timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}): {(r.stdout + r.stderr).strip()}")
+    return r
 
 
 def free_port() -> int:

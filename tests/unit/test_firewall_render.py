@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from ikemgr.config.load import load
 from ikemgr.config.schema import Config
 from ikemgr.core.firewall import firewall_spec
 from ikemgr.errors import ConfigError
@@ -22,8 +21,6 @@ from ikemgr.render.firewall import (
     nft_table_text,
 )
 from ikemgr.render.routing import RT_TABLES_PATH, rt_tables_output
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "campus.yaml"
 
 CAMPUS_TABLE = '''table ip ikemgr {
 	chain postrouting {
@@ -54,11 +51,6 @@ CAMPUS_IPT_RULES = [
     "-A IKEMGR-FORWARD -s 10.1.0.0/24 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360",
     "-A IKEMGR-FORWARD -d 10.1.0.0/24 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1360",
 ]
-
-
-@pytest.fixture(scope="module")
-def campus() -> Config:
-    return load(EXAMPLE)
 
 
 def variant(cfg: Config, **sections: dict[str, object]) -> Config:

@@ -7,17 +7,12 @@ refused before anything is written; every provisioning script parses (``bash -n`
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ikemgr.checks.charon import BASE_PLUGINS, INITIATOR_PLUGINS, NETLINK_PLUGINS, CharonInstance
+from ikemgr.checks.charon import CharonInstance
 
 REPO = Path(__file__).resolve().parents[3]
 PROVISION = REPO / "vagrant" / "provision"
@@ -49,23 +44,6 @@ def test_client_conf_refuses_hostile_arguments(args: tuple[str, str, str], messa
     assert p.returncode == 2
     assert p.stdout == ""
     assert p.stderr.strip() == f"client.sh: {message}"
-
-
-@pytest.fixture
-def charon() -> Iterator[CharonInstance]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespace, charon)")
-    ns = f"ikt-ans-{secrets.token_hex(4)}"
-    work = Path(tempfile.mkdtemp(prefix="ikt-ans-charon-"))
-    inst = CharonInstance(work, netns=ns, plugins=[*BASE_PLUGINS, *NETLINK_PLUGINS, *INITIATOR_PLUGINS])
-    try:
-        subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True, timeout=10)
-        inst.prepare()
-        yield inst
-    finally:
-        inst.stop()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10, check=False)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.mark.root

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import IKEMGR
+from helpers import IKEMGR, sh
 from ikemgr.client.state import DEFAULT_STATE_DIR
 from ikemgr_lab import procs
 from ikemgr_lab.model import load_lab as load
@@ -49,12 +49,6 @@ OWNER = 61001  # numeric users without passwd entries: nothing is added to /etc/
 OTHER = 61002
 DNS_NAME = "svc.example.test"
 
-
-def sh(*argv: str, check: bool = True, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
-    if check and r.returncode != 0:
-        raise AssertionError(f"{argv} failed ({r.returncode}): {r.stdout}{r.stderr}")
-    return r  # type: ignore[no-any-return]
 
 
 def as_user(uid: int) -> dict[str, str]:

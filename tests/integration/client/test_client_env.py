@@ -30,10 +30,9 @@ from conftest import (
     World,
     as_user,
     ikemgr_cm,
-    sh,
 )
 
-from helpers import IKEMGR
+from helpers import IKEMGR, sh
 
 pytestmark = pytest.mark.root  # real lab, real daemons
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import LAB_YAML, STATE, World, sh
+from conftest import LAB_YAML, STATE, World
 
-from helpers import IKEMGR
+from helpers import IKEMGR, sh
 
 pytestmark = pytest.mark.root
 NS = "ikn-nm"

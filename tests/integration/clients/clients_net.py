@@ -7,7 +7,6 @@ folders have a conftest.py.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,6 @@ from ikemgr.cli import app
 GW_IP, CLIENT_IP = "192.0.2.1", "192.0.2.100"
 FQDN = "vpn.example.ac.jp"
 
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{argv}: {r.stdout}{r.stderr}")
-    return r
 
 
 def config_dict(tmp: Path) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clients_net import CLIENT_IP, GW_IP, config_dict, ikemgr, sh
+from clients_net import CLIENT_IP, GW_IP, config_dict, ikemgr
+
+from helpers import sh
 
 
 @pytest.fixture

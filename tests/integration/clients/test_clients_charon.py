@@ -18,9 +18,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clients_net import FQDN, GW_IP, ikemgr, sh
+from clients_net import FQDN, GW_IP, ikemgr
 from cryptography import x509
 
+from helpers import sh
 from ikemgr.checks.charon import (
     BASE_PLUGINS,
     INITIATOR_PLUGINS,

@@ -7,9 +7,15 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from ikc_support import CLIENT_IP, GW_IP, WORK, Topology, make_pki, sh
+from ikc_support import CLIENT_IP, GW_IP, HOST_IFACES, WORK, Topology, make_pki
+
+from helpers import sh
+from ikemgr.checks.charon import CharonInstance
+from ikemgr.config.load import load
+from ikemgr.config.schema import Config
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +51,30 @@ def topo() -> Iterator[Topology]:
             sh("ip", "netns", "del", n, check=False)
         if not os.environ.get("IKC_KEEP"):
             subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+@pytest.fixture(scope="module")
+def certauth_gateway(topo: Topology) -> tuple[CharonInstance, Config]:
+    """(the gateway charon, its config) running the rendered ``certauth`` config of ``topo``."""
+    cfg_path = topo.config("certauth")
+    return topo.gateway(cfg_path), load(cfg_path)
+
+
+@pytest.fixture
+def host_ns() -> Iterator[tuple[str, Path]]:
+    """(namespace, work dir): a fresh ``ikc-<random>h`` with the gateway's links (HOST_IFACES) up,
+    for ``ikemgr check --netns``; deleted with its work dir after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    ns = f"ikc-{secrets.token_hex(3)}h"
+    work = WORK / ns
+    work.mkdir(parents=True)
+    try:
+        sh("ip", "netns", "add", ns)
+        for i in HOST_IFACES:
+            sh("ip", "-n", ns, "link", "add", i, "type", "veth", "peer", "name", f"{i}p")
+            sh("ip", "-n", ns, "link", "set", i, "up")
+        yield ns, work
+    finally:
+        sh("ip", "netns", "del", ns, check=False)
+        subprocess.run(["rm", "-rf", str(work)], check=False)

@@ -34,14 +34,10 @@ FQDN = "vpn.example.test"
 ORG = "Example University"
 SUBJECT_RULE = f"C=JP, O={ORG}"
 WORK = Path("/tmp/ikemgr-ikc")
+#: the gateway's links in the check-host namespace (conftest.py: host_ns)
+HOST_IFACES = ("out0", "campus0", "lab0")
 IKE_OID = x509.ObjectIdentifier("1.3.6.1.5.5.8.2.2")
 
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
-    return r
 
 
 # --------------------------------------------------------------------------- certificates

@@ -15,20 +15,13 @@ import pytest
 from ikc_support import ORG, Topology, client_conn, sas, wrap
 
 from helpers import wait_for
-from ikemgr.config.load import load
 from ikemgr.core.identity import account_from_dn
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def gateway(topo: Topology):
-    cfg_path = topo.config("certauth")
-    return topo.gateway(cfg_path), load(cfg_path)
-
-
-def test_rendered_cert_connection_is_loaded(gateway) -> None:
-    gw, cfg = gateway
+def test_rendered_cert_connection_is_loaded(certauth_gateway) -> None:
+    gw, cfg = certauth_gateway
     r = gw.swanctl("--list-conns")
     assert "ikemgr-cert: IKEv2" in r.stdout
     assert "remote public key authentication" in r.stdout
@@ -36,8 +29,8 @@ def test_rendered_cert_connection_is_loaded(gateway) -> None:
     assert "cacerts" in r.stdout or "ca:" in r.stdout
 
 
-def test_certificate_of_the_organisation_gets_a_vip(topo: Topology, gateway) -> None:
-    gw, cfg = gateway
+def test_certificate_of_the_organisation_gets_a_vip(topo: Topology, certauth_gateway) -> None:
+    gw, cfg = certauth_gateway
     cert = topo.pki.client("alice", "alice@123456")
     client = topo.client("alice", wrap(client_conn("c")), {"client": cert})
     try:
@@ -65,8 +58,8 @@ def test_certificate_of_the_organisation_gets_a_vip(topo: Topology, gateway) -> 
         topo.stop(client)
 
 
-def test_certificate_of_another_organisation_is_refused(topo: Topology, gateway) -> None:
-    gw, _ = gateway
+def test_certificate_of_another_organisation_is_refused(topo: Topology, certauth_gateway) -> None:
+    gw, _ = certauth_gateway
     cert = topo.pki.client("mallory", "mallory@123456", org="Other University")
     client = topo.client("mallory", wrap(client_conn("c")), {"client": cert})
     try:

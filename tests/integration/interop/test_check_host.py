@@ -6,42 +6,18 @@ server certificate checks read real files issued here.
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from ikc_support import IKEMGR, WORK, make_pki, sh
+from ikc_support import HOST_IFACES, IKEMGR, make_pki
 
+from helpers import sh
 from helpers.gateway import gateway_doc
 
 pytestmark = pytest.mark.root
-
-IFACES = ("out0", "campus0", "lab0")
-
-
-@pytest.fixture
-def hostns() -> Iterator[tuple[str, Path]]:
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    ns = f"ikc-{secrets.token_hex(3)}h"
-    work = WORK / ns
-    work.mkdir(parents=True)
-    try:
-        sh("ip", "netns", "add", ns)
-        for i in IFACES:
-            sh("ip", "-n", ns, "link", "add", i, "type", "veth", "peer", "name", f"{i}p")
-            sh("ip", "-n", ns, "link", "set", i, "up")
-        yield ns, work
-    finally:
-        sh("ip", "netns", "del", ns, check=False)
-        subprocess.run(["rm", "-rf", str(work)], check=False)
-
 
 def sysctl(ns: str, key: str, value: str) -> None:
     sh("ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}")
@@ -82,8 +58,8 @@ def keyed(findings: list[dict], prefixes: tuple[str, ...]) -> set[tuple[str, str
     return {(f["id"], f["subject"]) for f in findings if f["id"].startswith(prefixes)}
 
 
-def test_broken_host_is_flagged_and_fixed_host_is_not(hostns: tuple[str, Path]) -> None:
-    ns, work = hostns
+def test_broken_host_is_flagged_and_fixed_host_is_not(host_ns: tuple[str, Path]) -> None:
+    ns, work = host_ns
     pki = make_pki(work / "pki")
     good = pki.server("good")
     (work / "iproute2" / "rt_tables.d").mkdir(parents=True)
@@ -93,7 +69,7 @@ def test_broken_host_is_flagged_and_fixed_host_is_not(hostns: tuple[str, Path]) 
     # base priority, foreign routes in the VLAN table, a name clash in rt_tables
     sysctl(ns, "net.ipv4.ip_forward", "0")
     sysctl(ns, "net.ipv4.conf.all.rp_filter", "0")
-    for i in IFACES:
+    for i in HOST_IFACES:
         sysctl(ns, f"net.ipv4.conf.{i}.rp_filter", "2")
     sysctl(ns, "net.ipv4.conf.lab0.rp_filter", "1")
     sysctl(ns, "net.ipv4.ip_no_pmtu_disc", "1")
@@ -130,8 +106,8 @@ def test_broken_host_is_flagged_and_fixed_host_is_not(hostns: tuple[str, Path]) 
     assert rc == 0, found
 
 
-def test_certificate_and_radius_findings_from_real_files(hostns: tuple[str, Path]) -> None:
-    ns, work = hostns
+def test_certificate_and_radius_findings_from_real_files(host_ns: tuple[str, Path]) -> None:
+    ns, work = host_ns
     (work / "iproute2").mkdir()
     pki = make_pki(work / "pki")
     bad = pki.server("bad", dns=["other.example.test"], ekus=[ExtendedKeyUsageOID.CLIENT_AUTH])

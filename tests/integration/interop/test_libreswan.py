@@ -36,9 +36,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from ikc_support import FQDN, GW_IP, ORG, WORK, Topology, sas, sh
+from ikc_support import FQDN, GW_IP, ORG, WORK, Topology, sas
 
-from helpers import IKEMGR, until, wait_for
+from helpers import IKEMGR, sh, until, wait_for
 from helpers.gateway import vlan
 from ikemgr.checks.charon import CharonInstance
 from ikemgr.config.load import load

@@ -14,8 +14,9 @@ import subprocess
 
 import pytest
 from ikc_replay import DH_NAMES, poll, replay_esp
-from ikc_support import IKEMGR, Topology, client_conn, sh, wrap
+from ikc_support import IKEMGR, Topology, client_conn, wrap
 
+from helpers import sh
 from ikemgr.checks.client_proposals import CLIENTS
 from ikemgr.checks.interop import verdict
 from ikemgr.config.load import load

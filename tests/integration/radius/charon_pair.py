@@ -33,7 +33,7 @@ from typing import Any
 from radius_support import ORG, PEOPLE, SUFFIX, Certs, make_config, pki
 from typer.testing import CliRunner
 
-from helpers import free_port
+from helpers import free_port, sh
 from ikemgr.checks.charon import BASE_PLUGINS, LIBIPSEC_PLUGINS, CharonInstance
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.cli import app
@@ -50,12 +50,6 @@ GW_ID, RADIUS_ID = "vpn.example.ac.jp", "radius.example.ac.jp"
 def netns_name(role: str, prefix: str = "ikt-r-") -> str:
     return f"{prefix}{secrets.token_hex(3)}{role}"
 
-
-def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
-    return r
 
 
 class Charon(CharonInstance):

@@ -19,6 +19,7 @@ from ikemgr.adapters.radius import RadiusClient
 from ikemgr.checks.freeradius import RadiusdInstance, prepare_raddb
 from ikemgr.config.load import load
 from ikemgr.config.schema import Config
+from ikemgr.pki.store import PkiStore
 from ikemgr.render.freeradius import RadiusSecrets, radius_outputs
 from ikemgr_lab.slapd import SlapdInstance
 
@@ -27,6 +28,10 @@ SUFFIX = "dc=example,dc=ac,dc=jp"
 PEOPLE = f"ou=people,{SUFFIX}"
 SECRET = "gw-radius-s3cret"
 ORG = "Example University"
+#: the name in the session's FreeRADIUS server certificate (conftest.py: certs), checked by EAP-TLS peers
+SERVER_NAME = "radius.example.ac.jp"
+#: eap.crl_reload_interval's minimum, FreeRADIUS's floor
+CRL_RELOAD = 300
 PASSWORDS = {"alice": "alice-pw-1", "carol": "carol-nt-pw", "dave": "dave-pw-1", "erin": "erin-pw-1"}
 
 
@@ -107,3 +112,49 @@ def running_radiusd(work: Path, cfg: Config, secrets: RadiusSecrets) -> Iterator
         yield raddb, inst
     finally:
         inst.stop()
+
+
+@dataclass(frozen=True)
+class TlsDirectory:
+    """A slapd that only talks TLS (conftest.py: tls_directory)."""
+
+    slapd: SlapdInstance
+    ca: Path          # signed slapd's certificate
+    other_ca: Path    # did not
+
+
+@dataclass
+class Radiusd:
+    """One FreeRADIUS started by conftest.py's tls_radiusd, and how to ask it."""
+
+    cfg: Config
+    inst: RadiusdInstance
+
+    def pap(self, user: str, password: str) -> str:
+        return RadiusClient(self.cfg.radius.address, self.cfg.radius.auth_port, SECRET,
+                            timeout=3.0, retries=1).pap(user, password).outcome
+
+    def gtc(self, user: str, password: str) -> str:
+        return EapPeer(self.cfg.radius.auth_port, SECRET).gtc(user, password).outcome
+
+    def log(self) -> str:
+        return self.inst.log_text()
+
+
+@dataclass
+class CrlEnv:
+    """FreeRADIUS with a CRL written by the PKI store (conftest.py: crl_env), and its client certificates."""
+
+    cfg: Config
+    store: PkiStore
+    radiusd: RadiusdInstance
+    raddb: Path
+    certs: Certs
+    issued: dict[str, tuple[Path, Path]]
+
+    def tls(self, user: str) -> tuple[str, str]:
+        """(outcome, FreeRADIUS log of this authentication) for ``user``'s own certificate."""
+        mark = len(self.radiusd.log_text())
+        cert, key = self.issued[user]
+        res = EapPeer(self.cfg.radius.auth_port, SECRET).tls(user, cert, key, self.certs.ca, SERVER_NAME)
+        return res.outcome, self.radiusd.log_text()[mark:]

@@ -53,7 +53,7 @@ def _client_swanctl() -> str:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
+def eap_pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("ikt-r-charon")
     # client certificates carry the EAP identity as SAN
     files: dict[str, Path] = {}
@@ -74,88 +74,88 @@ def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pai
         yield p
 
 
-def test_gateway_runs_the_rendered_connection(pair: Pair) -> None:
+def test_gateway_runs_the_rendered_connection(eap_pair: Pair) -> None:
     """The gateway's swanctl and eap-radius files are `ikemgr render`'s, byte for byte."""
-    rendered = pair.rendered / "swanctl" / "conf.d" / "ikemgr.conf"
-    assert (pair.gw.swanctl_dir / "conf.d" / "ikemgr.conf").read_bytes() == rendered.read_bytes()
-    eap_radius = pair.rendered / "strongswan.d" / "ikemgr-eap-radius.conf"
-    assert f"include {eap_radius}" in pair.gw.conf.read_text()
-    assert f"auth_port = {pair.cfg.radius.auth_port}" in eap_radius.read_text()
-    conn, pool = pair.cfg.strongswan.connection, pair.cfg.pool.name
-    conns = pair.gw.swanctl("--list-conns").stdout
+    rendered = eap_pair.rendered / "swanctl" / "conf.d" / "ikemgr.conf"
+    assert (eap_pair.gw.swanctl_dir / "conf.d" / "ikemgr.conf").read_bytes() == rendered.read_bytes()
+    eap_radius = eap_pair.rendered / "strongswan.d" / "ikemgr-eap-radius.conf"
+    assert f"include {eap_radius}" in eap_pair.gw.conf.read_text()
+    assert f"auth_port = {eap_pair.cfg.radius.auth_port}" in eap_radius.read_text()
+    conn, pool = eap_pair.cfg.strongswan.connection, eap_pair.cfg.pool.name
+    conns = eap_pair.gw.swanctl("--list-conns").stdout
     assert f"{conn}: IKEv2" in conns and "remote EAP_RADIUS authentication" in conns, conns
-    pools = pair.gw.swanctl("--list-pools").stdout
-    assert pool in pools and str(pair.cfg.pool.first) in pools, pools
+    pools = eap_pair.gw.swanctl("--list-pools").stdout
+    assert pool in pools and str(eap_pair.cfg.pool.first) in pools, pools
 
 
-def test_eap_tls_allowed_organisation_through_charon(pair: Pair) -> None:
-    mark = len(pair.radiusd.log_text())
-    r = pair.initiate("tls-ok")
+def test_eap_tls_allowed_organisation_through_charon(eap_pair: Pair) -> None:
+    mark = len(eap_pair.radiusd.log_text())
+    r = eap_pair.initiate("tls-ok")
     try:
-        assert r.returncode == 0, r.stdout[-3000:] + (pair.gw.log.read_text()[-3000:])
-        sa = pair.gw_sa_for("alice@123456")
-        assert sa is not None, pair.gw_sas()
-        assert sa["name"] == pair.cfg.strongswan.connection
+        assert r.returncode == 0, r.stdout[-3000:] + (eap_pair.gw.log.read_text()[-3000:])
+        sa = eap_pair.gw_sa_for("alice@123456")
+        assert sa is not None, eap_pair.gw_sas()
+        assert sa["name"] == eap_pair.cfg.strongswan.connection
         # the first address of the rendered pool
-        assert sa["remote-vips"] == [str(pair.cfg.pool.first)]
-        log = pair.radiusd.log_text()[mark:]
+        assert sa["remote-vips"] == [str(eap_pair.cfg.pool.first)]
+        log = eap_pair.radiusd.log_text()[mark:]
         assert f'TLS-Client-Cert-Subject := "/C=JP/O={ORG}/CN=alice"' in log
     finally:
-        pair.terminate("tls-ok")
+        eap_pair.terminate("tls-ok")
 
 
-def test_eap_tls_other_organisation_through_charon_rejected(pair: Pair) -> None:
-    mark = len(pair.radiusd.log_text())
-    r = pair.initiate("tls-other")
-    pair.terminate("tls-other")
+def test_eap_tls_other_organisation_through_charon_rejected(eap_pair: Pair) -> None:
+    mark = len(eap_pair.radiusd.log_text())
+    r = eap_pair.initiate("tls-other")
+    eap_pair.terminate("tls-other")
     assert r.returncode != 0
-    log = pair.radiusd.log_text()[mark:]
+    log = eap_pair.radiusd.log_text()[mark:]
     assert 'TLS-Client-Cert-Subject := "/C=JP/O=Other University/CN=alice"' in log
     assert "lacks C=JP, O=Example University" in log
-    assert pair.gw_sa_for("alice@123457") is None
+    assert eap_pair.gw_sa_for("alice@123457") is None
 
 
-def test_eap_mschapv2_through_charon(pair: Pair) -> None:
-    r = pair.initiate("mschap")
+def test_eap_mschapv2_through_charon(eap_pair: Pair) -> None:
+    r = eap_pair.initiate("mschap")
     try:
         assert r.returncode == 0, r.stdout[-3000:]
-        sa = pair.gw_sa_for("carol@123457")
+        sa = eap_pair.gw_sa_for("carol@123457")
         assert sa is not None
         assert sa["remote-vips"]
     finally:
-        pair.terminate("mschap")
+        eap_pair.terminate("mschap")
 
 
-def _refused(pair: Pair, conn: str, identity: str) -> str:
+def _refused(eap_pair: Pair, conn: str, identity: str) -> str:
     """Initiate ``conn``: it must fail and leave no SA on the gateway; the RADIUS log meanwhile."""
-    mark = len(pair.radiusd.log_text())
-    r = pair.initiate(conn)
-    pair.terminate(conn)
+    mark = len(eap_pair.radiusd.log_text())
+    r = eap_pair.initiate(conn)
+    eap_pair.terminate(conn)
     assert r.returncode != 0, r.stdout[-3000:]
     assert "EAP method EAP_MSCHAPV2 succeeded" not in r.stdout
-    assert pair.gw_sa_for(identity) is None, pair.gw_sas()
-    assert all((sa.get("remote-eap-id") or sa.get("remote-id")) != identity for sa in pair.gw_sas())
-    return pair.radiusd.log_text()[mark:]
+    assert eap_pair.gw_sa_for(identity) is None, eap_pair.gw_sas()
+    assert all((sa.get("remote-eap-id") or sa.get("remote-id")) != identity for sa in eap_pair.gw_sas())
+    return eap_pair.radiusd.log_text()[mark:]
 
 
-def test_eap_mschapv2_wrong_password_through_charon_rejected(pair: Pair) -> None:
-    _refused(pair, "mschap-bad", "erin@200001")
+def test_eap_mschapv2_wrong_password_through_charon_rejected(eap_pair: Pair) -> None:
+    _refused(eap_pair, "mschap-bad", "erin@200001")
 
 
-def test_disabled_account_through_charon_rejected(pair: Pair) -> None:
+def test_disabled_account_through_charon_rejected(eap_pair: Pair) -> None:
     """dave's password and NT hash are right: only the lock in the directory refuses him."""
-    log = _refused(pair, "mschap-disabled", "dave@123456")
+    log = _refused(eap_pair, "mschap-disabled", "dave@123456")
     assert 'filter "(&(uid=dave)(!(shadowExpire=1)))"' in log
     assert "Sent Access-Reject" in log and "Sent Access-Accept" not in log
 
 
-def test_unknown_account_through_charon_rejected(pair: Pair) -> None:
-    log = _refused(pair, "mschap-unknown", "nobody@123456")
+def test_unknown_account_through_charon_rejected(eap_pair: Pair) -> None:
+    log = _refused(eap_pair, "mschap-unknown", "nobody@123456")
     assert 'filter "(&(uid=nobody)(!(shadowExpire=1)))"' in log
     assert "Sent Access-Reject" in log and "Sent Access-Accept" not in log
 
 
-def test_namespaces_are_ours(pair: Pair) -> None:
+def test_namespaces_are_ours(eap_pair: Pair) -> None:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert pair.gw.netns in out and pair.gw.netns.startswith("ikt-r-")
-    assert Path(f"/run/netns/{pair.client.netns}").exists()
+    assert eap_pair.gw.netns in out and eap_pair.gw.netns.startswith("ikt-r-")
+    assert Path(f"/run/netns/{eap_pair.client.netns}").exists()

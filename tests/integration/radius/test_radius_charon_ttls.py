@@ -50,7 +50,7 @@ def _client_swanctl() -> str:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
+def ttls_pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("ikt-tt-charon")
     users = [LdapUser("alice", PASSWORDS["alice"]), LdapUser("erin", PASSWORDS["erin"])]
     with charon_pair(work, certs, prefix="ikt-tt-", users=users, client_plugins=CLIENT_PLUGINS,
@@ -72,29 +72,29 @@ class Attempt:
     radius_log: str
 
 
-def _attempt(pair: Pair, name: str, *, keep: bool = False) -> Attempt:
-    c_mark, r_mark = len(pair.client.log.read_text()), len(pair.radiusd.log_text())
-    r = pair.initiate(name)
+def _attempt(ttls_pair: Pair, name: str, *, keep: bool = False) -> Attempt:
+    c_mark, r_mark = len(ttls_pair.client.log.read_text()), len(ttls_pair.radiusd.log_text())
+    r = ttls_pair.initiate(name)
     if not keep:
-        pair.terminate(name)
-    return Attempt(r.returncode, r.stdout + r.stderr, pair.client.log.read_text()[c_mark:],
-                   pair.radiusd.log_text()[r_mark:])
+        ttls_pair.terminate(name)
+    return Attempt(r.returncode, r.stdout + r.stderr, ttls_pair.client.log.read_text()[c_mark:],
+                   ttls_pair.radiusd.log_text()[r_mark:])
 
 
-def _assert_established(pair: Pair, a: Attempt, identity: str) -> None:
+def _assert_established(ttls_pair: Pair, a: Attempt, identity: str) -> None:
     assert a.rc == 0, a.out[-3000:] + a.radius_log[-4000:]
-    sa = pair.gw_sa_for(identity)
-    assert sa is not None, json.dumps(pair.gw_sas())
+    sa = ttls_pair.gw_sa_for(identity)
+    assert sa is not None, json.dumps(ttls_pair.gw_sas())
     assert sa["remote-eap-id"] == identity
     vips = [ip_address(v) for v in sa["remote-vips"]]
     # from the rendered pool
-    assert len(vips) == 1 and pair.cfg.pool.first <= vips[0] <= pair.cfg.pool.last
+    assert len(vips) == 1 and ttls_pair.cfg.pool.first <= vips[0] <= ttls_pair.cfg.pool.last
 
 
-def test_eap_ttls_through_charon(pair: Pair) -> None:
-    a = _attempt(pair, "ttls-ok", keep=True)
+def test_eap_ttls_through_charon(ttls_pair: Pair) -> None:
+    a = _attempt(ttls_pair, "ttls-ok", keep=True)
     try:
-        _assert_established(pair, a, "alice@123456")
+        _assert_established(ttls_pair, a, "alice@123456")
         # the client NAKs the outer MSCHAPv2 towards TTLS, then answers the inner GTC
         assert "requesting EAP_TTLS authentication, sending EAP_NAK" in a.client_log
         assert "received tunneled EAP-TTLS AVP [EAP/REQ/GTC]" in a.client_log
@@ -102,13 +102,13 @@ def test_eap_ttls_through_charon(pair: Pair) -> None:
         assert "Virtual server inner-tunnel received request" in a.radius_log
         assert _bind_ok("alice") in a.radius_log
     finally:
-        pair.terminate("ttls-ok")
+        ttls_pair.terminate("ttls-ok")
 
 
-def test_eap_ttls_wrong_password_through_charon_rejected(pair: Pair) -> None:
-    a = _attempt(pair, "ttls-bad")
+def test_eap_ttls_wrong_password_through_charon_rejected(ttls_pair: Pair) -> None:
+    a = _attempt(ttls_pair, "ttls-bad")
     assert a.rc != 0
-    assert pair.gw_sa_for("erin@200001") is None
+    assert ttls_pair.gw_sa_for("erin@200001") is None
     assert "received tunneled EAP-TTLS AVP [EAP/REQ/GTC]" in a.client_log
     assert "received EAP_FAILURE, EAP authentication failed" in a.client_log
     # refused by the directory, inside the tunnel
@@ -117,37 +117,37 @@ def test_eap_ttls_wrong_password_through_charon_rejected(pair: Pair) -> None:
     assert _bind_ok("erin") not in a.radius_log
 
 
-def test_eap_ttls_server_certificate_must_name_aaa_id(pair: Pair) -> None:
-    a = _attempt(pair, "ttls-other-server")
+def test_eap_ttls_server_certificate_must_name_aaa_id(ttls_pair: Pair) -> None:
+    a = _attempt(ttls_pair, "ttls-other-server")
     assert a.rc != 0
-    assert pair.gw_sa_for("alice@123456") is None
+    assert ttls_pair.gw_sa_for("alice@123456") is None
     assert "server certificate does not match to 'radius.other.example'" in a.client_log
     assert "sending tunneled EAP-TTLS AVP" not in a.client_log
     assert "Virtual server inner-tunnel received request" not in a.radius_log
     assert _bind_ok("alice") not in a.radius_log
 
 
-def test_eap_gtc_through_charon(pair: Pair) -> None:
-    a = _attempt(pair, "gtc-ok", keep=True)
+def test_eap_gtc_through_charon(ttls_pair: Pair) -> None:
+    a = _attempt(ttls_pair, "gtc-ok", keep=True)
     try:
-        _assert_established(pair, a, "alice@123456")
+        _assert_established(ttls_pair, a, "alice@123456")
         assert "requesting EAP_GTC authentication, sending EAP_NAK" in a.client_log
         assert "EAP method EAP_GTC succeeded, no MSK established" in a.client_log
         assert _bind_ok("alice") in a.radius_log
         assert "inner-tunnel" not in a.radius_log
     finally:
-        pair.terminate("gtc-ok")
+        ttls_pair.terminate("gtc-ok")
 
 
-def test_eap_gtc_wrong_password_through_charon_rejected(pair: Pair) -> None:
-    a = _attempt(pair, "gtc-bad")
+def test_eap_gtc_wrong_password_through_charon_rejected(ttls_pair: Pair) -> None:
+    a = _attempt(ttls_pair, "gtc-bad")
     assert a.rc != 0
-    assert pair.gw_sa_for("erin@200001") is None
+    assert ttls_pair.gw_sa_for("erin@200001") is None
     assert "received EAP_FAILURE, EAP authentication failed" in a.client_log
     assert "ldap: ERROR: Bind credentials incorrect" in a.radius_log
     assert _bind_ok("erin") not in a.radius_log
 
 
-def test_namespaces_are_ours(pair: Pair) -> None:
-    assert pair.gw.netns.startswith("ikt-tt-") and pair.client.netns.startswith("ikt-tt-")
-    assert Path(f"/run/netns/{pair.gw.netns}").exists()
+def test_namespaces_are_ours(ttls_pair: Pair) -> None:
+    assert ttls_pair.gw.netns.startswith("ikt-tt-") and ttls_pair.client.netns.startswith("ikt-tt-")
+    assert Path(f"/run/netns/{ttls_pair.gw.netns}").exists()

@@ -10,64 +10,17 @@ raises any interval below 300 s to 300, so that test is ``slow`` (``IKEMGR_SLOW=
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from eapol_support import EapPeer
-from radius_support import ORG, SECRET, Certs, make_config, running_radiusd
-from test_radius_pki_clients import SERVER_NAME
+from radius_support import CRL_RELOAD, ORG, CrlEnv
 
-from ikemgr.checks.freeradius import RadiusdInstance
 from ikemgr.commands._common import crl_issuer_of
 from ikemgr.config.schema import Config
 from ikemgr.errors import UsageError
-from ikemgr.pki.names import client_cn, client_subject_rdns, user_identity
-from ikemgr.pki.store import PkiStore
-from ikemgr.render.freeradius import CRL_DIR, RadiusSecrets
-from ikemgr_lab.slapd import SlapdInstance
+from ikemgr.render.freeradius import CRL_DIR
 
 pytestmark = pytest.mark.root
-RELOAD = 300  # eap.crl_reload_interval's minimum, FreeRADIUS's floor
-
-
-@dataclass
-class CrlEnv:
-    cfg: Config
-    store: PkiStore
-    radiusd: RadiusdInstance
-    raddb: Path
-    certs: Certs
-    issued: dict[str, tuple[Path, Path]]
-
-    def tls(self, user: str) -> tuple[str, str]:
-        """(outcome, FreeRADIUS log of this authentication) for ``user``'s own certificate."""
-        mark = len(self.radiusd.log_text())
-        cert, key = self.issued[user]
-        res = EapPeer(self.cfg.radius.auth_port, SECRET).tls(user, cert, key, self.certs.ca, SERVER_NAME)
-        return res.outcome, self.radiusd.log_text()[mark:]
-
-
-@pytest.fixture(scope="module")
-def crl_env(radius_tmp: Path, slapd: SlapdInstance, certs: Certs) -> Iterator[CrlEnv]:
-    work = radius_tmp / "crl"
-    work.mkdir()
-    base = make_config(work, slapd, certs)
-    store = PkiStore(work / "pki", base.pki, certs.ca, certs.ca_key)
-    issued = {}
-    for user in ("alice@123456", "erin@123456", "carol@123456"):
-        ident = user_identity(base, user)
-        i = store.issue_client(str(ident), client_cn(base, ident), client_subject_rdns(base), None, ())
-        issued[user] = (i.cert, i.key)
-    store.revoke(name="alice@123456", reason="keyCompromise")
-    store.write_crl()
-    data = base.model_dump(mode="json")
-    data["eap"].update(crl_file=str(store.crl_pem), crl_reload_interval=RELOAD)
-    cfg = Config.model_validate(data)
-    secrets = RadiusSecrets(SECRET, slapd.root_password, crl_issuer_hash=crl_issuer_of(cfg))
-    with running_radiusd(work, cfg, secrets) as (raddb, inst):
-        yield CrlEnv(cfg, store, inst, raddb, certs, issued)
 
 
 def test_the_crl_is_linked_under_its_issuers_openssl_hash(crl_env: CrlEnv) -> None:
@@ -80,7 +33,7 @@ def test_the_crl_is_linked_under_its_issuers_openssl_hash(crl_env: CrlEnv) -> No
                        capture_output=True, text=True, check=True).stdout.strip()
     assert links[0].name == f"{h}.r0"
     eap = (crl_env.raddb / "mods-enabled" / "eap").read_text()
-    assert "check_crl = yes" in eap and f"ca_path_reload_interval = {RELOAD}" in eap
+    assert "check_crl = yes" in eap and f"ca_path_reload_interval = {CRL_RELOAD}" in eap
     assert "set too low" not in crl_env.radiusd.log_text()
 
 
@@ -100,7 +53,7 @@ def test_a_new_crl_is_read_by_the_running_freeradius(crl_env: CrlEnv) -> None:
     t0 = time.monotonic()
     crl_env.store.revoke(name="carol@123456")
     crl_env.store.write_crl()  # an atomic replace of the file the link names
-    deadline = t0 + RELOAD + 30
+    deadline = t0 + CRL_RELOAD + 30
     outcome, log = "accept", ""
     while time.monotonic() < deadline:
         outcome, log = crl_env.tls("carol@123456")

@@ -8,10 +8,9 @@ authenticator response and compares its MSK with the MS-MPPE keys of the accept.
 from __future__ import annotations
 
 import pytest
-from radius_support import PASSWORDS, RadiusEnv
+from radius_support import PASSWORDS, SERVER_NAME, RadiusEnv
 
 pytestmark = pytest.mark.root
-SERVER_NAME = "radius.example.ac.jp"
 
 
 def test_gtc_vlan_identity_accepted(radius_env: RadiusEnv) -> None:

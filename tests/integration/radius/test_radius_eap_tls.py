@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from eapol_support import EapolResult
-from radius_support import ORG, Certs, RadiusEnv, pki
+from radius_support import ORG, SERVER_NAME, Certs, RadiusEnv, pki
 
 pytestmark = pytest.mark.root
-SERVER_NAME = "radius.example.ac.jp"
 
 
 def _run(env: RadiusEnv, identity: str, cert: Path, key: Path) -> tuple[EapolResult, str]:

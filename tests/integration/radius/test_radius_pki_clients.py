@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 from eapol_support import EapolResult
-from radius_support import ORG, RadiusEnv
+from radius_support import ORG, SERVER_NAME, RadiusEnv
 
 from ikemgr.pki.names import client_cn, client_subject_rdns, user_identity
 from ikemgr.pki.store import PkiStore
 
 pytestmark = pytest.mark.root
-SERVER_NAME = "radius.example.ac.jp"
 
 
 def _issue(env: RadiusEnv, tmp: Path, user: str) -> tuple[Path, Path]:

@@ -32,7 +32,7 @@ def _ikemgr(*args: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
+def profile_pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pair]:
     work = tmp_path_factory.mktemp("ika-profiles")
     users = [LdapUser("alice", PASSWORDS["alice"]),
              LdapUser("carol", PASSWORDS["carol"], nt_hash=nt_hash(PASSWORDS["carol"]))]
@@ -45,10 +45,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Pai
 
 
 @pytest.fixture(scope="module")
-def profiles(pair: Pair, certs: Certs) -> dict[str, Path]:
+def profiles(profile_pair: Pair, certs: Certs) -> dict[str, Path]:
     """Profiles and a client certificate from the very config the gateway was rendered from."""
-    work = pair.config_file.parent
-    cfg = str(pair.config_file)
+    work = profile_pair.config_file.parent
+    cfg = str(profile_pair.config_file)
     ca = ["--ca-cert", str(certs.ca), "--ca-key", str(certs.ca_key)]
     pw = work / "carol.pw"
     pw.write_text(PASSWORDS["carol"] + "\n")
@@ -57,7 +57,7 @@ def profiles(pair: Pair, certs: Certs) -> dict[str, Path]:
             "--out", str(work / "carol"))
     _ikemgr("pki", "issue-client", "-c", cfg, *ca, "--user", "alice@123456",
             "--p12-password-file", str(work / "p12pw"))
-    p12 = pair.cfg.pki.dir / "p12" / "alice@123456.p12"
+    p12 = profile_pair.cfg.pki.dir / "p12" / "alice@123456.p12"
     _ikemgr("profile", "-c", cfg, "--user", "alice@123456", "--format", "swanctl", "--tunnel", "split",
             "--connect-to", "ip", "--ca", str(certs.ca), "--auth", "tls",
             "--cert", str(p12), "--p12-password-file", str(work / "p12pw"),
@@ -65,7 +65,7 @@ def profiles(pair: Pair, certs: Certs) -> dict[str, Path]:
     return {"carol": work / "carol", "alice": work / "alice"}
 
 
-def _use_profile(pair: Pair, profile: Path) -> None:
+def _use_profile(profile_pair: Pair, profile: Path) -> None:
     """Replace the client's swanctl dir contents with the profile's, then reload.
 
     The profile's one connection is named ``strongswan.connection``, as the gateway's is."""
@@ -73,32 +73,32 @@ def _use_profile(pair: Pair, profile: Path) -> None:
         src = profile / sub
         if src.is_dir():
             for f in src.iterdir():
-                shutil.copy2(f, pair.client.swanctl_dir / sub / f.name)
-    shutil.copy2(profile / "swanctl.conf", pair.client.swanctl_dir / "swanctl.conf")
-    pair.client.load_all()
+                shutil.copy2(f, profile_pair.client.swanctl_dir / sub / f.name)
+    shutil.copy2(profile / "swanctl.conf", profile_pair.client.swanctl_dir / "swanctl.conf")
+    profile_pair.client.load_all()
 
 
-def test_eap_mschapv2_profile_connects(pair: Pair, profiles: dict[str, Path]) -> None:
-    _use_profile(pair, profiles["carol"])
-    r = pair.initiate(pair.cfg.strongswan.connection)
+def test_eap_mschapv2_profile_connects(profile_pair: Pair, profiles: dict[str, Path]) -> None:
+    _use_profile(profile_pair, profiles["carol"])
+    r = profile_pair.initiate(profile_pair.cfg.strongswan.connection)
     try:
-        assert r.returncode == 0, r.stdout[-3000:] + pair.gw.log_tail(30)
-        sa = pair.gw_sa_for("carol@123457")
-        assert sa is not None and sa["remote-vips"], pair.gw_sas()
+        assert r.returncode == 0, r.stdout[-3000:] + profile_pair.gw.log_tail(30)
+        sa = profile_pair.gw_sa_for("carol@123457")
+        assert sa is not None and sa["remote-vips"], profile_pair.gw_sas()
         assert "EAP method EAP_MSCHAPV2 succeeded" in r.stdout
     finally:
-        pair.terminate(pair.cfg.strongswan.connection)
+        profile_pair.terminate(profile_pair.cfg.strongswan.connection)
 
 
-def test_eap_tls_profile_connects_with_an_ikemgr_certificate(pair: Pair, profiles: dict[str, Path]) -> None:
-    _use_profile(pair, profiles["alice"])
-    mark = len(pair.radiusd.log_text())
-    r = pair.initiate(pair.cfg.strongswan.connection)
+def test_eap_tls_profile_connects_with_an_ikemgr_certificate(profile_pair: Pair, profiles: dict[str, Path]) -> None:
+    _use_profile(profile_pair, profiles["alice"])
+    mark = len(profile_pair.radiusd.log_text())
+    r = profile_pair.initiate(profile_pair.cfg.strongswan.connection)
     try:
-        assert r.returncode == 0, r.stdout[-3000:] + pair.gw.log_tail(30)
-        sa = pair.gw_sa_for("alice@123456")
-        assert sa is not None and sa["remote-vips"], pair.gw_sas()
-        log = pair.radiusd.log_text()[mark:]
+        assert r.returncode == 0, r.stdout[-3000:] + profile_pair.gw.log_tail(30)
+        sa = profile_pair.gw_sa_for("alice@123456")
+        assert sa is not None and sa["remote-vips"], profile_pair.gw_sas()
+        log = profile_pair.radiusd.log_text()[mark:]
         assert f'TLS-Client-Cert-Subject := "/C=JP/O={ORG}/CN=alice"' in log
     finally:
-        pair.terminate(pair.cfg.strongswan.connection)
+        profile_pair.terminate(profile_pair.cfg.strongswan.connection)

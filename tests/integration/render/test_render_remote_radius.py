@@ -2,7 +2,7 @@
 charon: the plugin loads both servers, and at the first EAP exchange charon scores them
 as rendered (the primary is the candidate, the secondary is skipped while both are reachable).
 
-Two charons in namespaces of our own (prefix ``ikq-``), joined by a veth pair on
+Two charons in namespaces of our own (``netns_pair``, conftest.py), joined by a veth pair on
 198.18.0.0/24; the RADIUS servers are addresses nobody answers on: the proof ends at
 charon's server choice, which is what the rendered file decides.
 """
@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,30 +70,6 @@ def _initiate(cl: CharonInstance) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _sh(*argv: str) -> None:
-    subprocess.run(list(argv), check=True, capture_output=True, timeout=30)
-
-
-@pytest.fixture
-def two_netns() -> Iterator[tuple[str, str]]:
-    tag = secrets.token_hex(3)
-    gw, cl = f"ikq-{tag}g", f"ikq-{tag}c"
-    try:
-        for ns in (gw, cl):
-            _sh("ip", "netns", "add", ns)
-            _sh("ip", "-n", ns, "link", "set", "lo", "up")
-        _sh("ip", "-n", gw, "link", "add", "ikq-gw", "type", "veth", "peer", "name", "ikq-cl", "netns", cl)
-        _sh("ip", "-n", gw, "addr", "add", f"{GW}/24", "dev", "ikq-gw")
-        _sh("ip", "-n", gw, "addr", "add", f"{SECONDARY}/32", "dev", "lo")
-        _sh("ip", "-n", cl, "addr", "add", f"{CLIENT}/24", "dev", "ikq-cl")
-        _sh("ip", "-n", gw, "link", "set", "ikq-gw", "up")
-        _sh("ip", "-n", cl, "link", "set", "ikq-cl", "up")
-        yield gw, cl
-    finally:
-        for ns in (gw, cl):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
-
-
 def _private(path: Path, text: str) -> Path:
     path.write_text(text + "\n")
     path.chmod(0o600)
@@ -124,8 +99,9 @@ def _wait_for(pred, timeout: float, what: str, charon: CharonInstance) -> None: 
     wait_for(pred, timeout, lambda: f"timed out waiting for {what}: {charon.log_tail(25)}", step=0.2)
 
 
-def test_rendered_primary_and_secondary_load_into_charon(two_netns: tuple[str, str], tmp_path: Path) -> None:
-    gw_ns, cl_ns = two_netns
+def test_rendered_primary_and_secondary_load_into_charon(netns_pair: Callable[..., tuple[str, str]],
+                                                         tmp_path: Path) -> None:
+    gw_ns, cl_ns = netns_pair(f"{GW}/24", f"{CLIENT}/24", f"{SECONDARY}/32")
     out = tmp_path / "etc"
     r = CliRunner().invoke(app, ["render", "-c", str(_config(tmp_path)), "--out", str(out)])
     assert r.exit_code == 0, r.output

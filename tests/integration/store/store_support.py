@@ -1,30 +1,29 @@
-"""Helpers for the allow-list store tests: configs in tmp dirs, the real CLI, PostgreSQL and slapd.
+"""Helpers for the allow-list store tests: configs in tmp dirs, the real CLI, slapd.
 
-PostgreSQL is Debian's own server binaries (initdb + pg_ctl) run as the ``postgres`` user
-in a private temp dir, listening on 127.0.0.1 on a free port and on a private socket dir;
-every server is stopped and its directory removed at teardown, also when a test fails (the
-fixtures in conftest.py own that). slapd runs the same way, as root, with its own config.
+PostgreSQL is the project's one server runner, ``ikemgr_lab.postgres.PgCluster`` (a
+private temp dir, 127.0.0.1 on a free port, a private socket dir); slapd runs as root with
+its own config. Every server is stopped and its directory removed at teardown, also when a
+test fails (the fixtures in conftest.py own that).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
-from helpers import IKEMGR, free_port
+from helpers import IKEMGR
+from ikemgr.config.load import load
+from ikemgr.config.schema import Config
 
 REPO = Path(__file__).resolve().parents[3]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 # --------------------------------------------------------------------------- config + CLI
@@ -77,73 +76,9 @@ def make_env(tmp: Path, db_url: str | None = None, sources: list[dict[str, Any]]
     return env
 
 
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def as_postgres(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    p = subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True,
-                       timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd[:1])} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
-
-
-@dataclass
-class PgServer:
-    root: Path
-    port: int
-    running: bool = False
-    dbs: list[str] = field(default_factory=list)
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def sockdir(self) -> Path:
-        return self.root / "sock"
-
-    def url(self, db: str, user: str = "postgres") -> str:
-        return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        opts = (f"-p {self.port} -k {self.sockdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c max_connections=40")
-        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
-                    "-w", "-t", "60", "start")
-        self.running = True
-
-    def stop(self, mode: str = "fast") -> None:
-        if self.running:
-            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
-            self.running = False
-
-    def psql(self, db: str, sql: str) -> str:
-        p = as_postgres("/usr/bin/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.sockdir), "-p",
-                        str(self.port), "-d", db, "-At", "-c", sql)
-        return p.stdout
-
-    def createdb(self, name: str) -> str:
-        self.psql("postgres", f'CREATE DATABASE "{name}"')
-        self.dbs.append(name)
-        return name
-
-
-def new_server() -> PgServer:
-    root = Path(tempfile.mkdtemp(prefix="ikt-s-pg-"))
-    shutil.chown(root, "postgres", "postgres")
-    srv = PgServer(root, free_port())
-    (root / "sock").mkdir()
-    shutil.chown(root / "sock", "postgres", "postgres")
-    try:
-        as_postgres(str(PG_BIN / "initdb"), "-D", str(srv.data), "-A", "trust", "-U", "postgres",
-                    "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
-        srv.start()
-    except BaseException:
-        srv.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
-        raise
-    return srv
+def config(tmp: Path, url: str | None = None) -> Config:
+    """The loaded config of ``make_env(tmp, url)``: for tests that call the store in-process."""
+    return load(make_env(tmp, db_url=url).config)
 
 
 # --------------------------------------------------------------------------- slapd
@@ -152,6 +87,9 @@ SLAPD = Path("/usr/sbin/slapd")
 LDAP_SUFFIX = "dc=example,dc=ac,dc=jp"
 LDAP_ADMIN = f"cn=admin,{LDAP_SUFFIX}"
 LDAP_PASSWORD = "admin-secret"
+LDAP_PEOPLE = f"ou=people,{LDAP_SUFFIX}"
+#: the enabled people of the posix directory (conftest.py: posix_directory); bob is the disabled one
+LDAP_USERS = [f"user{i}" for i in range(8)]
 
 
 @dataclass

@@ -2,47 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-from ldap3 import MODIFY_REPLACE, Connection, Server
-from store_support import LDAP_ADMIN, LDAP_PASSWORD, LDAP_SUFFIX, Env, Slapd, make_env
+from ldap3 import MODIFY_REPLACE, Connection
+from store_support import (
+    LDAP_ADMIN,
+    LDAP_PASSWORD,
+    LDAP_PEOPLE,
+    LDAP_SUFFIX,
+    LDAP_USERS,
+    Env,
+    Slapd,
+    make_env,
+)
 
 from ikemgr.allowlist.store import open_store
 from ikemgr.config.load import load
 
-PEOPLE = f"ou=people,{LDAP_SUFFIX}"
-OK = [f"user{i}" for i in range(8)]
 
-
-@pytest.fixture(scope="module")
-def directory(slapd: Slapd) -> Iterator[Connection]:
-    conn = Connection(Server(slapd.uri), LDAP_ADMIN, LDAP_PASSWORD, auto_bind=True)
-    conn.add(LDAP_SUFFIX, ["dcObject", "organization"], {"o": "example", "dc": "example"})
-    conn.add(PEOPLE, ["organizationalUnit"], {"ou": "people"})
-    for n, uid in enumerate([*OK, "bob"]):
-        shell = "/usr/sbin/nologin" if uid == "bob" else "/bin/bash"
-        assert conn.add(f"uid={uid},{PEOPLE}", ["inetOrgPerson", "posixAccount"], {
-            "cn": uid, "sn": uid, "uid": uid, "uidNumber": 10000 + n, "gidNumber": 10000,
-            "homeDirectory": f"/home/{uid}", "loginShell": shell}), conn.result
-    yield conn
-    conn.unbind()
-
-
-def ldap_env(tmp: Path, slapd: Slapd, base: str = PEOPLE) -> Env:
+def ldap_env(tmp: Path, slapd: Slapd, base: str = LDAP_PEOPLE) -> Env:
     env = make_env(tmp, account_check={"enabled": True, "base_dn": base,
                                        "disabled_filter": "(loginShell=/usr/sbin/nologin)"})
     pw = tmp / "ldap.secret"
     pw.write_text(LDAP_PASSWORD + "\n")
     env.write(ldap={"uri": slapd.uri, "base_dn": LDAP_SUFFIX, "bind_dn": LDAP_ADMIN,
                     "bind_password_file": str(pw)})
-    env.list_file.write_text("".join(f"{u}@123456\n" for u in OK) + "bob@123456\ncarol@123457\n")
+    env.list_file.write_text("".join(f"{u}@123456\n" for u in LDAP_USERS) + "bob@123456\ncarol@123457\n")
     return env
 
 
-def test_missing_and_disabled_accounts_are_suspended_then_resumed(directory: Connection, slapd: Slapd,
+def test_missing_and_disabled_accounts_are_suspended_then_resumed(posix_directory: Connection, slapd: Slapd,
                                                                   tmp_path: Path) -> None:
     env = ldap_env(tmp_path, slapd)
     rc, out = env.json("sync", "--dry-run")
@@ -63,17 +53,17 @@ def test_missing_and_disabled_accounts_are_suspended_then_resumed(directory: Con
         store.close()
     rc, out = env.json("sync")  # nothing changed: nothing re-suspended, nothing audited twice
     assert rc == 0 and out["data"]["accounts"]["suspended"] == [] and not out["data"]["applied"]
-    assert directory.modify(f"uid=bob,{PEOPLE}", {"loginShell": [(MODIFY_REPLACE, ["/bin/bash"])]})
+    assert posix_directory.modify(f"uid=bob,{LDAP_PEOPLE}", {"loginShell": [(MODIFY_REPLACE, ["/bin/bash"])]})
     try:
         rc, out = env.json("sync")
         assert rc == 0 and [g["identity"] for g in out["data"]["accounts"]["resumed"]] == ["bob@123456"]
     finally:
-        directory.modify(f"uid=bob,{PEOPLE}", {"loginShell": [(MODIFY_REPLACE, ["/usr/sbin/nologin"])]})
+        posix_directory.modify(f"uid=bob,{LDAP_PEOPLE}", {"loginShell": [(MODIFY_REPLACE, ["/usr/sbin/nologin"])]})
     rc, out = env.json("audit", "--account", "bob")
     assert [e["action"] for e in out["data"]["entries"]] == ["grant.resume", "grant.suspend", "grant.add"]
 
 
-def test_directory_down_changes_nothing(directory: Connection, slapd: Slapd, tmp_path: Path) -> None:
+def test_directory_down_changes_nothing(posix_directory: Connection, slapd: Slapd, tmp_path: Path) -> None:
     env = ldap_env(tmp_path, slapd)
     assert env.run("sync").returncode == 0
     env.doc["ldap"]["uri"] = "ldap://127.0.0.1:9"  # nothing listens on the discard port
@@ -85,7 +75,7 @@ def test_directory_down_changes_nothing(directory: Connection, slapd: Slapd, tmp
     assert "user9@123456" not in {g["identity"] for g in out["data"]["grants"]}
 
 
-def test_wrong_base_dn_would_suspend_everyone_and_is_refused(directory: Connection, slapd: Slapd,
+def test_wrong_base_dn_would_suspend_everyone_and_is_refused(posix_directory: Connection, slapd: Slapd,
                                                              tmp_path: Path) -> None:
     env = ldap_env(tmp_path, slapd)
     assert env.run("sync").returncode == 0
@@ -97,19 +87,19 @@ def test_wrong_base_dn_would_suspend_everyone_and_is_refused(directory: Connecti
     assert out["data"]["count"] == 8
 
 
-def test_default_disabled_filter_is_the_one_radius_uses(directory: Connection, slapd: Slapd,
+def test_default_disabled_filter_is_the_one_radius_uses(posix_directory: Connection, slapd: Slapd,
                                                         tmp_path: Path) -> None:
-    dn = f"uid=eve,{PEOPLE}"
-    assert directory.add(dn, ["inetOrgPerson", "posixAccount", "shadowAccount"], {
+    dn = f"uid=eve,{LDAP_PEOPLE}"
+    assert posix_directory.add(dn, ["inetOrgPerson", "posixAccount", "shadowAccount"], {
         "cn": "eve", "sn": "eve", "uid": "eve", "uidNumber": 20000, "gidNumber": 10000,
-        "homeDirectory": "/home/eve", "shadowExpire": 1}), directory.result  # `usermod -e 1`
+        "homeDirectory": "/home/eve", "shadowExpire": 1}), posix_directory.result  # `usermod -e 1`
     try:
         env = ldap_env(tmp_path, slapd)
         del env.doc["sync"]["account_check"]["disabled_filter"]  # → ldap.disabled_filter (shadowExpire=1)
         env.write()
-        env.list_file.write_text("".join(f"{u}@123456\n" for u in OK) + "eve@123456\nbob@123456\n")
+        env.list_file.write_text("".join(f"{u}@123456\n" for u in LDAP_USERS) + "eve@123456\nbob@123456\n")
         rc, out = env.json("sync")
         assert rc == 0, out
         assert out["data"]["accounts"]["disabled"] == ["eve"]  # bob's nologin shell is not this filter
     finally:
-        directory.delete(dn)
+        posix_directory.delete(dn)

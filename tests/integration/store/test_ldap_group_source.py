@@ -16,103 +16,34 @@ account check, without a second of interpreter start-up per call).
 
 from __future__ import annotations
 
-import base64
-import shutil
 import socket
-import tempfile
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ldap_groups import (
+    GROUPS,
+    HOSTILE_UIDS,
+    LAB_A,
+    LAB_B,
+    PEOPLE,
+    POSIX,
+    RAW,
+    SUFFIX,
+    Directory,
+    group_ldif,
+    member_change,
+    tls_slapd,
+)
 from store_support import Env, make_env
 
-from helpers import free_port
 from ikemgr.allowlist.store import open_store
 from ikemgr.commands.sync import sync_body
 from ikemgr.config.load import load
 from ikemgr.core.identity import shown
 from ikemgr.errors import BackendUnavailable
 from ikemgr_lab.pki import LabCA
-from ikemgr_lab.slapd import LdapUser, SlapdInstance, SlapdTls, ldif_attr
-
-SUFFIX = "dc=example,dc=ac,dc=jp"
-PEOPLE = f"ou=people,{SUFFIX}"
-GROUPS = f"ou=groups,{SUFFIX}"
-LAB_A, LAB_B, POSIX, RAW = (f"cn={n},{GROUPS}" for n in ("lab-123456", "lab-123457", "lab-200001", "raw-200002"))
-RAW_SCHEMA = f"""dn: cn=ikemgr-test,cn=schema,cn=config
-objectClass: olcSchemaConfig
-cn: ikemgr-test
-olcAttributeTypes: ( 2.25.{uuid.UUID('6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b').int} NAME 'labAccount'
-  DESC 'an account name kept as raw octets' EQUALITY octetStringMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 )
-"""
-HOSTILE_UIDS = ["a; rm -rf /", ".*", "x" * 300, "Alice", "$(reboot)"]
-
-
-@dataclass(frozen=True)
-class Directory:
-    slapd: SlapdInstance
-    ca: Path
-    other_ca: Path
-    people: dict[str, str]  # uid → DN
-
-
-def _b64(name: str, value: bytes) -> str:
-    return f"{name}:: {base64.b64encode(value).decode()}"
-
-
-def _group(dn: str, members: list[str]) -> str:
-    cn = dn.split(",", 1)[0].split("=", 1)[1]
-    return "\n".join([ldif_attr("dn", dn), "objectClass: groupOfNames", ldif_attr("cn", cn),
-                      *(ldif_attr("member", m) for m in members)]) + "\n"
-
-
-def _member_change(group: str, op: str, member: str) -> str:
-    return f"{ldif_attr('dn', group)}\nchangetype: modify\n{op}: member\n{ldif_attr('member', member)}\n"
-
-
-def _tls_slapd(root: Path, ca: LabCA) -> SlapdInstance:
-    issued = ca.issue("slapd", "ldap.example.ac.jp", ["127.0.0.1", "ldap.example.ac.jp"], ["serverAuth"])
-    tls = SlapdTls(issued.cert, issued.key, ca.cert, ldaps_port=free_port(), require=True)
-    return SlapdInstance(root / "slapd", SUFFIX, free_port(), tls=tls, extra_schema_ldif=RAW_SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def directory() -> Iterator[Directory]:
-    if not Path("/usr/sbin/slapd").exists():
-        pytest.skip("slapd is not installed (scripts/setup.sh)")
-    root = Path(tempfile.mkdtemp(prefix="ikt-ldt-"))
-    try:
-        ca, other = LabCA(root / "ca", "Example University"), LabCA(root / "other", "Other Org")
-        ca.create()
-        other.create()
-        inst = _tls_slapd(root, ca)
-        inst.start()
-        try:
-            inst.add_ou("people")
-            inst.add_ou("groups")
-            uids = ["alice", "bob", "carol", "dan", "erin"]
-            dns = inst.add_users([LdapUser(u, f"{u}-pw", disabled=u == "erin") for u in uids], under=PEOPLE)
-            people = dict(zip(uids, dns, strict=True))
-            # two entries whose labAccount is raw bytes: one fine, one not UTF-8
-            for cn, raw in (("rawok", b"dan"), ("rawbad", b"\xff\xfe-dan")):
-                inst.ldapadd("\n".join([ldif_attr("dn", f"cn={cn},{PEOPLE}"), "objectClass: person",
-                                        "objectClass: extensibleObject", ldif_attr("cn", cn), ldif_attr("sn", cn),
-                                        _b64("labAccount", raw)]) + "\n")
-            inst.ldapadd(_group(LAB_A, [people["alice"], people["bob"], people["carol"]]))
-            inst.ldapadd(_group(LAB_B, [people["alice"], people["dan"], f"uid=ghost,{PEOPLE}"]))
-            inst.ldapadd("\n".join([ldif_attr("dn", POSIX), "objectClass: posixGroup", ldif_attr("cn", "lab-200001"),
-                                    "gidNumber: 20001", ldif_attr("memberUid", "carol"),
-                                    *(ldif_attr("memberUid", u) for u in HOSTILE_UIDS)]) + "\n")
-            inst.ldapadd(_group(RAW, [f"cn=rawok,{PEOPLE}", f"cn=rawbad,{PEOPLE}"]))
-            yield Directory(inst, ca.cert, other.cert, people)
-        finally:
-            inst.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+from ikemgr_lab.slapd import LdapUser, ldif_attr
 
 
 def group_env(tmp: Path, d: Directory, sources: list[dict[str, Any]] | None = None, *,
@@ -159,8 +90,8 @@ def sync_fails(env: Env) -> str:
     return f"error: {err.value.message}"
 
 
-def test_groups_become_grants_and_follow_membership(directory: Directory, tmp_path: Path) -> None:
-    env = group_env(tmp_path, directory, max_removal_share=0.5)
+def test_groups_become_grants_and_follow_membership(group_directory: Directory, tmp_path: Path) -> None:
+    env = group_env(tmp_path, group_directory, max_removal_share=0.5)
     rc, out = env.json("sync")
     assert rc == 0, out
     assert out["data"]["sources"] == {"labs": 6}  # 3 + 3 members, the ghost included
@@ -171,22 +102,22 @@ def test_groups_become_grants_and_follow_membership(directory: Directory, tmp_pa
     data = sync(env)  # nothing changed in the directory: nothing to do
     assert not data["applied"] and data["summary"]["unchanged"] == 5
 
-    directory.slapd.ldapmodify(_member_change(LAB_A, "delete", directory.people["bob"]))
+    group_directory.slapd.ldapmodify(member_change(LAB_A, "delete", group_directory.people["bob"]))
     try:
         rc, out = env.json("sync")
         assert rc == 0, out
         assert [g["identity"] for g in out["data"]["removed"]] == ["bob@123456"]
         assert identities(env) == {"alice@123456", "carol@123456", "alice@123457", "dan@123457"}
     finally:
-        directory.slapd.ldapmodify(_member_change(LAB_A, "add", directory.people["bob"]))
+        group_directory.slapd.ldapmodify(member_change(LAB_A, "add", group_directory.people["bob"]))
     assert [g["identity"] for g in sync(env)["added"]] == ["bob@123456"]
     rc, out = env.json("audit", "--account", "bob")
     assert [e["action"] for e in out["data"]["entries"]] == ["grant.add", "grant.remove", "grant.add"]
 
 
-def test_member_uid_and_hostile_values_are_reported_never_granted(directory: Directory,
+def test_member_uid_and_hostile_values_are_reported_never_granted(group_directory: Directory,
                                                                   tmp_path: Path) -> None:
-    env = group_env(tmp_path, directory, [
+    env = group_env(tmp_path, group_directory, [
         {"kind": "ldap_group", "name": "posix", "vlans": {"200001": POSIX}, "member_attribute": "memberUid"},
         {"kind": "ldap_group", "name": "raw", "vlans": {"200002": RAW}, "account_attribute": "labAccount"},
     ], tls="ldaps")
@@ -204,25 +135,25 @@ def test_member_uid_and_hostile_values_are_reported_never_granted(directory: Dir
     assert data["summary"]["rejected"] == 6 and not data["applied"]
 
 
-def test_certificate_mismatch_fails_the_sync_and_keeps_grants(directory: Directory, tmp_path: Path) -> None:
-    env = group_env(tmp_path, directory, tls="ldaps")
+def test_certificate_mismatch_fails_the_sync_and_keeps_grants(group_directory: Directory, tmp_path: Path) -> None:
+    env = group_env(tmp_path, group_directory, tls="ldaps")
     sync(env)
     before = stored(env)
     assert len(before) == 5
-    directory.slapd.ldapmodify(_member_change(LAB_A, "delete", directory.people["bob"]))
+    group_directory.slapd.ldapmodify(member_change(LAB_A, "delete", group_directory.people["bob"]))
     try:
-        env.doc["ldap"]["tls_ca_file"] = str(directory.other_ca)  # a CA that did not sign slapd
+        env.doc["ldap"]["tls_ca_file"] = str(group_directory.other_ca)  # a CA that did not sign slapd
         env.write()
         p = env.run("sync")  # once through the CLI: exit code and the one error line
         assert p.returncode == 3, p.stderr
-        assert p.stderr.startswith(f"error: ldap unavailable: {directory.slapd.ldaps_uri}: TLS: the server "
+        assert p.stderr.startswith(f"error: ldap unavailable: {group_directory.slapd.ldaps_uri}: TLS: the server "
                                    "certificate is not trusted"), p.stderr
         assert "nothing changed, the store keeps the last good list" in p.stderr
-        env.doc["ldap"]["tls_ca_file"] = str(directory.ca)
-        env.doc["ldap"]["uri"] = directory.slapd.ldaps_uri.replace("127.0.0.1", "localhost")
+        env.doc["ldap"]["tls_ca_file"] = str(group_directory.ca)
+        env.doc["ldap"]["uri"] = group_directory.slapd.ldaps_uri.replace("127.0.0.1", "localhost")
         env.write()  # right CA, but the certificate does not name "localhost"
         assert "TLS: the server certificate does not name this host" in sync_fails(env)
-        env.doc["ldap"].update(uri=directory.slapd.uri, start_tls=True, tls_ca_file=str(directory.other_ca))
+        env.doc["ldap"].update(uri=group_directory.slapd.uri, start_tls=True, tls_ca_file=str(group_directory.other_ca))
         env.write()  # StartTLS: the same check
         assert "certificate is not trusted" in sync_fails(env)
         assert stored(env) == before  # bob's removal was never applied
@@ -230,32 +161,32 @@ def test_certificate_mismatch_fails_the_sync_and_keeps_grants(directory: Directo
         env.write()
         assert [g["identity"] for g in sync(env, dry_run=True)["removed"]] == ["bob@123456"]
     finally:
-        directory.slapd.ldapmodify(_member_change(LAB_A, "add", directory.people["bob"]))
+        group_directory.slapd.ldapmodify(member_change(LAB_A, "add", group_directory.people["bob"]))
 
 
-def test_plain_ldap_is_refused_by_the_directory(directory: Directory, tmp_path: Path) -> None:
+def test_plain_ldap_is_refused_by_the_directory(group_directory: Directory, tmp_path: Path) -> None:
     """The control for the TLS tests: this slapd answers nothing without TLS."""
-    env = group_env(tmp_path, directory)
+    env = group_env(tmp_path, group_directory)
     env.doc["ldap"]["start_tls"] = False
     env.write()
     assert "bind failed: confidentialityRequired" in sync_fails(env)
 
 
-def test_account_check_uses_the_same_tls_settings(directory: Directory, tmp_path: Path) -> None:
-    env = group_env(tmp_path, directory, tls="ldaps", account_check={"enabled": True, "base_dn": PEOPLE})
+def test_account_check_uses_the_same_tls_settings(group_directory: Directory, tmp_path: Path) -> None:
+    env = group_env(tmp_path, group_directory, tls="ldaps", account_check={"enabled": True, "base_dn": PEOPLE})
     acc = sync(env, dry_run=True)["accounts"]
     assert acc["missing"] == [] and acc["disabled"] == [] and acc["checked"] == 4
     extra = f"cn=lab-123458,{GROUPS}"
     env.doc["sync"]["sources"][0]["vlans"]["123458"] = extra
     env.write()
-    directory.slapd.ldapadd(_group(extra, [directory.people["erin"]]))
+    group_directory.slapd.ldapadd(group_ldif(extra, [group_directory.people["erin"]]))
     try:
         assert sync(env, dry_run=True)["accounts"]["disabled"] == ["erin"]  # shadowExpire: 1
     finally:
-        directory.slapd.ldapmodify(f"{ldif_attr('dn', extra)}\nchangetype: delete\n")
+        group_directory.slapd.ldapmodify(f"{ldif_attr('dn', extra)}\nchangetype: delete\n")
     env.doc["sync"]["sources"] = [{"kind": "file", "name": "userlist", "path": str(env.list_file)}]
     env.list_file.write_text("alice@123456\n")
-    env.doc["ldap"]["tls_ca_file"] = str(directory.other_ca)
+    env.doc["ldap"]["tls_ca_file"] = str(group_directory.other_ca)
     env.write()
     err = sync_fails(env)  # no group source now: the failure is the account check's own
     assert err.startswith("error: ldap unavailable:") and "certificate is not trusted" in err, err
@@ -264,9 +195,9 @@ def test_account_check_uses_the_same_tls_settings(directory: Directory, tmp_path
 
 
 @pytest.mark.parametrize("case", ["missing_group", "bind_refused", "timeout"])
-def test_directory_failures_fail_the_sync_and_keep_grants(directory: Directory, tmp_path: Path,
+def test_directory_failures_fail_the_sync_and_keep_grants(group_directory: Directory, tmp_path: Path,
                                                           case: str) -> None:
-    env = group_env(tmp_path, directory)
+    env = group_env(tmp_path, group_directory)
     sync(env)
     before = stored(env)
     expect = {"missing_group": f"source labs: group cn=lab-999999,{GROUPS} does not exist",
@@ -297,13 +228,13 @@ def test_slapd_stopped_sync_fails_and_grants_are_kept(tmp_path: Path) -> None:
         pytest.skip("slapd is not installed (scripts/setup.sh)")
     ca = LabCA(tmp_path / "ca", "Example University")
     ca.create()
-    inst = _tls_slapd(tmp_path, ca)
+    inst = tls_slapd(tmp_path, ca)
     inst.start()
     try:
         inst.add_ou("people")
         inst.add_ou("groups")
         dns = inst.add_users([LdapUser("alice", "pw"), LdapUser("bob", "pw")], under=PEOPLE)
-        inst.ldapadd(_group(LAB_A, dns))
+        inst.ldapadd(group_ldif(LAB_A, dns))
         env = group_env(tmp_path, Directory(inst, ca.cert, ca.cert, {}),
                         [{"kind": "ldap_group", "name": "labs", "vlans": {"123456": LAB_A}}])
         assert env.run("sync").returncode == 0

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from store_support import IKEMGR, Env, PgServer, make_env
+from store_support import IKEMGR, Env, make_env
 
-pytestmark = [pytest.mark.postgres, pytest.mark.root]  # PostgreSQL runs as the postgres user (runuser)
+from ikemgr_lab.postgres import PgCluster
+
+pytestmark = [pytest.mark.postgres, pytest.mark.root]  # PostgreSQL runs as the postgres user
 
 REGDB_SQL = """
 CREATE TABLE registrations (account text, vlan integer, valid_until timestamptz, note text);
@@ -39,13 +41,13 @@ def sql_literal(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def regdb(pg: PgServer, db: str) -> str:
+def regdb(pg: PgCluster, db: str) -> str:
     """Load the registration tables into an existing database."""
     pg.psql(db, REGDB_SQL)
     return db
 
 
-def sql_env(tmp: Path, pg: PgServer, db: str, query: str | None = None, store_url: str | None = None,
+def sql_env(tmp: Path, pg: PgCluster, db: str, query: str | None = None, store_url: str | None = None,
             **sync: object) -> Env:
     src: dict[str, object] = {"kind": "sql", "name": "regdb", "url": pg.url(db)}
     src["query"] = query or "SELECT account, vlan, valid_until, note FROM registrations"
@@ -58,7 +60,7 @@ def pairs(env: Env) -> set[str]:
     return {g["identity"] for g in out["data"]["grants"]}
 
 
-def test_sync_from_postgres_into_a_postgres_store(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_sync_from_postgres_into_a_postgres_store(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     db = regdb(pg, pg.createdb(pg_db + "_reg"))
     env = sql_env(tmp_path, pg, db, store_url=pg.url(pg_db))
     rc, out = env.json("sync")
@@ -77,7 +79,7 @@ def test_sync_from_postgres_into_a_postgres_store(pg: PgServer, pg_db: str, tmp_
     assert out["data"]["updated"][0]["after"]["valid_until"] == "2098-01-01T00:00:00+00:00"
 
 
-def test_hostile_rows_are_rejected_with_their_row_numbers(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_hostile_rows_are_rejected_with_their_row_numbers(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     db = regdb(pg, pg_db)
     values = ", ".join(f"({sql_literal(a)}, {sql_literal(v)})" for a, v in HOSTILE_TEXT)
     pg.psql(db, f"CREATE TABLE hostile (n serial, account text, vlan text); "
@@ -99,7 +101,7 @@ def test_hostile_rows_are_rejected_with_their_row_numbers(pg: PgServer, pg_db: s
     assert pg.psql(db, "SELECT count(*) FROM registrations").strip() == "3"  # nothing was executed
 
 
-def test_view_source(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_view_source(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     db = regdb(pg, pg_db)
     env = make_env(tmp_path, sources=[{"kind": "sql", "name": "regdb", "url": pg.url(db),
                                        "view": "public.lab_members"}])
@@ -113,7 +115,7 @@ def test_view_source(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
     ("SELECT r.account, r.vlan FROM registrations r, pg_sleep(4)", "statement timeout"),
     ("INSERT INTO registrations VALUES ('mallory', 123456) RETURNING account, vlan", "read-only"),
 ])
-def test_source_errors_keep_the_last_good_list(pg: PgServer, pg_db: str, tmp_path: Path, query: str,
+def test_source_errors_keep_the_last_good_list(pg: PgCluster, pg_db: str, tmp_path: Path, query: str,
                                                needle: str) -> None:
     db = regdb(pg, pg_db)
     env = sql_env(tmp_path, pg, db, timeout=1)
@@ -128,7 +130,7 @@ def test_source_errors_keep_the_last_good_list(pg: PgServer, pg_db: str, tmp_pat
     assert pg.psql(db, "SELECT count(*) FROM registrations WHERE account = 'mallory'").strip() == "0"
 
 
-def test_source_server_stopped_mid_sync(pg_factory: Callable[[], PgServer], tmp_path: Path) -> None:
+def test_source_server_stopped_mid_sync(pg_factory: Callable[[], PgCluster], tmp_path: Path) -> None:
     srv = pg_factory()
     db = regdb(srv, srv.createdb("reg"))
     env = sql_env(tmp_path, srv, db, timeout=20)
@@ -156,7 +158,7 @@ def test_source_server_stopped_mid_sync(pg_factory: Callable[[], PgServer], tmp_
     assert pairs(env) == {"alice@123456", "bob@123456", "carol@123457"}
 
 
-def test_emptied_registration_table_hits_the_valve(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_emptied_registration_table_hits_the_valve(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     db = regdb(pg, pg_db)
     env = sql_env(tmp_path, pg, db)
     assert env.run("sync").returncode == 0
@@ -166,7 +168,7 @@ def test_emptied_registration_table_hits_the_valve(pg: PgServer, pg_db: str, tmp
     assert len(pairs(env)) == 3
 
 
-def test_two_gateways_sharing_a_database_sync_one_at_a_time(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_two_gateways_sharing_a_database_sync_one_at_a_time(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     import psycopg
 
     from ikemgr.allowlist.store.repository import SYNC_LOCK_KEY

@@ -4,44 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import inspect, text
-from store_support import PgServer, make_env
+from store_support import config, make_env
 
 from ikemgr.allowlist.store import NOTIFY_CHANNEL, Store, open_store
 from ikemgr.allowlist.store.models import VERSION_TABLE
-from ikemgr.config.load import load
 from ikemgr.config.schema import Config
 from ikemgr.core.grants import Grant, SyncPlan
 from ikemgr.errors import ApplyFailed, BackendUnavailable
+from ikemgr_lab.postgres import PgCluster
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 H = timedelta(hours=1)
-
-
-def config(tmp: Path, url: str | None = None) -> Config:
-    return load(make_env(tmp, db_url=url).config)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.root])])
-def cfg(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
-    if request.param == "sqlite":
-        return config(tmp_path)
-    pg: PgServer = request.getfixturevalue("pg")
-    db = request.getfixturevalue("pg_db")
-    return config(tmp_path, pg.url(db))
-
-
-@pytest.fixture
-def store(cfg: Config) -> Iterator[Store]:
-    s = open_store(cfg)
-    yield s
-    s.close()
 
 
 def test_open_creates_the_schema_through_migrations_and_reopens_cheaply(cfg: Config, store: Store) -> None:
@@ -106,7 +85,7 @@ def test_audit_filters_are_exact(store: Store) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.root
-def test_concurrent_first_open_on_a_shared_database(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_concurrent_first_open_on_a_shared_database(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     cfg = config(tmp_path, pg.url(pg_db))
     errors: list[BaseException] = []
 
@@ -126,7 +105,7 @@ def test_concurrent_first_open_on_a_shared_database(pg: PgServer, pg_db: str, tm
 
 @pytest.mark.postgres
 @pytest.mark.root
-def test_notify_reaches_a_listener_within_a_second(pg: PgServer, pg_db: str, tmp_path: Path) -> None:
+def test_notify_reaches_a_listener_within_a_second(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
     cfg = config(tmp_path, pg.url(pg_db))
     store = open_store(cfg)
     with psycopg.connect(f"host=127.0.0.1 port={pg.port} dbname={pg_db} user=postgres",
@@ -143,7 +122,7 @@ def test_notify_reaches_a_listener_within_a_second(pg: PgServer, pg_db: str, tmp
 @pytest.mark.postgres
 @pytest.mark.root
 def test_database_outage_is_backend_unavailable_and_recovers(pg_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    srv: PgServer = pg_factory()
+    srv: PgCluster = pg_factory()
     db = srv.createdb("gw")
     cfg = config(tmp_path, srv.url(db))
     store = open_store(cfg)

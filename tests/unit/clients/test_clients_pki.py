@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clients_support import PASSWORD, config_dict, issue_client, make_config
+from clients_support import PASSWORD, issue_client, make_config
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
@@ -253,15 +253,6 @@ def test_hostile_user_names_refused(cfg: Config, user: str) -> None:
         user_identity(cfg, user)
 
 
-
-
-@pytest.fixture
-def cfg_file(tmp_path: Path) -> Path:
-    import json
-
-    p = tmp_path / "ikemgr.yaml"
-    p.write_text(json.dumps(config_dict(tmp_path)))  # JSON is YAML
-    return p
 
 
 def test_cli_never_prints_keys_and_refuses_hostile(cfg_file: Path, tmp_path: Path) -> None:

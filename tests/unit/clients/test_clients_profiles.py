@@ -371,15 +371,6 @@ def test_json_keeps_control_characters_inert(cfg: Config, store: PkiStore, name:
 HOSTILE_CLI = ["a'b", 'a"b', "a<b>&", "$(x)", "a;b", "a\nb", "ä@123456", "x" * 10_000]
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path) -> tuple[CliRunner, Path]:
-    p = tmp_path / "ikemgr.yaml"
-    p.write_text(json.dumps(config_dict(tmp_path)))
-    runner = CliRunner()
-    assert runner.invoke(app, ["pki", "init", "-c", str(p)]).exit_code == 0
-    return runner, p
-
-
 @pytest.mark.parametrize("fmt", ["mobileconfig", "sswan", "powershell", "swanctl", "networkmanager"])
 def test_cli_profile_per_format(cli_env: tuple[CliRunner, Path], tmp_path: Path, fmt: str) -> None:
     runner, p = cli_env

@@ -16,24 +16,9 @@ from cryptography import x509
 from ikemgr.client.model import parse_settings, profile_of
 from ikemgr.errors import UsageError
 from ikemgr_lab import charons
-from ikemgr_lab.model import LabDocument, load_lab
+from ikemgr_lab.model import LabDocument
 from ikemgr_lab.pki import LabCA
 from ikemgr_lab.runner import DEFAULT_LAB_CONFIG, Lab
-
-
-@pytest.fixture(scope="module")
-def cfg() -> LabDocument:
-    return load_lab(DEFAULT_LAB_CONFIG)
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory, cfg: LabDocument) -> LabCA:
-    ca = LabCA(tmp_path_factory.mktemp("pki"), cfg.lab.organisation)
-    ca.create()
-    for name in ("erin", "frank"):
-        c = cfg.lab.client(name)
-        ca.issue(name, c.identity.split("@")[0], [c.identity], ["clientAuth"], organisation=c.organisation)
-    return ca
 
 
 def _profile(cfg: LabDocument, ca: LabCA, name: str, cert_of: str | None = None) -> dict[str, tuple[bytes, int]]:
