@@ -69,6 +69,7 @@ from ikemgr.log import setup_logging  # noqa: E402
 
 IKEMGR = Path(sys.executable).parent / "ikemgr"
 NS_PREFIX = os.environ.get("IKEMGR_BENCH_NS_PREFIX", "ikb-")
+LATENCIES: Path | None = None  # --latencies FILE
 
 SEED_UPDOWN = r"""#!/bin/sh
 # the seed's updown addition (setting 6), as published, with a numeric table
@@ -230,6 +231,11 @@ def _phase(srv: ServerProcess, mon: KernelMonitor, ns: str, backend: str, items:
                          f"{'connects' if up else 'disconnects'}, expected {expect}")
     lat = [got[int(IPv4Address(v))] - t for (_, _, v, _), t in zip(items, sent, strict=True)
            if int(IPv4Address(v)) in got]
+    if LATENCIES is not None:  # --latencies: one JSON line per phase, for a look at the tail
+        with LATENCIES.open("a") as f:
+            f.write(json.dumps({"backend": backend, "rate": rate, "up": up,
+                                "sent_s": [round(t - sent[0], 6) for t in sent],
+                                "latency_s": [round(x, 6) for x in lat]}) + "\n")
     return {"n": len(items), "seen": len(got), "lost_bufs": lost, "elapsed": max(got.values()) - sent[0],
             "send_span": sent[-1] - sent[0], "lat": lat}  # type: ignore[dict-item]
 
@@ -361,10 +367,14 @@ def main() -> None:
     ap.add_argument("--no-conntrack", action="store_true", help="watch without conntrack flushes")
     ap.add_argument("--profile-watch", type=Path, default=None,
                     help="run watch under cProfile, write FILE.<backend>")
+    ap.add_argument("--latencies", type=Path, default=None, metavar="FILE",
+                    help="append each phase's send offsets and latencies (JSON lines) to FILE")
     ap.add_argument("--compare", type=Path, default=None, metavar="IKEMGR",
                     help="also run the burst and paced runs with another build's ikemgr executable "
                          "(e.g. an older commit's .venv/bin/ikemgr), in this run, beside this build")
     args = ap.parse_args()
+    global LATENCIES
+    LATENCIES = args.latencies
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
     n_users = max(args.transitions // 2, args.paced_transitions // 2, args.shell_events // 2,
