@@ -69,6 +69,42 @@ def apply(plan: Plan, actual: Mapping[IPv4Address, UserRule]) -> dict[IPv4Addres
     return out
 
 
+def apply_counted(plan: Plan, owned: dict[IPv4Address, UserRule], use: dict[int, int]) -> None:
+    """Apply ``plan`` to ``owned`` in place, keeping ``use`` (table id → VIPs in it) equal to
+    ``vlans_in_use(owned)``: the same result as ``apply``, in O(plan) instead of O(owned)."""
+    for r in plan.remove:
+        if owned.get(r.vip) == r:
+            del owned[r.vip]
+            _count(use, r.table_id, -1)
+    for r in plan.add:
+        old = owned.get(r.vip)
+        if old is not None:
+            _count(use, old.table_id, -1)
+        owned[r.vip] = r
+        _count(use, r.table_id, 1)
+
+
+def tables_after(plan: Plan, owned: Mapping[IPv4Address, UserRule], use: Mapping[int, int]) -> frozenset[int]:
+    """The tables that hold a VIP once ``plan`` is applied (``use`` counts ``owned``), in
+    O(plan + VLANs): the ``marks`` backend keeps one fwmark rule per such table."""
+    touched = {}
+    for r in (*plan.remove, *plan.add):
+        have = owned.get(r.vip)
+        if have is not None:
+            touched[r.vip] = have
+    counts = dict(use)
+    apply_counted(plan, touched, counts)
+    return frozenset(t for t, n in counts.items() if n > 0)
+
+
+def _count(use: dict[int, int], table: int, by: int) -> None:
+    n = use.get(table, 0) + by
+    if n:
+        use[table] = n
+    else:
+        use.pop(table, None)
+
+
 def vlans_in_use(rules: Mapping[IPv4Address, UserRule]) -> dict[int, int]:
     """table id → number of VIPs routed into it."""
     out: dict[int, int] = {}

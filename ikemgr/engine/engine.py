@@ -26,7 +26,7 @@ from ikemgr.config.schema import Config
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.core.model import AllowList, Decision, Outcome, Sa, SaUpdate, UserRule
 from ikemgr.core.policy import describe, desired_state, holders_of
-from ikemgr.core.policy_diff import Plan, diff, vlans_in_use
+from ikemgr.core.policy_diff import Plan, apply_counted, diff, tables_after, vlans_in_use
 from ikemgr.core.policy_diff import apply as plan_apply
 from ikemgr.engine.coordination import Generation, Lock
 from ikemgr.errors import ApplyFailed, BackendUnavailable
@@ -47,6 +47,8 @@ class Report:
     seconds: float = 0.0
     applied: bool = False
     allow_stale: bool = False
+    #: the owned-rule index after a full pass or a dry run (an event batch leaves it empty:
+    #: copying 10,000 entries per batch was an O(users) cost on every event)
     owned_after: dict[IPv4Address, UserRule] = field(default_factory=dict)
 
 
@@ -73,6 +75,8 @@ class Engine:
         self.sas: dict[str, Sa] = {}
         self.by_vip: dict[IPv4Address, set[str]] = {}
         self.owned: dict[IPv4Address, UserRule] = {}
+        # table id → owned VIPs in it: vlans_in_use(owned), kept so by apply_counted
+        self._use: dict[int, int] = {}
         self.allowed: frozenset[tuple[str, int]] | None = None
         self.revoked: set[tuple[str, int]] = set()
         self._kernel_known = False
@@ -256,6 +260,7 @@ class Engine:
                 self.invalidate()
                 raise
             self.owned = dict(view.rules)
+            self._use = vlans_in_use(self.owned)
             stray = len(view.stray)
             self._kernel_known = True
             fresh = True  # read under the lock held for this whole pass
@@ -276,9 +281,9 @@ class Engine:
             report.seconds = time.perf_counter() - t0
             return report
         if not plan.empty or stray:
-            after = plan_apply(plan, self.owned)
-            self.backend.apply(plan, after, fresh=fresh)
-            self.owned = after
+            # O(batch), not O(users): the index changes in place once the kernel took the plan
+            self.backend.apply(plan, tables_after(plan, self.owned, self._use), fresh=fresh)
+            apply_counted(plan, self.owned, self._use)
             report.applied = True
             self.applied_batches += 1
             if self.generation is not None and not self.long_lived:
@@ -300,8 +305,9 @@ class Engine:
                     self.metrics.corrections.inc(len(plan.add) + len(plan.remove) + stray)
         self._seen_generation = gen
         if self.metrics is not None:
-            self.metrics.set_sessions({self._vlan_of(t): n for t, n in vlans_in_use(self.owned).items()})
-        report.owned_after = dict(self.owned)
+            self.metrics.set_sessions({self._vlan_of(t): n for t, n in self._use.items()})
+        if full:
+            report.owned_after = dict(self.owned)
         report.seconds = time.perf_counter() - t0
         if full:
             log_event("reconciled", event="reconcile", sas=len(self.sas), rules=len(self.owned),

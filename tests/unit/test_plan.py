@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ikemgr.core.model import UserRule
-from ikemgr.core.policy_diff import Plan, apply, diff, vlans_in_use
+from ikemgr.core.policy_diff import Plan, apply, apply_counted, diff, tables_after, vlans_in_use
 
 rules = st.builds(
     lambda n, v: UserRule(IPv4Address(f"10.1.0.{n}"), v, v, 29000),
@@ -63,3 +63,35 @@ def test_vlans_in_use_counts_users() -> None:
     rs = {IPv4Address(f"10.1.0.{i}"): UserRule(IPv4Address(f"10.1.0.{i}"), t, t, 1)
           for i, t in ((1, 7), (2, 7), (3, 9))}
     assert vlans_in_use(rs) == {7: 2, 9: 1}
+
+
+plans = st.builds(lambda add, rem: Plan(tuple({r.vip: r for r in add}.values()),
+                                        tuple({r.vip: r for r in rem}.values())),
+                  st.lists(rules, max_size=8), st.lists(rules, max_size=8))
+
+
+@settings(max_examples=500, deadline=None)
+@given(states, states, st.integers(0, 30))
+def test_in_place_apply_and_its_table_counts_equal_the_copying_apply(d: dict, a: dict, scope_n: int) -> None:
+    """The engine's per-batch path (apply_counted, tables_after: O(batch)) gives exactly
+    what apply + vlans_in_use (O(users)) give, for diffs and scoped diffs."""
+    scope = frozenset(IPv4Address(f"10.1.0.{n}") for n in range(1, scope_n + 1))
+    for plan in (diff(d, a), diff(d, a, scope)):
+        owned, use = dict(a), vlans_in_use(a)
+        tables = tables_after(plan, owned, use)
+        assert owned == a  # tables_after changes nothing
+        apply_counted(plan, owned, use)
+        assert owned == apply(plan, a)
+        assert use == vlans_in_use(owned)
+        assert tables == set(use)
+
+
+@settings(max_examples=500, deadline=None)
+@given(states, plans)
+def test_in_place_apply_matches_for_any_plan(a: dict, plan: Plan) -> None:
+    """Also for plans no diff would make (removals of rules not held, adds over held VIPs)."""
+    owned, use = dict(a), vlans_in_use(a)
+    tables = tables_after(plan, owned, use)
+    apply_counted(plan, owned, use)
+    assert owned == apply(plan, a)
+    assert use == vlans_in_use(owned) and tables == set(use)

@@ -4,7 +4,7 @@ backend. The same engine against the real kernel is in tests/integration/policy/
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -19,6 +19,7 @@ from ikemgr.config.load import load
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.core.model import Sa, SaUpdate, UserRule
 from ikemgr.core.policy_diff import Plan
+from ikemgr.core.policy_diff import apply as plan_apply
 from ikemgr.engine.engine import Engine
 from ikemgr.errors import BackendUnavailable
 
@@ -42,9 +43,10 @@ class MemoryBackend:
         self.reads += 1
         return KernelView(dict(self.kernel))
 
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None:
+    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
         self.plans.append(plan)
-        self.kernel = dict(after)
+        self.kernel = plan_apply(plan, self.kernel)
+        assert tables == {r.table_id for r in self.kernel.values()}, "tables_after disagrees"
 
     def close(self) -> None: ...
 

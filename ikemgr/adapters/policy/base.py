@@ -10,7 +10,7 @@ the same locked pass: what it adds is known to be absent from the kernel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Protocol
@@ -36,7 +36,9 @@ class PolicyBackend(Protocol):
 
     def ensure(self) -> None: ...
     def read(self) -> KernelView: ...
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None: ...
+    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
+        """``tables``: the VLAN tables that hold a VIP once the plan is applied."""
+        ...
     def close(self) -> None: ...
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
@@ -153,8 +153,8 @@ class MarksBackend:
         unused = [self.vlan_rule(t) for t in sorted(vlan_rules - {r.table_id for r in out.values()})]
         return KernelView(out, [*stray_rules, *stray_elems, *unused], {t: True for t in vlan_rules})
 
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None:
-        need = {r.table_id for r in after.values()}
+    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
+        need = set(tables)
         new_rules = sorted(need - self._vlan_rules)
         if new_rules:  # the VLAN's rule first, so marked packets never miss it
             self.nl.change([self.vlan_rule(t) for t in new_rules], [])

@@ -9,7 +9,7 @@ on one rtnetlink socket (``adapters.kernel.rule_channel``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from ipaddress import IPv4Address, IPv4Network
 
 from ikemgr.adapters.kernel.netns import InNetns
@@ -69,7 +69,7 @@ class RulesBackend:
         self._stray = stray
         return KernelView(out, list(stray))
 
-    def apply(self, plan: Plan, after: Mapping[IPv4Address, UserRule], *, fresh: bool = False) -> None:
+    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
         """One batch of rule changes; right after a ``read`` (``fresh``) the adds skip the
         kernel's duplicate check, a third of the cost of 10,000 adds (``rule_channel.encode``)."""
         delete = list(self._stray)
