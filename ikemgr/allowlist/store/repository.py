@@ -29,7 +29,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ikemgr.allowlist.store.models import accounts, audit, grants, vlans
@@ -149,8 +148,13 @@ class Store:
             raise BackendUnavailable("db", _detail(e)) from None
 
     def _insert_ignore(self, table: Any) -> Any:
+        # only the database's own dialect is imported (PostgreSQL's pulls in its async drivers)
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             return postgresql.insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table).on_conflict_do_nothing()
 
     def close(self) -> None:
