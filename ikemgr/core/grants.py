@@ -178,26 +178,25 @@ def validate(entries: Iterable[RawEntry], grammar: IdentityGrammar, now: datetim
     duplicates = 0
     for e in entries:
         try:
-            ident = grammar.parse_vlan_identity(_identity_value(e))
+            account, vlan = grammar.vlan_pair(_identity_value(e))
         except IdentityRejected as err:
             rejected.append(Rejection(e.source, e.where, err.reason, err.shown))
             continue
-        assert ident.vlan is not None
         if e.valid_from is None and e.valid_until is None and e.note is None:
-            g = Grant(ident.account, ident.vlan, e.source)  # the common case, kept cheap
+            g = Grant(account, vlan, e.source)  # the common case, kept cheap
         else:
             try:
                 valid_from = as_utc(e.valid_from, "valid_from")
                 valid_until = as_utc(e.valid_until, "valid_until")
                 note = check_note(e.note)
             except ValueError as err:
-                rejected.append(Rejection(e.source, e.where, str(err), shown(str(ident))))
+                rejected.append(Rejection(e.source, e.where, str(err), shown(f"{account}@{vlan}")))
                 continue
             if valid_from is not None and valid_until is not None and valid_until <= valid_from:
                 rejected.append(Rejection(e.source, e.where, "valid_until is not after valid_from",
-                                          shown(str(ident))))
+                                          shown(f"{account}@{vlan}")))
                 continue
-            g = Grant(ident.account, ident.vlan, e.source, valid_from, valid_until, note)
+            g = Grant(account, vlan, e.source, valid_from, valid_until, note)
             if g.expired(now):
                 expired.add(g.key)
                 continue
