@@ -2,13 +2,14 @@
 
 libnftables and libiptc open their sockets in the *calling thread's* namespace and
 ``setns(2)`` is per thread, so firewall calls for ``--netns NAME`` go through a
-one-thread executor whose only thread entered NAME at start. pyroute2's ``setns``
-creates a missing namespace unless ``flags=0`` is passed; we pass it, and also check
-first so a typo is an error instead of a new, empty namespace.
+one-thread executor whose only thread entered NAME at start. ``enter`` opens the named
+namespace and never creates one (a typo is an error, not a new, empty namespace); the
+name is also checked first for a clear message.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, ThreadPoolExecutor
@@ -31,10 +32,33 @@ def check_netns(name: str) -> None:
         raise UsageError(f"--netns: network namespace {name} does not exist")
 
 
-def _enter(name: str) -> None:
-    from pyroute2 import netns
+CLONE_NEWNET = 0x40000000
 
-    netns.setns(name, flags=0)
+
+def enter(name: str) -> None:
+    """Move the calling thread into the named network namespace (``ip netns``'s bind mount).
+
+    ``setns(2)`` through libc (``os.setns`` is Python 3.12+), without importing pyroute2
+    (~0.1 s of CPU) for it. A missing namespace raises OSError; none is ever created.
+    """
+    fd = os.open(NETNS_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns = getattr(os, "setns", None)
+        if setns is not None:
+            setns(fd, CLONE_NEWNET)
+            return
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _enter(name: str) -> None:
+    enter(name)
 
 
 class InNetns:
