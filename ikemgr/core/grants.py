@@ -284,14 +284,22 @@ def diff(current: Iterable[Grant], desired: Validated, now: datetime,
     live = 0
     seen: set[GrantKey] = set()
     want = desired.grants
+    get = want.get
+    see = seen.add
+    same = 0
     for cur in current:
         key = cur[:3]
-        seen.add(key)
+        see(key)
+        new = get(key)
+        if new is not None and cur == new:
+            # the common case, one tuple comparison: the same terms and flag; live, since no
+            # desired grant has run out at ``now`` (validate sets those aside)
+            same += 1
+            continue
         vu = cur.valid_until
         ran_out = vu is not None and vu <= now
         if not ran_out:
             live += 1
-        new = want.get(key)
         if new is None:
             if ran_out or key in desired.source_expired:
                 expired.append(cur)
@@ -301,9 +309,9 @@ def diff(current: Iterable[Grant], desired: Validated, now: datetime,
             unchanged += 1
         else:
             updated.append((cur, new._replace(suspended=cur.suspended)))
-    for key, g in desired.grants.items():
-        if key not in seen:
-            added.append(g)
+    unchanged += same
+    live += same
+    added = [g for key, g in want.items() if key not in seen]
     return SyncPlan(tuple(sorted(added)), tuple(sorted(removed)), tuple(sorted(expired)),
                     tuple(sorted(updated)), desired.rejected, desired.duplicates, live, unchanged,
                     tuple(sources))
