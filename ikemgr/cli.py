@@ -9,6 +9,7 @@ product wheel does not contain it).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pkgutil
@@ -86,7 +87,16 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    build_app(_requested(sys.argv))()
+    # importing the commands allocates ~100,000 objects that live as long as the process:
+    # no cyclic collection while they are made (~0.04 s of CPU at every start), and frozen
+    # afterwards, so the collections of the command itself never scan them again
+    gc.disable()
+    try:
+        app = build_app(_requested(sys.argv))
+    finally:
+        gc.freeze()
+        gc.enable()
+    app()
 
 
 def updown_main() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from ikemgr.errors import EXIT_OK
+
+if TYPE_CHECKING:  # rich only renders for humans: --json (scripts, sync from a timer) never loads it
+    from rich.console import Console
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ def render(result: Result, as_json: bool, console: Console | None = None) -> Non
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=_jsonable) + "\n")
         return
+    from rich.console import Console
+    from rich.table import Table
+
     # a pipe or a log file gets full-width tables, not rich's 80-column default
     out = console or Console(highlight=False, soft_wrap=True,
                              width=None if sys.stdout.isatty() else 200)

@@ -27,23 +27,22 @@ class InThread:
 
     def start(self) -> bool:
         if self.netns:
-            from pyroute2 import netns as pr_netns
+            from ikemgr.adapters.kernel.netns import enter
 
             try:
-                pr_netns.setns(self.netns, flags=0)
+                enter(self.netns)
             except OSError as e:
                 log.error("conntrack flusher cannot enter netns %s: %s", self.netns, e)
                 return False
         return True
 
     def flush(self, vips: set[str]) -> tuple[int, int]:
-        from ikemgr.adapters import conntrack_child
+        from ikemgr.adapters.kernel.ct_channel import CtChannel
 
         if self._ct is None:
-            from pyroute2 import Conntrack
-
-            self._ct = Conntrack()
-        return conntrack_child.flush(self._ct, vips)
+            self._ct = CtChannel()
+        deleted, failed = self._ct.flush(vips)
+        return deleted, failed
 
     def close(self) -> None:
         if self._ct is not None:

@@ -20,29 +20,30 @@ class LazyStore:
         self.cfg = cfg
         self._store: Any = None
 
-    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+    def _opened(self) -> Any:
         if self._store is None:
             from ikemgr.allowlist.store import open_store
 
             self._store = open_store(self.cfg)
-        pairs: frozenset[tuple[str, int]] = self._store.active_pairs(now)
+        return self._store
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        pairs: frozenset[tuple[str, int]] = self._opened().active_pairs(now)
         return pairs
 
     def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
-        if self._store is None:
-            from ikemgr.allowlist.store import open_store
-
-            self._store = open_store(self.cfg)
-        ends: dict[tuple[str, int], datetime] = self._store.pair_ends(now)
+        ends: dict[tuple[str, int], datetime] = self._opened().pair_ends(now)
         return ends
 
     def next_change(self, now: datetime) -> datetime | None:
-        if self._store is None:
-            from ikemgr.allowlist.store import open_store
-
-            self._store = open_store(self.cfg)
-        at: datetime | None = self._store.next_change(now)
+        at: datetime | None = self._opened().next_change(now)
         return at
+
+    def allow_list(self, now: datetime) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
+        """Both in one read (``Store.allow_list``): what the snapshot in front of this reads."""
+        both: tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]] = \
+            self._opened().allow_list(now)
+        return both
 
 
 def open_allow_list(cfg: Config, grammar: IdentityGrammar,

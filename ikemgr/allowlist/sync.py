@@ -134,7 +134,8 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
     if not done.applied or on_change is None:
         return done
     try:
-        on_change(done)
+        with _gc_paused():  # the live reconcile reads the whole allow-list again
+            on_change(done)
     except IkemgrError as e:
         return replace(done, reconcile_error=e.message)
     return replace(done, reconciled=True)

@@ -178,26 +178,25 @@ def validate(entries: Iterable[RawEntry], grammar: IdentityGrammar, now: datetim
     duplicates = 0
     for e in entries:
         try:
-            ident = grammar.parse_vlan_identity(_identity_value(e))
+            account, vlan = grammar.vlan_pair(_identity_value(e))
         except IdentityRejected as err:
             rejected.append(Rejection(e.source, e.where, err.reason, err.shown))
             continue
-        assert ident.vlan is not None
         if e.valid_from is None and e.valid_until is None and e.note is None:
-            g = Grant(ident.account, ident.vlan, e.source)  # the common case, kept cheap
+            g = Grant(account, vlan, e.source)  # the common case, kept cheap
         else:
             try:
                 valid_from = as_utc(e.valid_from, "valid_from")
                 valid_until = as_utc(e.valid_until, "valid_until")
                 note = check_note(e.note)
             except ValueError as err:
-                rejected.append(Rejection(e.source, e.where, str(err), shown(str(ident))))
+                rejected.append(Rejection(e.source, e.where, str(err), shown(f"{account}@{vlan}")))
                 continue
             if valid_from is not None and valid_until is not None and valid_until <= valid_from:
                 rejected.append(Rejection(e.source, e.where, "valid_until is not after valid_from",
-                                          shown(str(ident))))
+                                          shown(f"{account}@{vlan}")))
                 continue
-            g = Grant(ident.account, ident.vlan, e.source, valid_from, valid_until, note)
+            g = Grant(account, vlan, e.source, valid_from, valid_until, note)
             if g.expired(now):
                 expired.add(g.key)
                 continue
@@ -285,14 +284,22 @@ def diff(current: Iterable[Grant], desired: Validated, now: datetime,
     live = 0
     seen: set[GrantKey] = set()
     want = desired.grants
+    get = want.get
+    see = seen.add
+    same = 0
     for cur in current:
         key = cur[:3]
-        seen.add(key)
+        see(key)
+        new = get(key)
+        if new is not None and cur == new:
+            # the common case, one tuple comparison: the same terms and flag; live, since no
+            # desired grant has run out at ``now`` (validate sets those aside)
+            same += 1
+            continue
         vu = cur.valid_until
         ran_out = vu is not None and vu <= now
         if not ran_out:
             live += 1
-        new = want.get(key)
         if new is None:
             if ran_out or key in desired.source_expired:
                 expired.append(cur)
@@ -302,9 +309,9 @@ def diff(current: Iterable[Grant], desired: Validated, now: datetime,
             unchanged += 1
         else:
             updated.append((cur, new._replace(suspended=cur.suspended)))
-    for key, g in desired.grants.items():
-        if key not in seen:
-            added.append(g)
+    unchanged += same
+    live += same
+    added = [g for key, g in want.items() if key not in seen]
     return SyncPlan(tuple(sorted(added)), tuple(sorted(removed)), tuple(sorted(expired)),
                     tuple(sorted(updated)), desired.rejected, desired.duplicates, live, unchanged,
                     tuple(sources))

@@ -76,6 +76,11 @@ class IdentityGrammar:
         if type(value) is str and value and len(value) <= self.max_chars and value.isascii() \
                 and value.isprintable():
             return value
+        # the same for a list file's lines, which arrive as bytes: ASCII decodes as itself
+        if type(value) is bytes and value and len(value) <= self.max_chars and value.isascii():
+            text = value.decode("ascii")
+            if text.isprintable():
+                return text
         if isinstance(value, bytes | bytearray):
             if len(value) > MAX_BYTES:
                 raise IdentityRejected("too long", shown(value))
@@ -109,6 +114,11 @@ class IdentityGrammar:
 
     def parse_vlan_identity(self, value: object) -> Identity:
         """Accept only ``account@NNNNNN`` (allow-list entries must name a VLAN)."""
+        return Identity(*self.vlan_pair(value))
+
+    def vlan_pair(self, value: object) -> tuple[str, int]:
+        """``parse_vlan_identity`` as a plain ``(account, vlan)`` tuple: what a sync checks
+        100,000 entries with (the same checks, without an Identity per entry)."""
         text = self._text(value)
         if text.count("@") != 1:
             raise IdentityRejected("must contain exactly one '@'", shown(text))
@@ -124,7 +134,7 @@ class IdentityGrammar:
         vlan = int(number)
         if vlan < 1:
             raise IdentityRejected("VLAN number must be at least 1", shown(text))
-        return Identity(self._account(account, text), vlan)
+        return self._account(account, text), vlan
 
 
 def account_from_dn(dn: object) -> str | None:

@@ -277,3 +277,39 @@ def test_head_revision_constant_is_the_migration_scripts_head() -> None:
     from ikemgr.allowlist.store.migrate import HEAD_REVISION, head_revision
 
     assert head_revision() == HEAD_REVISION
+
+
+def diff_one_by_one(current: list[Grant], d: Validated, now: datetime) -> SyncPlan:
+    """The plan with every stored grant compared field by field: what diff's fast path must equal."""
+    added, removed, expired, updated, unchanged, live, seen = [], [], [], [], 0, 0, set()
+    for cur in current:
+        seen.add(cur.key)
+        ran_out = cur.expired(now)
+        live += not ran_out
+        new = d.grants.get(cur.key)
+        if new is None:
+            (expired if ran_out or cur.key in d.source_expired else removed).append(cur)
+        elif cur.same_terms(new):
+            unchanged += 1
+        else:
+            updated.append((cur, new._replace(suspended=cur.suspended)))
+    added = [g for k, g in d.grants.items() if k not in seen]
+    return SyncPlan(tuple(sorted(added)), tuple(sorted(removed)), tuple(sorted(expired)),
+                    tuple(sorted(updated)), d.rejected, d.duplicates, live, unchanged, ())
+
+
+_WHEN = st.sampled_from([None, NOW - timedelta(days=1), NOW, NOW + timedelta(days=1), NOW + timedelta(days=2)])
+_GRANTS = st.builds(Grant, st.sampled_from("abcd"), st.integers(1, 3), st.sampled_from(["s", "t"]),
+                    st.sampled_from([None, NOW - timedelta(days=2), NOW + timedelta(hours=1)]), _WHEN,
+                    st.sampled_from(["", "n"]), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_GRANTS, max_size=30), st.lists(_GRANTS, max_size=30), st.lists(_GRANTS, max_size=4))
+def test_diff_is_the_field_by_field_comparison(cur: list[Grant], listed: list[Grant], gone: list[Grant]) -> None:
+    """Stored grants (unique keys, any terms and flags) against what validate hands over
+    (unique keys, none run out, not suspended, some listed with a past end): the same plan."""
+    stored = list({g.key: g for g in cur}.values())
+    want = {g.key: g._replace(suspended=False) for g in listed if not g.expired(NOW)}
+    d = Validated(want, duplicates=1, source_expired=frozenset(g.key for g in gone) - want.keys())
+    assert diff(stored, d, NOW) == diff_one_by_one(stored, d, NOW)

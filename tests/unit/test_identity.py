@@ -42,3 +42,38 @@ def test_parse_never_crashes_and_round_trips(value: object) -> None:
     except IdentityRejected:
         return
     assert G.parse(str(ident)) == ident
+
+
+@pytest.mark.parametrize("value", HOSTILE + [b"alice@123456\x7f", b"a" * 129 + b"@1", b"al\tce@1"],
+                         ids=range(len(HOSTILE) + 3))
+def test_vlan_pair_refuses_what_parse_vlan_identity_refuses(value: object) -> None:
+    for check in (G.vlan_pair, G.parse_vlan_identity):
+        with pytest.raises(IdentityRejected):
+            check(value)
+
+
+@given(st.text(max_size=200) | st.binary(max_size=600))
+def test_vlan_pair_is_parse_vlan_identity_as_a_plain_tuple(value: object) -> None:
+    """The same answer (or the same refusal, with the same reason) for text and for bytes;
+    ASCII bytes take the fast path, anything else the full checks."""
+    try:
+        ident = G.parse_vlan_identity(value)
+    except IdentityRejected as e:
+        with pytest.raises(IdentityRejected) as again:
+            G.vlan_pair(value)
+        assert (again.value.reason, again.value.shown) == (e.reason, e.shown)
+        return
+    pair = G.vlan_pair(value)
+    assert type(pair) is tuple and pair == (ident.account, ident.vlan)
+    if isinstance(value, bytes):
+        assert G.vlan_pair(value.decode("utf-8")) == pair
+
+
+def test_ascii_bytes_and_text_are_read_alike() -> None:
+    assert G.vlan_pair(b"alice@123456") == G.vlan_pair("alice@123456") == ("alice", 123456)
+    for bad in (b"alice@123456\x1f", b"al\x7fice@1", b"x" * 129):
+        with pytest.raises(IdentityRejected) as from_bytes:
+            G.vlan_pair(bad)
+        with pytest.raises(IdentityRejected) as from_text:
+            G.vlan_pair(bad.decode("ascii"))
+        assert from_bytes.value.reason == from_text.value.reason

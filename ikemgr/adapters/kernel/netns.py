@@ -45,6 +45,18 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def enter(name: str) -> None:
+    """Move the calling thread into the named network namespace for good (a thread that
+    lives there: the conntrack flusher). A missing namespace raises OSError; none is created."""
+    fd = os.open(NETNS_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"setns {name}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 class _Thread(threading.local):
     home: int | None = None  # this thread's own namespace (an fd), opened at its first call
     depth = 0  # calls in progress on this thread (a nested call stays where it is)

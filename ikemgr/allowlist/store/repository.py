@@ -29,7 +29,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ikemgr.allowlist.store.models import accounts, audit, grants, vlans
@@ -86,6 +85,32 @@ def _active_clause(now: datetime) -> Any:
     )
 
 
+def _raw_rows(c: Connection, q: Any) -> list[Any]:
+    """The rows of a select as the DB-API cursor returns them (tuples, no result processing)."""
+    compiled = q.compile(dialect=c.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    args: Any = tuple(params[k] for k in compiled.positiontup or ()) if compiled.positional else params
+    # bound values go through their types' bind processors (UTCDateTime: naive UTC for SQLite)
+    procs = {k: b.type.dialect_impl(c.dialect).bind_processor(c.dialect) for k, b in compiled.binds.items()}
+    if compiled.positional:
+        args = tuple(p(a) if (p := procs.get(k)) else a for k, a in zip(compiled.positiontup or (), args,
+                                                                        strict=True))
+    else:
+        args = {k: p(a) if (p := procs.get(k)) else a for k, a in args.items()}
+    cur = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(str(compiled), args)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
+def _stamp(c: Connection) -> Callable[[Any], Any]:
+    """The grants' timestamp column's result processing for this connection's dialect."""
+    proc = grants.c.valid_from.type.dialect_impl(c.dialect).result_processor(c.dialect, None)
+    return proc if proc is not None else (lambda v: v)
+
+
 def _row_grant(r: Any) -> Grant:
     return Grant(r.account, int(r.vlan), r.source, r.valid_from, r.valid_until, r.note or "",
                  bool(r.suspended))
@@ -123,8 +148,13 @@ class Store:
             raise BackendUnavailable("db", _detail(e)) from None
 
     def _insert_ignore(self, table: Any) -> Any:
+        # only the database's own dialect is imported (PostgreSQL's pulls in its async drivers)
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             return postgresql.insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table).on_conflict_do_nothing()
 
     def close(self) -> None:
@@ -213,6 +243,32 @@ class Store:
         # columns are in Grant's field order and typed by the table: build tuples directly
         return self._read(lambda c: [Grant._make(r) for r in c.execute(q)])
 
+    def allow_list(self, now: datetime) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
+        """``active_pairs(now)`` and ``pair_ends(now)`` in one read of the grants in force.
+
+        What the engine's allow-list (and its outage snapshot) reads after every sync. The
+        rows come through the DB-API cursor as plain tuples; the ends are worked out only
+        when some grant in force has one (a GROUP BY in SQL measured slower than this on
+        SQLite: 0.09 against 0.045 s for 100,000 grants).
+        """
+        q = select(grants.c.account, grants.c.vlan, grants.c.valid_until).where(_active_clause(now))
+
+        def read(c: Connection) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
+            raw = _raw_rows(c, q)
+            pairs = frozenset([(a, v) for a, v, _ in raw])
+            ends: dict[tuple[str, int], datetime] = {}
+            if any(u is not None for _, _, u in raw):
+                stamp = _stamp(c)
+                unending = {(a, v) for a, v, u in raw if u is None}  # one open-ended grant keeps it open
+                for a, v, u in raw:
+                    if u is not None and (a, v) not in unending:
+                        u = stamp(u)
+                        prev = ends.get((a, v))
+                        ends[(a, v)] = u if prev is None else max(prev, u)
+            return pairs, ends
+
+        return self._read(read)
+
     def source_grants(self, sources: Sequence[str]) -> list[Grant]:
         """Every grant of the given sources, for a sync diff: the 100,000-row read, kept lean.
 
@@ -222,23 +278,13 @@ class Store:
         q = select(*_GRANT_COLUMNS).where(grants.c.source.in_(list(sources)))
 
         def rows(c: Connection) -> list[Grant]:
-            compiled = q.compile(dialect=c.dialect, compile_kwargs={"render_postcompile": True})
-            params = compiled.construct_params()
-            args: Any = (tuple(params[k] for k in compiled.positiontup or ()) if compiled.positional
-                         else params)
-            stamp = grants.c.valid_from.type.dialect_impl(c.dialect).result_processor(c.dialect, None)
-            cur = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cur.execute(str(compiled), args)
-                raw = cur.fetchall()
-            finally:
-                cur.close()
+            stamp = _stamp(c)
             out = []
-            for a, v, src, vf, vu, note, susp in raw:
+            for a, v, src, vf, vu, note, susp in _raw_rows(c, q):
                 if vf is not None:
-                    vf = stamp(vf) if stamp else vf
+                    vf = stamp(vf)
                 if vu is not None:
-                    vu = stamp(vu) if stamp else vu
+                    vu = stamp(vu)
                 out.append(Grant(a, v, src, vf, vu, note, bool(susp)))
             return out
 

@@ -336,3 +336,27 @@ def test_a_rule_added_behind_the_index_is_never_doubled(lab: Lab) -> None:
         assert sorted(r["src"] for r in lab.owned_rules()) == [str(A), str(A), str(B), str(B)]
     finally:
         close_engine(e)
+
+
+def test_enter_moves_only_the_calling_thread_and_never_creates_a_namespace(lab: Lab) -> None:
+    """netns.enter (setns through libc, no pyroute2): the thread that calls it is in the
+    namespace, the rest of the process is not; a missing name is an error, not a new one."""
+    import threading
+
+    from ikemgr.adapters.kernel.netns import NETNS_DIR, enter
+
+    seen: dict[str, int] = {}
+
+    def inside() -> None:
+        enter(lab.ns)
+        seen["thread"] = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
+
+    t = threading.Thread(target=inside)
+    t.start()
+    t.join(5)
+    assert seen["thread"] == os.stat(f"/run/netns/{lab.ns}").st_ino
+    assert os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino != seen["thread"]
+    missing = "ikt-p-none" + os.urandom(2).hex()
+    with pytest.raises(OSError):
+        enter(missing)
+    assert not (NETNS_DIR / missing).exists()

@@ -222,3 +222,21 @@ def test_pair_ends_are_the_latest_end_of_pairs_that_end(store: Store) -> None:
         assert store.put_grant(g, "t", NOW)[0] == "added"
     assert store.pair_ends(NOW) == {("a", 123456): NOW + 2 * H}
     assert store.pair_ends(NOW + H) == {("a", 123456): NOW + 2 * H}
+
+
+def test_allow_list_is_active_pairs_and_pair_ends_in_one_read(store: Store) -> None:
+    """The engine's one read after a sync: the same pairs and ends as the two separate reads,
+    at every moment of the grants' windows (suspended, future, ended and open-ended grants)."""
+    for g in (Grant("a", 123456, "manual", valid_until=NOW + H),
+              Grant("a", 123456, "regdb", valid_until=NOW + 2 * H),
+              Grant("b", 123456, "manual", valid_until=NOW + H), Grant("b", 123456, "regdb"),
+              Grant("c", 123457, "manual"), Grant("d", 123457, "manual", valid_from=NOW + H),
+              Grant("e", 123457, "manual", valid_from=NOW - H, valid_until=NOW + 3 * H)):
+        assert store.put_grant(g, "t", NOW)[0] == "added"
+    store.set_suspended({"c": "disabled"}, "t", NOW)
+    for at in (NOW - 2 * H, NOW, NOW + H - timedelta(seconds=1), NOW + H, NOW + 2 * H, NOW + 4 * H):
+        pairs, ends = store.allow_list(at)
+        assert pairs == store.active_pairs(at)
+        assert ends == store.pair_ends(at)
+        assert all(t.tzinfo is not None for t in ends.values())
+    assert store.allow_list(NOW)[1] == {("a", 123456): NOW + 2 * H, ("e", 123457): NOW + 3 * H}
