@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from client_world import (
     CLIENT_STATE,
     CM,
     DNS_NAME,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import LAB_YAML, STATE, World
+from client_world import LAB_YAML, STATE, World
 
 from helpers import IKEMGR, sh
 
