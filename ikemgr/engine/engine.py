@@ -30,7 +30,7 @@ from ikemgr.core.policy_diff import Plan, apply_counted, diff, tables_after, vla
 from ikemgr.core.policy_diff import apply as plan_apply
 from ikemgr.engine.coordination import Generation, Lock
 from ikemgr.errors import ApplyFailed, BackendUnavailable
-from ikemgr.log import lines_held, log_event
+from ikemgr.log import lines_held, log_event, log_fields
 
 if TYPE_CHECKING:  # prometheus_client costs ~0.05 s of CPU at every command start
     from ikemgr.metrics import Metrics
@@ -331,4 +331,4 @@ class Engine:
             if self.metrics is not None:
                 self.metrics.decisions.labels(outcome=str(d.outcome)).inc()
             level = logging.WARNING if d.outcome is Outcome.REJECTED_IDENTITY else logging.INFO
-            log.log(level, "decision", extra={"fields": describe(d)})
+            log_fields(log, level, "decision", describe(d))

@@ -41,3 +41,63 @@ def test_nested_blocks_write_once_at_the_outer_end(log_stderr: io.StringIO) -> N
         assert log_stderr.getvalue() == ""
         log_event("two", event="y")
     assert [json.loads(ln[3:])["msg"] for ln in log_stderr.getvalue().splitlines()] == ["one", "two"]
+
+
+@pytest.mark.parametrize(("fmt", "journal"), [("json", True), ("json", False), ("text", False)])
+def test_a_held_line_is_the_same_line_the_record_path_writes(monkeypatch: pytest.MonkeyPatch, fmt: str,
+                                                             journal: bool) -> None:
+    """log_fields' fast path (inside lines_held) writes byte for byte what a LogRecord
+    through the handler writes; only the timestamp differs."""
+    from ikemgr.log import log_fields, setup_logging
+
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stderr", out)
+    setup_logging(fmt, journal=journal)
+    log = logging.getLogger("ikemgr.policy")
+    fields = {"event": "decision", "identity": "alice@123456", "vips": ["10.1.0.9"], "vlan": 123456,
+              "reason": 'quote " and \\ and é'}
+    try:
+        log_fields(log, logging.WARNING, "decision", dict(fields))  # not held: a LogRecord
+        with lines_held():
+            log_fields(log, logging.WARNING, "decision", dict(fields))  # held: the fast path
+    finally:
+        logging.getLogger("ikemgr").handlers[:] = []
+
+    def no_ts(line: str) -> str:
+        if fmt != "json":
+            return line
+        prefix, _, body = line.partition("{")
+        d = json.loads("{" + body)
+        d.pop("ts")
+        return prefix + json.dumps(d)
+
+    slow, fast = out.getvalue().splitlines()
+    assert no_ts(slow) == no_ts(fast)
+    assert fast.startswith("<4>") == journal
+
+
+def test_a_record_someone_else_listens_for_takes_the_record_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler of its own on the logger (a test's capture, an operator's extra handler)
+    still gets the record: the fast path is only for lines nobody else could see."""
+    from ikemgr.log import log_fields, setup_logging
+
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stderr", out)
+    setup_logging("json", journal=False)
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    log = logging.getLogger("ikemgr.policy")
+    keep = Keep()
+    log.addHandler(keep)
+    try:
+        with lines_held():
+            log_fields(log, logging.INFO, "rule added", {"event": "rule-add"})
+    finally:
+        log.removeHandler(keep)
+        logging.getLogger("ikemgr").handlers[:] = []
+    assert [r.getMessage() for r in seen] == ["rule added"]
+    assert json.loads(out.getvalue())["event"] == "rule-add"  # and the line is written as before
