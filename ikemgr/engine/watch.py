@@ -17,9 +17,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
-from ikemgr.adapters.vici.codec import parse_event
+from ikemgr.adapters.vici.codec import parse_batch
 from ikemgr.adapters.vici.session import CommandSession, EventSession, connect
-from ikemgr.core.model import SaUpdate
 from ikemgr.engine.engine import Engine, Report
 from ikemgr.engine.oneshot import sas_and_leases
 from ikemgr.errors import ApplyFailed, BackendUnavailable
@@ -226,9 +225,7 @@ class Watcher:
                     self.engine.metrics.error("vici-undecodable", ev.undecodable - lost)
                 last_full = float("-inf")  # a full reconcile at once
             if batch:
-                updates: list[SaUpdate] = []
-                for name, msg in batch:
-                    updates.extend(parse_event(name, msg))
+                updates = parse_batch(batch)
                 try:
                     self.engine.events(updates, received)  # its lines go out in one write
                 except ApplyFailed as e:

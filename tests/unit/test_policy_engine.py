@@ -10,6 +10,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ikemgr.adapters.policy.base import KernelView
 from ikemgr.adapters.vici.codec import parse_event
@@ -264,3 +266,48 @@ def test_the_snapshot_ends_grants_on_time_during_an_outage(tmp_path: Path) -> No
     assert snap.next_change(t0 + timedelta(minutes=10)) is None
     src.down = False
     assert snap.next_change(t0) == t0 + timedelta(minutes=10)  # the source's answer again
+
+
+_events = st.lists(st.tuples(st.sampled_from(["ike-updown", "child-updown", "ike-rekey", "child-rekey"]),
+                             st.integers(1, 3), st.booleans(),
+                             st.sampled_from(["ESTABLISHED", "DELETING", "REKEYED"]),
+                             st.sampled_from(["alice@123456", "bob@123456", "carol"])),
+                   max_size=40)
+
+
+def _msg(name: str, uid: int, up: bool, state: str, ident: str) -> dict[str, object]:
+    sa = {"uniqueid": str(uid).encode(), "state": state.encode(), "remote-eap-id": ident.encode(),
+          "remote-vips": [f"10.1.0.{uid}".encode()]}
+    if name == "ike-rekey":
+        return {"kuins": {"old": dict(sa, state=b"REKEYED"), "new": dict(sa, uniqueid=str(uid + 10).encode())}}
+    return ({"up": b"yes"} if up else {}) | {"kuins": sa}
+
+
+@settings(max_examples=300, deadline=None)
+@given(_events, st.integers(1, 8))
+def test_parse_batch_leaves_the_engine_where_parsing_every_event_leaves_it(evs: list, cut: int) -> None:
+    """parse_batch skips an up/down equal to the one before it (charon's child-updown after
+    its ike-updown): the engine's index, kernel and decisions end the same either way."""
+    from ikemgr.adapters.vici.codec import parse_batch
+
+    batch = [(e[0], _msg(*e)) for e in evs]
+    a, ka = engine(("alice", 123456), ("bob", 123456))
+    b, kb = engine(("alice", 123456), ("bob", 123456))
+    for start in range(0, len(batch), cut):  # the same batches for both
+        part = batch[start:start + cut]
+        a.events([u for name, msg in part for u in parse_event(name, msg)])
+        b.events(parse_batch(part))
+    assert a.sas == b.sas
+    assert ka.kernel == kb.kernel
+    assert a.owned == b.owned
+
+
+def test_parse_batch_skips_the_repeated_child_updown_only() -> None:
+    from ikemgr.adapters.vici.codec import parse_batch
+
+    up = _msg("ike-updown", 1, True, "ESTABLISHED", "alice@123456")
+    down = _msg("ike-updown", 1, False, "ESTABLISHED", "alice@123456")
+    assert len(parse_batch([("ike-updown", up), ("child-updown", dict(up))])) == 1
+    assert len(parse_batch([("ike-updown", up), ("child-updown", down)])) == 2
+    # a rekey's equal message is parsed: its SA's state decides, not the up key
+    assert len(parse_batch([("ike-updown", down), ("child-rekey", dict(down))])) == 2

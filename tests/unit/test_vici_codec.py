@@ -149,3 +149,16 @@ def test_decode_event_refuses_a_cut_message_bounded_inside_a_buffer(msg: dict[st
 def test_decode_event_refuses_malformed_messages(data: bytes, why: str) -> None:
     with pytest.raises(MessageError, match=why):
         decode_event(data, 0, len(data))
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    ([b"10.1.0.5"], ("10.1.0.5",)),
+    ([b"10.1.0.5", b"fd00::5"], ("10.1.0.5",)),  # IPv6 is skipped (not supported yet)
+    ([b"01.2.3.4", b"1.2.3", b"1.2.3.4 ", b"256.1.1.1", b"1.2.3.4\x00", b"0x1.2.3.4", b"\xff\xfe"], ()),
+    ([b"1.2.3.4", b"not an address", b"5.6.7.8"], ("1.2.3.4", "5.6.7.8")),
+])
+def test_vips_are_strict_dotted_quads(raw: list[bytes], want: tuple[str, ...]) -> None:
+    """The fast parse (inet_pton) takes only what ipaddress would; anything else is skipped."""
+    from ikemgr.adapters.vici.codec import vips_of
+
+    assert tuple(str(v) for v in vips_of({"remote-vips": raw})) == want

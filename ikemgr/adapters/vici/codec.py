@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, ip_address
+from socket import AF_INET, inet_pton
 from typing import Any
 
 from ikemgr.core.model import Sa, SaUpdate
@@ -27,6 +28,8 @@ UPDOWN_EVENTS = frozenset({"ike-updown", "child-updown"})
 
 
 def _text(v: object) -> str:
+    if type(v) is bytes:
+        return v.decode("utf-8", errors="replace")
     if isinstance(v, bytes | bytearray):
         return bytes(v).decode("utf-8", errors="replace")
     return "" if v is None else str(v)
@@ -44,8 +47,14 @@ def vips_of(d: Mapping[str, Any]) -> tuple[IPv4Address, ...]:
     if not isinstance(raw, list):
         return ()
     for item in raw:
+        text = _text(item)
+        try:  # strict dotted quad, four times cheaper than ipaddress's parser
+            out.append(IPv4Address(inet_pton(AF_INET, text)))
+            continue
+        except (OSError, ValueError):  # ValueError: an embedded NUL
+            pass  # IPv6 or not an address: ipaddress says which
         try:
-            addr = ip_address(_text(item))
+            addr = ip_address(text)
         except ValueError:
             log.warning("ignoring unparsable VIP %r", _text(item)[:64])
             continue
@@ -118,6 +127,26 @@ def parse_event(name: str, msg: Mapping[str, Any]) -> list[SaUpdate]:
             # rekeys: a live state means it is there; anything else (DELETING, CONNECTING…)
             # means it is not, and the engine ignores "gone" for SAs it never knew
             out.append(SaUpdate(name, sa, sa.live))
+    return out
+
+
+def parse_batch(batch: Iterable[tuple[str, Mapping[str, Any]]]) -> list[SaUpdate]:
+    """The updates of an event batch, in order, as ``parse_event`` gives them one by one,
+    less the repeats: charon follows an ``ike-updown`` with a ``child-updown`` that, decoded
+    for the policy's keys (``decode_event``), is the same message. Its updates would be the
+    same, and applying an update twice in a row changes nothing, so it is not parsed again.
+    Only an up/down following an up/down is compared: a rekey's equal message can mean
+    something else (its SA's state decides, not the ``up`` key)."""
+    out: list[SaUpdate] = []
+    prev: Mapping[str, Any] | None = None
+    for name, msg in batch:
+        if name in UPDOWN_EVENTS:
+            if msg == prev:
+                continue
+            prev = msg
+        else:
+            prev = None
+        out.extend(parse_event(name, msg))
     return out
 
 
