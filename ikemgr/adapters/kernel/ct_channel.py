@@ -20,26 +20,34 @@ import socket
 import struct
 from collections.abc import Collection, Iterator
 
+from ikemgr.adapters.kernel.nlmsg import (
+    NETLINK_CAP_ACK,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    error_code,
+    messages,
+    parse_acks,
+    request,
+)
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_NEW, IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 0, 1, 2
 MSG_NEW = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
 MSG_GET = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
 MSG_DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x2, 0x4, 0x300
 # ctnetlink attributes (linux/netfilter/nfnetlink_conntrack.h)
 CTA_TUPLE_ORIG, CTA_ZONE = 1, 18
 CTA_TUPLE_IP = 1
 CTA_IP_V4_SRC = 1
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big-endian on the wire; always 0 here)
 _NLA = struct.Struct("=HH")
-_ERR = struct.Struct("=i")
 
 #: deletes per send: each ACK (with CAP_ACK) is 36 bytes, the receive buffer holds thousands
 CHUNK = 512
@@ -62,13 +70,13 @@ def _padded(attr: bytes) -> bytes:
 def dump_request(seq: int) -> bytes:
     """IPCTNL_MSG_CT_GET with NLM_F_DUMP: every IPv4 entry of this namespace's table."""
     body = _NFGENMSG.pack(socket.AF_INET, 0, 0)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), MSG_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    return request(MSG_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def delete_request(orig: bytes, zone: bytes | None, seq: int) -> bytes:
     """IPCTNL_MSG_CT_DELETE of the entry whose CTA_TUPLE_ORIG attribute (and CTA_ZONE) is given."""
     body = _NFGENMSG.pack(socket.AF_INET, 0, 0) + _padded(orig) + (_padded(zone) if zone else b"")
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), MSG_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    return request(MSG_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 def decode_entry(data: bytes | memoryview, off: int, end: int) -> tuple[str | None, bytes, bytes | None]:
@@ -98,36 +106,16 @@ def parse_dump(data: bytes | memoryview) -> tuple[list[tuple[str | None, bytes, 
     """
     out = []
     done = False
-    off = 0
-    while off + _NLMSGHDR.size <= len(data):
-        size, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
-        if size < _NLMSGHDR.size or off + size > len(data):
-            raise ValueError(f"truncated netlink message at offset {off}")
+    for kind, _seq, body, end in messages(data):
         if kind == NLMSG_DONE:
             done = True
         elif kind == NLMSG_ERROR:
-            (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
+            code = error_code(data, body)
             if code:
-                raise OSError(-code, f"conntrack dump: {errno.errorcode.get(-code, -code)}")
+                raise OSError(code, f"conntrack dump: {errno.errorcode.get(code, code)}")
         elif kind == MSG_NEW:
-            out.append(decode_entry(data, off + _NLMSGHDR.size, off + size))
-        off += (size + 3) & ~3
+            out.append(decode_entry(data, body, end))
     return out, done
-
-
-def parse_acks(data: bytes | memoryview) -> list[tuple[int, int]]:
-    """(sequence number, errno) of every ACK/error in a receive buffer; errno 0 = done."""
-    out: list[tuple[int, int]] = []
-    off = 0
-    while off + _NLMSGHDR.size <= len(data):
-        size, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, off)
-        if size < _NLMSGHDR.size or off + size > len(data):
-            raise ValueError(f"truncated netlink message at offset {off}")
-        if kind == NLMSG_ERROR:
-            (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
-            out.append((seq, -code))
-        off += (size + 3) & ~3
-    return out
 
 
 class CtChannel:

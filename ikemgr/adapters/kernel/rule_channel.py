@@ -28,13 +28,26 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 
 from ikemgr.adapters.kernel.netns import InNetns
+from ikemgr.adapters.kernel.nlmsg import (
+    NETLINK_CAP_ACK,
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOL_NETLINK,
+    error_code,
+    messages,
+    parse_acks,
+    request,
+)
 from ikemgr.core.model import ALL_ONES, Network, Rule
 from ikemgr.errors import ApplyFailed, BackendUnavailable
 
 NETLINK_ROUTE = 0
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
 # fib rule attributes (linux/fib_rules.h)
 FRA_DST, FRA_SRC, FRA_GOTO, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_FWMASK, FRA_PROTOCOL = (
     1, 2, 4, 6, 10, 15, 16, 21)
@@ -42,15 +55,11 @@ FRA_IIFNAME, FRA_OIFNAME = 3, 17
 FR_ACT = {"lookup": 1, "goto": 2, "nop": 3}
 FR_ACT_NAME = {v: k for k, v in FR_ACT.items()}
 FIB_RULE_INVERT = 0x2
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10  # ACKs without a copy of the request: smaller receive queue
 RT_TABLE_UNSPEC = 0
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _FIB_HDR = struct.Struct("=BBBBBBBBI")
 _RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
-_ERR = struct.Struct("=i")
 
 #: requests per send; with CAP_ACK each ACK is 36 bytes, the socket buffer holds thousands
 CHUNK = 512
@@ -96,28 +105,13 @@ def encode(verb: str, rule: Rule, protocol: int, seq: int, exclusive: bool = Tru
         kind, flags = RTM_NEWRULE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_EXCL if exclusive else 0)
     else:
         kind, flags = RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
-
-
-def parse_acks(data: bytes) -> list[tuple[int, int]]:
-    """(sequence number, errno) of every ACK/error in a receive buffer; errno 0 = done."""
-    out: list[tuple[int, int]] = []
-    off = 0
-    while off + _NLMSGHDR.size <= len(data):
-        size, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, off)
-        if size < _NLMSGHDR.size or off + size > len(data):
-            raise ValueError(f"truncated netlink message at offset {off}")
-        if kind == NLMSG_ERROR:
-            (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
-            out.append((seq, -code))
-        off += (size + 3) & ~3
-    return out
+    return request(kind, flags, seq, body)
 
 
 def dump_request(seq: int, family: int = socket.AF_INET) -> bytes:
     """RTM_GETRULE with NLM_F_DUMP: every rule of ``family`` in this namespace."""
     body = _FIB_HDR.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    return request(RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 @lru_cache(maxsize=256)
@@ -176,20 +170,15 @@ def decode_rule(data: bytes, off: int, size: int) -> tuple[Rule, int | None]:
 def parse_dump(data: bytes) -> tuple[list[tuple[Rule, int | None]], bool]:
     """Every rule in one receive buffer of a dump, and whether NLMSG_DONE ended it."""
     out: list[tuple[Rule, int | None]] = []
-    off = 0
-    while off + _NLMSGHDR.size <= len(data):
-        size, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
-        if size < _NLMSGHDR.size or off + size > len(data):
-            raise ValueError(f"truncated netlink message at offset {off}")
+    for kind, _seq, body, end in messages(data):
         if kind == NLMSG_DONE:
             return out, True
         if kind == NLMSG_ERROR:
-            (code,) = _ERR.unpack_from(data, off + _NLMSGHDR.size)
+            code = error_code(data, body)
             if code:
-                raise OSError(-code, os.strerror(-code))
+                raise OSError(code, os.strerror(code))
         elif kind == RTM_NEWRULE:
-            out.append(decode_rule(data, off + _NLMSGHDR.size, size - _NLMSGHDR.size))
-        off += (size + 3) & ~3
+            out.append(decode_rule(data, body, end - body))
     return out, False
 
 

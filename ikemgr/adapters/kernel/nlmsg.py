@@ -1,0 +1,47 @@
+"""Netlink framing shared by the rule and conntrack channels (linux/netlink.h).
+
+Pure: the header constants, one request's bytes, the walk over the messages of one
+receive buffer (a truncated message is an error, never read short) and the ACKs in it.
+Each channel keeps its own message bodies and its own socket.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP, NLM_F_EXCL, NLM_F_CREATE = 0x300, 0x200, 0x400
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10  # ACKs without a copy of the request: smaller receive queue
+
+NLMSGHDR = struct.Struct("=IHHII")
+_ERR = struct.Struct("=i")
+
+
+def request(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    """One netlink message: the header, then ``body`` (the caller pads its attributes)."""
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, int]]:
+    """(type, sequence number, body start, message end) of each message in ``data``."""
+    off = 0
+    while off + NLMSGHDR.size <= len(data):
+        size, kind, _flags, seq, _pid = NLMSGHDR.unpack_from(data, off)
+        if size < NLMSGHDR.size or off + size > len(data):
+            raise ValueError(f"truncated netlink message at offset {off}")
+        yield kind, seq, off + NLMSGHDR.size, off + size
+        off += (size + 3) & ~3
+
+
+def error_code(data: bytes | memoryview, body: int) -> int:
+    """The errno an NLMSG_ERROR whose body starts at ``body`` carries (0: an ACK)."""
+    (code,) = _ERR.unpack_from(data, body)
+    return -int(code)
+
+
+def parse_acks(data: bytes | memoryview) -> list[tuple[int, int]]:
+    """(sequence number, errno) of every ACK/error in a receive buffer; errno 0 = done."""
+    return [(seq, error_code(data, body)) for kind, seq, body, _end in messages(data) if kind == NLMSG_ERROR]
