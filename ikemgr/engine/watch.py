@@ -208,14 +208,20 @@ class Watcher:
         safety = max(self.allow_poll, float(self.engine.cfg.policy.reconcile_interval))
         return min(last + safety, self._allow_boundary)
 
-    def _note_allow_read(self, now: float) -> None:
+    def _read_allow(self, now: float) -> bool:
+        """Re-read the allow-list (True when it changed) and note when the clock changes it next."""
+        changed = self.engine.refresh_allow()
+        self._note_allow_boundary(now)
+        return changed
+
+    def _note_allow_boundary(self, now: float) -> None:
         left = self.engine.allow_next_change()
         self._allow_boundary = float("inf") if left is None else now + left + 0.01
 
     def _loop(self, ev: EventSession, cmd: CommandSession) -> None:
         interval = self.engine.cfg.policy.reconcile_interval
         last_full = last_allow = time.monotonic()
-        self._note_allow_read(last_allow)
+        self._note_allow_boundary(last_allow)  # the full reconcile before the loop read the list
         while not self.stop:
             lost = ev.undecodable
             batch = ev.batch(self.tick)
@@ -237,17 +243,14 @@ class Watcher:
             now = time.monotonic()
             if self.hup:
                 self.hup = False
-                self.engine.refresh_allow()
-                self._note_allow_read(now)
+                self._read_allow(now)
                 self._full(cmd)
                 self._terminate_revoked(cmd)
                 last_full = last_allow = now
                 continue
             if self._store_changed() or now >= self._allow_read_at(last_allow):
                 last_allow = now
-                changed = self.engine.refresh_allow()
-                self._note_allow_read(now)
-                if changed:
+                if self._read_allow(now):
                     log_event("allow-list changed", event="allow-list")
                     self.engine.recompute()
                     self._terminate_revoked(cmd)

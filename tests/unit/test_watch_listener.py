@@ -108,15 +108,14 @@ class Quiet:
 def _run_ticks(w: Watcher, clock: dict[str, float], seconds: float) -> None:
     """The allow-list part of Watcher._loop, on idle 0.5 s ticks."""
     last = clock["t"]
-    w._note_allow_read(last)
+    w._note_allow_boundary(last)
     end = clock["t"] + seconds
     while clock["t"] < end:
         clock["t"] += 0.5
         now = clock["t"]
         if w._store_changed() or now >= w._allow_read_at(last):
             last = now
-            w.engine.refresh_allow()
-            w._note_allow_read(now)
+            w._read_allow(now)
 
 
 def test_with_a_healthy_listener_the_list_is_read_at_the_next_grant_boundary(
