@@ -210,8 +210,9 @@ class RuleChannel:
         self._seq = 0
 
     def apply(self, delete: Sequence[Rule], add: Sequence[Rule], protocol: int,
-              exclusive: bool = True) -> None:
-        work = [("del", r) for r in delete] + [("add", r) for r in add]
+              exclusive: bool = True, after: Sequence[Rule] = ()) -> None:
+        """``delete``, then ``add``, then the deletes in ``after``, in that order."""
+        work = [("del", r) for r in delete] + [("add", r) for r in add] + [("del", r) for r in after]
         for start in range(0, len(work), CHUNK):
             self._send_chunk(work[start:start + CHUNK], protocol, exclusive)
 
@@ -286,18 +287,20 @@ class RuleSocket:
 
         return self.ex.call(run)
 
-    def change(self, add: list[Rule], delete: list[Rule], *, exclusive: bool = True) -> None:
-        """Deletes, then adds, in as few sends as the batch allows; exists/not-found are done.
+    def change(self, add: list[Rule], delete: list[Rule], *, exclusive: bool = True,
+               after: Sequence[Rule] = ()) -> None:
+        """Deletes, then adds, then the deletes in ``after``, in as few sends as the batch
+        allows; exists/not-found are done.
 
         ``exclusive=False`` only right after ``dump`` under the policy lock: the adds are
         then known to be absent, and the kernel's duplicate check is skipped (``encode``).
         """
-        if not add and not delete:
+        if not add and not delete and not after:
             return
 
         def run() -> None:
             try:
-                self._channel().apply(delete, add, self.protocol, exclusive)
+                self._channel().apply(delete, add, self.protocol, exclusive, after)
             except RuleError as e:
                 raise ApplyFailed(str(e)) from None
             except OSError as e:

@@ -209,7 +209,7 @@ def routed(ns: str, backend: str, cfg: Config) -> dict[str, int]:
     terms (as tests/integration/policy/conftest.py ``Lab.routed`` reads it)."""
     prio = cfg.routing.user_priority
     rules = json.loads(sh("ip", "-N", "-n", ns, "-j", "rule", "show").stdout)
-    mine = [r for r in rules if r.get("protocol") == "99" and prio <= r["priority"] <= prio + 2]
+    mine = [r for r in rules if r.get("protocol") == "99" and prio <= r["priority"] < cfg.routing.base_priority]
     if backend == "rules":
         return {r["src"]: int(r["table"]) for r in mine if r.get("src", "all") != "all"}
     tables = {r["table"] for r in mine if r.get("fwmark", "0") != "0"}

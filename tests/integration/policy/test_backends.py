@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import until
+from ikemgr.adapters.policy.rules import spread_priority
 from ikemgr.config.load import load
 from ikemgr.core.model import Sa, SaUpdate
 from ikemgr.engine.engine import Engine
@@ -21,6 +22,12 @@ from .conftest import Lab, sh
 pytestmark = pytest.mark.root
 BACKENDS = ["marks", "rules"]
 A, B = IPv4Address("10.1.0.10"), IPv4Address("10.1.0.11")
+
+
+def prio_of(vip: IPv4Address | str) -> int:
+    """The rules backend's priority for a VIP's rules with the lab's routing defaults
+    (user_priority 29000, charon's rule at 30000): 29000 + the address modulo 1000."""
+    return 29000 + int(IPv4Address(vip)) % 1000
 
 
 def allow_file(lab: Lab, *lines: str) -> Path:
@@ -58,7 +65,10 @@ def test_users_come_and_go(lab: Lab, backend: str) -> None:
             assert lab.user_rules() == {(vip, p, t) for vip, t in (("10.1.0.10", "123456"),
                                                                   ("10.1.0.11", "123457"))
                                         for p in ("10.20.0.0/16", "198.51.100.0/24")}
-            assert {r["priority"] for r in lab.owned_rules()} == {29000}
+            # each VIP's rules at a priority of its own (10.1.0.10: 29706, 10.1.0.11: 29707)
+            assert {(r["src"], r["priority"]) for r in lab.owned_rules()} == {
+                (str(A), prio_of(A)), (str(B), prio_of(B))}
+            assert spread_priority(e.cfg, A) == prio_of(A) == 29706
         else:
             assert lab.fwmark_tables() == {"123456", "123457"}
         e.events([down("1", "alice@123456", A)])
@@ -115,7 +125,7 @@ def test_restart_repairs_kernel_drift(lab: Lab, backend: str) -> None:
     # drift while nobody watched: one user's policy lost, a stale one left behind, junk in the band
     stale = "10.1.0.99"
     if backend == "rules":
-        sh("ip", "-n", lab.ns, "rule", "del", "priority", "29000", "from", "10.1.0.10",
+        sh("ip", "-n", lab.ns, "rule", "del", "priority", str(prio_of("10.1.0.10")), "from", "10.1.0.10",
            "to", "10.20.0.0/16", "lookup", "123456", "protocol", "99")
         sh("ip", "-n", lab.ns, "rule", "add", "priority", "29000", "from", stale, "to", "10.20.0.0/16",
            "lookup", "123456", "protocol", "99")
@@ -328,7 +338,7 @@ def test_a_rule_added_behind_the_index_is_never_doubled(lab: Lab) -> None:
         # carol's rule, as watch would write it, by hand: the engine's index does not know it
         for p in ("10.20.0.0/16", "198.51.100.0/24"):
             sh("ip", "-n", lab.ns, "rule", "add", "from", f"{B}/32", "to", p, "lookup", "123457",
-               "priority", "29000", "protocol", "99")
+               "priority", str(prio_of(B)), "protocol", "99")
         e.events([up("3", "carol@123457", B)])
         srcs = [r["src"] for r in lab.owned_rules()]
         assert sorted(srcs) == [str(A), str(A), str(B), str(B)]  # carol's two rules, not four
@@ -336,6 +346,68 @@ def test_a_rule_added_behind_the_index_is_never_doubled(lab: Lab) -> None:
         assert sorted(r["src"] for r in lab.owned_rules()) == [str(A), str(A), str(B), str(B)]
     finally:
         close_engine(e)
+
+
+def test_rules_at_one_priority_from_an_older_ikemgr_move_to_their_own(lab: Lab) -> None:
+    """A gateway upgraded from a build that put every user's rules at user_priority: the
+    first reconcile moves them to their VIP's priority, each user's new rules in the kernel
+    before the old ones go (rtnetlink's own notifications, in order, say so)."""
+    import socket
+    import struct
+    import threading
+
+    from ikemgr.adapters.kernel.netns import enter
+    from ikemgr.adapters.kernel.rule_channel import RTM_DELRULE, RTM_NEWRULE, decode_rule
+
+    for vip, table in ((A, "123456"), (B, "123457")):
+        for p in ("10.20.0.0/16", "198.51.100.0/24"):
+            sh("ip", "-n", lab.ns, "rule", "add", "priority", "29000", "from", f"{vip}/32", "to", p,
+               "lookup", table, "protocol", "99")
+    seen: list[tuple[str, str, int]] = []
+    ready, stop = threading.Event(), threading.Event()
+
+    def listen() -> None:
+        enter(lab.ns)
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+        s.bind((0, 1 << (8 - 1)))  # RTNLGRP_IPV4_RULE
+        s.settimeout(0.2)
+        ready.set()
+        while not stop.is_set():
+            try:
+                data = s.recv(1 << 16)
+            except TimeoutError:
+                continue
+            off = 0
+            while off + 16 <= len(data):
+                size, kind = struct.unpack_from("=IH", data, off)
+                if kind in (RTM_NEWRULE, RTM_DELRULE):
+                    r, _proto = decode_rule(data, off + 16, size - 16)
+                    if r.src is not None:
+                        seen.append(("add" if kind == RTM_NEWRULE else "del", str(r.src.network_address),
+                                     r.priority))
+                off += (size + 3) & ~3
+        s.close()
+
+    t = threading.Thread(target=listen)
+    t.start()
+    ready.wait(5)
+    e = make(lab, "rules", "alice@123456", "carol@123457")
+    try:
+        e.full([Sa("1", "alice@123456", (A,), "ESTABLISHED"), Sa("3", "carol@123457", (B,), "ESTABLISHED")])
+        assert {(r["src"], r["priority"]) for r in lab.owned_rules()} == {
+            (str(A), prio_of(A)), (str(B), prio_of(B))}
+        assert len(lab.owned_rules()) == 4
+        until(lambda: len(seen) >= 8, 5)
+    finally:
+        stop.set()
+        t.join(5)
+        close_engine(e)
+    for vip in (str(A), str(B)):
+        mine = [(verb, prio) for verb, src, prio in seen if src == vip]
+        assert sorted(mine) == [("add", prio_of(vip))] * 2 + [("del", 29000)] * 2
+        last_add = max(i for i, (verb, _) in enumerate(mine) if verb == "add")
+        first_del = min(i for i, (verb, _) in enumerate(mine) if verb == "del")
+        assert last_add < first_del, mine  # make before break
 
 
 def test_enter_moves_only_the_calling_thread_and_never_creates_a_namespace(lab: Lab) -> None:
