@@ -42,7 +42,9 @@ def build_engine(cfg: Config, *, netns: str | None = None, allow_file: Path | No
         lock=Lock(lock_file or cfg.policy.lock_file), generation=Generation(cfg.policy.state_dir),
         flusher=ConntrackFlusher(netns, flush_conntrack, out_of_process=long_lived,
                                  on_error=(lambda kind, n: metrics.error(f"conntrack-{kind}", n))
-                                 if metrics is not None else None),
+                                 if metrics is not None else None,
+                                 # watch: flush in a lull of the event stream (at most 2 s late)
+                                 quiet=0.05 if long_lived else 0.0),
         metrics=metrics,
         long_lived=long_lived)
 

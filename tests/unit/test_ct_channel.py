@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
@@ -21,6 +22,10 @@ from ikemgr.adapters.kernel.ct_channel import (
 )
 
 _HDR = struct.Struct("=IHHII")
+
+
+def ip(text: str) -> int:
+    return int(IPv4Address(text))
 
 
 def entry(src: str, dst: str, *, zone: int | None = None, seq: int = 5, sport: int = 40000) -> bytes:
@@ -61,18 +66,18 @@ def decoded(data: bytes) -> nfct_msg:
 def test_a_dump_built_by_pyroute2_decodes_to_source_tuple_and_zone() -> None:
     data = entry("10.1.0.10", "10.20.0.1", zone=7) + entry("10.1.0.11", "10.20.0.2", seq=5) + done()
     got, finished = parse_dump(data)
-    assert finished and [(src, zone is not None) for src, _, zone in got] == [("10.1.0.10", True),
-                                                                               ("10.1.0.11", False)]
+    assert finished and [(src, zone is not None) for src, _, zone in got] == [(ip("10.1.0.10"), True),
+                                                                               (ip("10.1.0.11"), False)]
     # the original tuple comes back as the very attribute pyroute2 wrote
     src, orig, zone = got[0]
     size = struct.unpack_from("=H", orig)[0]
-    assert src == "10.1.0.10" and size == len(orig) and orig in data
+    assert src == ip("10.1.0.10") and size == len(orig) and orig in data
     assert zone is not None and struct.unpack_from(">H", zone, 4)[0] == 7
 
 
 def test_the_delete_request_decodes_with_pyroute2_as_the_entry_it_names() -> None:
     (src, orig, zone), = parse_dump(entry("10.1.0.10", "10.20.0.1", zone=7, sport=40001) + done())[0]
-    assert src == "10.1.0.10"
+    assert src == ip("10.1.0.10")
     data = delete_request(orig, zone, seq=9)
     m = decoded(data)
     hdr = m["header"]
@@ -162,17 +167,17 @@ def test_flush_deletes_only_the_vips_entries_and_counts_the_answers() -> None:
             + entry("10.1.0.10", "10.20.0.9", sport=4) + done()]
     sock = FakeSock(dump, {"10.1.0.12": errno.ENOENT, "10.1.0.13": errno.EPERM})
     # 10.1.0.12 timed out between the dump and the delete: gone as wanted, not a failure
-    assert channel(sock).flush({"10.1.0.10", "10.1.0.12", "10.1.0.13", "10.9.9.9"}) == (2, 1)
+    assert channel(sock).flush({ip("10.1.0.10"), ip("10.1.0.12"), ip("10.1.0.13"), ip("10.9.9.9")}) == (2, 1)
     assert sorted(sock.deleted) == ["10.1.0.10", "10.1.0.10", "10.1.0.12", "10.1.0.13"]
     assert not sock.replies
 
 
 def test_flush_of_nothing_in_the_table_sends_no_delete() -> None:
     sock = FakeSock([entry("10.1.0.11", "10.20.0.1") + done()], {})
-    assert channel(sock).flush({"10.1.0.10"}) == (0, 0) and sock.deleted == []
+    assert channel(sock).flush({ip("10.1.0.10")}) == (0, 0) and sock.deleted == []
 
 
 def test_many_deletes_go_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ct_channel, "CHUNK", 2)
     sock = FakeSock([b"".join(entry("10.1.0.10", "10.20.0.1", sport=p) for p in range(5)) + done()], {})
-    assert channel(sock).flush({"10.1.0.10"}) == (5, 0) and len(sock.deleted) == 5
+    assert channel(sock).flush({ip("10.1.0.10")}) == (5, 0) and len(sock.deleted) == 5

@@ -327,6 +327,42 @@ def test_a_conntrack_flush_that_cannot_run_is_counted_never_taken_as_done(long_l
         f.close()
 
 
+@pytest.mark.parametrize("long_lived", [False, True], ids=["in-thread", "child"])
+def test_a_flush_waits_for_a_lull_in_the_stream_and_at_most_max_defer(lab: Lab, long_lived: bool) -> None:
+    """watch's flusher (quiet > 0): while VIPs keep being queued no dump runs; the run comes
+    once the queue was quiet for ``quiet``; a stream that never pauses is flushed after
+    ``max_defer`` all the same, and everything queued is flushed."""
+    import time
+
+    from ikemgr.adapters.conntrack import ConntrackFlusher
+
+    f = ConntrackFlusher(lab.ns, out_of_process=long_lived, min_gap=0.05, quiet=0.2, max_defer=1.0)
+    try:
+        vips = [IPv4Address("10.1.3.0") + i for i in range(200)]
+        t0 = time.monotonic()
+        for v in vips[:30]:  # 0.6 s of a stream, a VIP every 20 ms
+            f.flush(frozenset({v}))
+            time.sleep(0.02)
+        assert f.runs == 0 and f.flushed == 0  # no run while the stream flows
+        until(lambda: f.runs == 1, 5)
+        assert f.flushed == 30 and f.errors == 0
+        # a stream that never pauses (2.8 s): flushed every max_defer, not only at its end
+        t1 = time.monotonic()
+        runs_at: list[float] = []
+        for v in vips[30:170]:
+            before = f.runs
+            f.flush(frozenset({v}))
+            time.sleep(0.02)
+            if f.runs > before:
+                runs_at.append(time.monotonic() - t1)
+        assert len(runs_at) >= 2 and runs_at[0] >= 0.9, runs_at  # not before max_defer
+        f.wait_idle(5)
+        until(lambda: f.flushed == 170, 5)
+        assert f.errors == 0 and time.monotonic() - t0 < 10
+    finally:
+        f.close()
+
+
 def test_a_rule_added_behind_the_index_is_never_doubled(lab: Lab) -> None:
     """The full reconcile's adds skip the kernel's duplicate check (it has just read the
     kernel under the lock); an event batch's adds keep it, so a rule that appeared behind the
