@@ -17,6 +17,7 @@ from ikemgr.adapters.kernel.ct_channel import (
     decode_entry,
     delete_request,
     dump_request,
+    filtered_delete_request,
     parse_acks,
     parse_dump,
 )
@@ -127,10 +128,12 @@ def test_truncated_messages_raise() -> None:
 class FakeSock:
     """The kernel's side of one flush: a dump in two receive buffers, then an ACK per delete."""
 
-    def __init__(self, dump: list[bytes], codes: dict[str, int]) -> None:
-        self.dump, self.codes = dump, codes
+    def __init__(self, dump: list[bytes], codes: dict[str, int], filter_code: int = 0) -> None:
+        self.dump, self.codes, self.filter_code = dump, codes, filter_code
         self.replies: list[bytes] = []
         self.deleted: list[str] = []
+        self.filtered: list[str] = []  # the addresses of filtered deletes
+        self.dumps = 0
 
     def send(self, data: bytes) -> int:
         off = 0
@@ -138,7 +141,12 @@ class FakeSock:
             size, kind, _flags, seq, _pid = _HDR.unpack_from(data, off)
             msg = data[off:off + size]
             if kind == ct_channel.MSG_GET:
+                self.dumps += 1
                 self.replies += self.dump
+            elif decoded(msg).get_attr("CTA_FILTER") is not None:
+                src = decoded(msg).get_attr("CTA_TUPLE_ORIG").get_attr("CTA_TUPLE_IP").get_attr("CTA_IP_V4_SRC")
+                self.filtered.append(src)
+                self.replies.append(ack(seq, self.filter_code))
             else:
                 src = decoded(msg).get_attr("CTA_TUPLE_ORIG").get_attr("CTA_TUPLE_IP").get_attr("CTA_IP_V4_SRC")
                 self.deleted.append(src)
@@ -155,10 +163,50 @@ class FakeSock:
         pass
 
 
-def channel(sock: FakeSock) -> CtChannel:
+def channel(sock: FakeSock, *, filtered: bool = False) -> CtChannel:
+    """A channel on the fake socket; the dump way unless ``filtered``."""
     ch = CtChannel.__new__(CtChannel)
     ch.sock, ch.seq, ch._buf = sock, 0, bytearray(1 << 16)  # type: ignore[assignment]
+    ch.filtered = filtered
     return ch
+
+
+def test_the_filtered_delete_decodes_with_pyroute2_as_a_source_address_filter() -> None:
+    m = decoded(filtered_delete_request(ip("10.1.0.10"), seq=3))
+    assert (m["header"]["type"], m["header"]["sequence_number"], m["nfgen_family"], m["version"]) == (
+        ct_channel.MSG_DELETE, 3, 2, 1)
+    assert m.get_attr("CTA_TUPLE_ORIG").get_attr("CTA_TUPLE_IP").get_attr("CTA_IP_V4_SRC") == "10.1.0.10"
+    f = m.get_attr("CTA_FILTER")
+    assert (f.get_attr("CTA_FILTER_ORIG_FLAGS"), f.get_attr("CTA_FILTER_REPLY_FLAGS")) == (1, 0)
+
+
+def test_a_few_vips_are_one_filtered_delete_each_and_no_dump() -> None:
+    sock = FakeSock([entry("10.1.0.10", "10.20.0.1") + done()], {})
+    vips = {ip("10.1.0.10"), ip("10.1.0.11")}
+    assert channel(sock, filtered=True).flush(vips) == (0, 0)
+    assert sorted(sock.filtered) == ["10.1.0.10", "10.1.0.11"] and sock.dumps == 0 and sock.deleted == []
+
+
+def test_more_vips_than_filtered_max_are_one_dump() -> None:
+    sock = FakeSock([entry("10.1.0.10", "10.20.0.1") + done()], {})
+    vips = {ip("10.1.0.10") + i for i in range(ct_channel.FILTERED_MAX + 1)}
+    assert channel(sock, filtered=True).flush(vips) == (1, 0)
+    assert sock.filtered == [] and sock.dumps == 1 and sock.deleted == ["10.1.0.10"]
+
+
+def test_a_kernel_without_filtered_deletes_gets_the_dump_from_then_on() -> None:
+    sock = FakeSock([entry("10.1.0.10", "10.20.0.1") + done()], {}, filter_code=errno.EOPNOTSUPP)
+    ch = channel(sock, filtered=True)
+    assert ch.flush({ip("10.1.0.10")}) == (1, 0)  # refused, nothing deleted: the dump did it
+    assert sock.filtered == ["10.1.0.10"] and sock.dumps == 1 and not ch.filtered
+    sock.replies, sock.dump = [], [entry("10.1.0.12", "10.20.0.1") + done()]
+    assert ch.flush({ip("10.1.0.12")}) == (1, 0)
+    assert sock.filtered == ["10.1.0.10"] and sock.dumps == 2  # no second try
+
+
+def test_a_refused_filtered_delete_is_counted() -> None:
+    sock = FakeSock([], {}, filter_code=errno.EPERM)
+    assert channel(sock, filtered=True).flush({ip("10.1.0.10"), ip("10.1.0.11")}) == (0, 2)
 
 
 def test_flush_deletes_only_the_vips_entries_and_counts_the_answers() -> None:
