@@ -577,7 +577,10 @@ def routing_findings(cfg: Config, st: HostState) -> list[Finding]:
     out: list[Finding] = []
     owned = {r.base_priority: "base rule (routing.base_priority)",
              r.charon_priority: "charon's rule (routing.charon_priority)"}
-    for p in range(r.user_priority, r.user_priority + 3):
+    # marks: three rules from user_priority; rules: each VIP's rules anywhere in the span,
+    # so a foreign rule there sits before some users' rules and may shadow them
+    span = r.user_span if cfg.policy.backend == "rules" else 3
+    for p in range(r.user_priority, r.user_priority + span):
         owned[p] = "per-user rules (routing.user_priority)"
     for rule in st.rules:
         if rule.protocol == r.rule_protocol:

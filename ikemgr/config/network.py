@@ -211,6 +211,13 @@ class Routing(Strict):
         Path("/etc/iproute2/rt_tables.d/ikemgr.conf"),
         description="names for ikemgr's tables, so `ip rule` shows lookup gw123456")
 
+    @property
+    def user_span(self) -> int:
+        """How many priorities the ``rules`` backend's per-user rules spread over, from
+        ``user_priority`` up to the next priority charon's rule or the base rule takes."""
+        return min(p for p in (self.charon_priority, self.base_priority) if p > self.user_priority) \
+            - self.user_priority
+
     @model_validator(mode="after")
     def _bands(self) -> Routing:
         if self.user_priority >= self.base_priority:

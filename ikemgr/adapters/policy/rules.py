@@ -29,18 +29,11 @@ from ikemgr.core.policy_diff import Plan
 log = logging.getLogger("ikemgr.backend")
 
 
-def spread_span(cfg: Config) -> int:
-    """How many priorities the per-user rules spread over: from ``user_priority`` up to the
-    next priority that charon's rule or the base rule takes."""
-    r = cfg.routing
-    above = [p for p in (r.charon_priority, r.base_priority) if p > r.user_priority]
-    return min(above) - r.user_priority
-
-
-def spread_priority(cfg: Config, vip: IPv4Address, span: int | None = None) -> int:
-    """The priority of ``vip``'s rules: a function of the VIP alone, so a restarted watch,
-    the hook and a reconcile all agree on it without any state."""
-    return cfg.routing.user_priority + int(vip) % (span if span is not None else spread_span(cfg))
+def spread_priority(cfg: Config, vip: IPv4Address) -> int:
+    """The priority of ``vip``'s rules (``routing.user_span`` wide from ``user_priority``):
+    a function of the VIP alone, so a restarted watch, the hook and a reconcile all agree
+    on it without any state."""
+    return cfg.routing.user_priority + int(vip) % cfg.routing.user_span
 
 
 class RulesBackend:
@@ -54,7 +47,7 @@ class RulesBackend:
         self.nl = RuleSocket(ex, cfg.routing.rule_protocol)
         self._stray: list[Rule] = []
         self._by_table = {v.table_id: v.number for v in cfg.vlans}
-        self._base, self._span = cfg.routing.user_priority, spread_span(cfg)
+        self._base, self._span = cfg.routing.user_priority, cfg.routing.user_span
 
     def kernel_rules(self, r: UserRule) -> list[Rule]:
         # from the integer: the text round trip ip_network(f"{vip}/32") was most of the

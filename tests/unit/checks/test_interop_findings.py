@@ -266,6 +266,14 @@ def test_rule_findings(rules: tuple[HostRule, ...], fid: str) -> None:
     assert fid in ids(interop.routing_findings(cfg(), host(rules=rules)))
 
 
+def test_a_foreign_rule_among_the_rules_backends_spread_users_is_a_collision() -> None:
+    rules_cfg = cfg().model_copy(update={"policy": cfg().policy.model_copy(update={"backend": "rules"})})
+    assert rules_cfg.routing.user_span == 1000  # 29000..29999, up to charon's rule
+    f = interop.routing_findings(rules_cfg, host(rules=(rule(29500, 100),)))
+    assert ids(f) == {"routing.priority-collision"}
+    assert interop.routing_findings(rules_cfg, host(rules=(rule(30000, 220, 3),))) == []
+
+
 def test_own_and_charons_rules_are_not_collisions() -> None:
     rules = (rule(30001, 200, 99), rule(29000, 0, 99), rule(30000, 220, 3), rule(32766, 254, 2),
              rule(0, 255, 2))
