@@ -297,7 +297,9 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
     lines = logf.read_bytes().splitlines()
     bad = [ln for ln in lines if b'"level": "error"' in ln or b"Traceback" in ln]
     if bad:
-        raise SystemExit(f"ikemgr watch logged errors: {bad[0][:300]!r}")
+        at = lines.index(bad[0])
+        shown = b"\n".join(lines[at:at + 30]).decode(errors="replace")
+        raise SystemExit("ikemgr watch logged errors:\n" + shown)
     out["log"] = {"lines": len(lines), "bytes": logf.stat().st_size}
     return out
 

@@ -74,8 +74,10 @@ class InChild:
         if child is None or child.poll() is not None:
             prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
             child = self.child = subprocess.Popen(
-                [*prefix, sys.executable, "-m", "ikemgr.adapters.conntrack_child"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True, bufsize=1)
+                # -I: the child imports ikemgr from this interpreter's installation only,
+                # never from the working directory (``-m`` would put it first on sys.path)
+                [*prefix, sys.executable, "-I", "-m", "ikemgr.adapters.conntrack_child"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         return child
 
     def flush(self, vips: set[int]) -> tuple[int, int]:

@@ -223,6 +223,30 @@ def test_conntrack_entries_of_a_vip_are_flushed_when_its_path_changes(lab: Lab, 
         assert child is not None and child.wait(timeout=5) == 0  # ended with its input
 
 
+def test_the_flush_child_never_imports_from_the_working_directory(lab: Lab, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """watch started from a directory holding an ``ikemgr`` package of its own (a checkout of
+    another version, or a planted one): the child is this installation's, not that one."""
+    from ikemgr.adapters.conntrack import ConntrackFlusher
+
+    fake = tmp_path / "ikemgr" / "adapters"
+    fake.mkdir(parents=True)
+    (tmp_path / "ikemgr" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    marker = tmp_path / "imported"
+    (fake / "conntrack_child.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    f = ConntrackFlusher(lab.ns, out_of_process=True, min_gap=0.05)
+    try:
+        f.flush(frozenset({A}))
+        f.wait_idle(10)
+        until(lambda: f.runs >= 1, 10)
+        assert f.flushed == 1 and f.errors == 0
+    finally:
+        f.close()
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("way", ["filtered", "dump"])
 def test_both_ways_of_the_flush_delete_exactly_the_vips_entries(lab: Lab, way: str) -> None:
     """The kernel's filtered delete (a few VIPs) and the dump (many) against this kernel:
