@@ -67,4 +67,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ikemgr_lab/pyprojec
   "$VENV/bin/pip" install -q -e ".[test]" -e ./ikemgr_lab
   touch "$stamp"
 fi
+# bytecode for the editable tree, as pip writes it for an installed wheel: without it, a
+# shell with PYTHONDONTWRITEBYTECODE=1 (this machine's) recompiles ikemgr in every command
+# (measured: `ikemgr sync` 1.37 s instead of 0.88 s)
+"$VENV/bin/python" -m compileall -q ikemgr ikemgr_lab/ikemgr_lab >/dev/null
 echo "setup: ok ($("$VENV/bin/ikemgr" --version 2>/dev/null || echo 'ikemgr installed'))"
