@@ -119,6 +119,18 @@ class IdentityGrammar:
     def vlan_pair(self, value: object) -> tuple[str, int]:
         """``parse_vlan_identity`` as a plain ``(account, vlan)`` tuple: what a sync checks
         100,000 entries with (the same checks, without an Identity per entry)."""
+        # the common case inline (a sync calls this 100,000 times): short printable ASCII
+        # text, the grammar's match, decimal digits without a leading zero, a plain account.
+        # Every test below is also made by the full path, which gives the reason on refusal.
+        if type(value) is str and value and len(value) <= self.max_chars and value.isascii() \
+                and value.isprintable() and value.count("@") == 1 and self._vlan_re.fullmatch(value):
+            account, _, number = value.partition("@")
+            if account and number.isdigit() and number[0] != "0" and account[0] not in ".-" \
+                    and ".." not in account:
+                return account, int(number)
+        return self._vlan_pair(value)
+
+    def _vlan_pair(self, value: object) -> tuple[str, int]:
         text = self._text(value)
         if text.count("@") != 1:
             raise IdentityRejected("must contain exactly one '@'", shown(text))

@@ -77,3 +77,21 @@ def test_ascii_bytes_and_text_are_read_alike() -> None:
         with pytest.raises(IdentityRejected) as from_text:
             G.vlan_pair(bad.decode("ascii"))
         assert from_bytes.value.reason == from_text.value.reason
+
+
+def _answer(fn, value: object) -> object:
+    try:
+        return fn(value)
+    except IdentityRejected as e:
+        return ("rejected", e.reason)
+
+
+_NEAR = st.text(alphabet="az09.-_@ \x00\x7f\u00e9", max_size=12) | st.sampled_from(
+    ["a@1", "a@0", "a@01", ".a@1", "-a@1", "a..b@1", "a@1; rm -rf /", ".*@123456", "@1", "a@", "a@@1",
+     "x" * 200 + "@1", "a@\u0661"])
+
+
+@given(_NEAR | st.binary(max_size=12))
+def test_vlan_pair_fast_path_gives_the_full_checks_answer(value: object) -> None:
+    """vlan_pair's inline common case accepts only what the step-by-step checks accept, with the same pair."""
+    assert _answer(G.vlan_pair, value) == _answer(G._vlan_pair, value)
