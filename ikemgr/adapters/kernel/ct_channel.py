@@ -29,7 +29,8 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import TypeVar
 
 from ikemgr.adapters.kernel.nlmsg import (
     NETLINK_CAP_ACK,
@@ -39,6 +40,7 @@ from ikemgr.adapters.kernel.nlmsg import (
     NLMSG_DONE,
     NLMSG_ERROR,
     SOL_NETLINK,
+    attr,
     error_code,
     messages,
     parse_acks,
@@ -64,6 +66,8 @@ NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big-endian on the wire; always 0 here)
 _NLA = struct.Struct("=HH")
 
+T = TypeVar("T")
+
 #: deletes per send: each ACK (with CAP_ACK) is 36 bytes, the receive buffer holds thousands
 CHUNK = 512
 #: up to this many addresses a flush is one filtered delete each; more, one dump (above)
@@ -80,8 +84,8 @@ def _attrs(data: bytes | memoryview, off: int, end: int) -> Iterator[tuple[int, 
         off += (size + 3) & ~3
 
 
-def _padded(attr: bytes) -> bytes:
-    return attr + b"\0" * (-len(attr) % 4)
+def _padded(raw: bytes) -> bytes:
+    return raw + b"\0" * (-len(raw) % 4)
 
 
 def dump_request(seq: int) -> bytes:
@@ -96,19 +100,15 @@ def delete_request(orig: bytes, zone: bytes | None, seq: int) -> bytes:
     return request(MSG_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
-    return _padded(_NLA.pack(_NLA.size + len(payload), kind) + payload)
-
-
 def filtered_delete_request(vip: int, seq: int) -> bytes:
     """IPCTNL_MSG_CT_DELETE of every IPv4 entry whose original source address is ``vip``
     (an integer): the address in CTA_TUPLE_ORIG, and a CTA_FILTER naming that one field.
     Version 1 in the nfgenmsg makes the family part of the filter (IPv4 entries only)."""
-    tup = _nla(CTA_TUPLE_ORIG | NLA_F_NESTED,
-               _nla(CTA_TUPLE_IP | NLA_F_NESTED, _nla(CTA_IP_V4_SRC, vip.to_bytes(4, "big"))))
-    filt = _nla(CTA_FILTER | NLA_F_NESTED,
-                _nla(CTA_FILTER_ORIG_FLAGS, struct.pack("=I", CTA_FILTER_F_CTA_IP_SRC))
-                + _nla(CTA_FILTER_REPLY_FLAGS, struct.pack("=I", 0)))
+    tup = attr(CTA_TUPLE_ORIG | NLA_F_NESTED,
+               attr(CTA_TUPLE_IP | NLA_F_NESTED, attr(CTA_IP_V4_SRC, vip.to_bytes(4, "big"))))
+    filt = attr(CTA_FILTER | NLA_F_NESTED,
+                attr(CTA_FILTER_ORIG_FLAGS, struct.pack("=I", CTA_FILTER_F_CTA_IP_SRC))
+                + attr(CTA_FILTER_REPLY_FLAGS, struct.pack("=I", 0)))
     body = _NFGENMSG.pack(socket.AF_INET, 1, 0) + tup + filt
     return request(MSG_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
@@ -198,45 +198,34 @@ class CtChannel:
         doomed = [(orig, zone) for src, orig, zone in self.dump() if src is not None and src in vips]
         deleted = failed = 0
         for i in range(0, len(doomed), CHUNK):
-            chunk = doomed[i:i + CHUNK]
-            first = self.seq + 1
-            self.seq += len(chunk)
-            self.sock.send(b"".join(delete_request(orig, zone, first + k)
-                                    for k, (orig, zone) in enumerate(chunk)))
-            pending = set(range(first, first + len(chunk)))
-            while pending:
-                for seq, code in parse_acks(self._recv()):
-                    if seq not in pending:
-                        continue
-                    pending.discard(seq)
-                    if code == 0:
-                        deleted += 1
-                    elif code != errno.ENOENT:
-                        failed += 1
+            for code in self._send_acked(lambda e, seq: delete_request(e[0], e[1], seq), doomed[i:i + CHUNK]):
+                if code == 0:
+                    deleted += 1
+                elif code != errno.ENOENT:
+                    failed += 1
         return deleted, failed
 
     def _filtered(self, vips: Collection[int]) -> int | None:
         """One filtered delete per address, in one ``send``: the number the kernel refused,
         or None when it has no filtered deletes (nothing was deleted; the caller dumps)."""
-        first = self.seq + 1
-        self.seq += len(vips)
-        self.sock.send(b"".join(filtered_delete_request(v, first + k) for k, v in enumerate(vips)))
-        pending = set(range(first, first + len(vips)))
-        failed = 0
-        unsupported = False
-        while pending:
-            for seq, code in parse_acks(self._recv()):
-                if seq not in pending:
-                    continue
-                pending.discard(seq)
-                if code in (errno.EOPNOTSUPP, errno.EINVAL):
-                    unsupported = True
-                elif code and code != errno.ENOENT:
-                    failed += 1
-        if unsupported:
+        codes = self._send_acked(filtered_delete_request, list(vips))
+        if any(code in (errno.EOPNOTSUPP, errno.EINVAL) for code in codes):
             self.filtered = False
             return None
-        return failed
+        return sum(1 for code in codes if code and code != errno.ENOENT)
+
+    def _send_acked(self, build: Callable[[T, int], bytes], items: Sequence[T]) -> list[int]:
+        """One request per item (``build(item, seq)``), all in one ``send``; the errno of
+        each one's ACK, in item order (0: done)."""
+        first = self.seq + 1
+        self.seq += len(items)
+        self.sock.send(b"".join(build(item, first + k) for k, item in enumerate(items)))
+        codes: dict[int, int] = {}
+        while len(codes) < len(items):
+            for seq, code in parse_acks(self._recv()):
+                if first <= seq < first + len(items):
+                    codes[seq] = code  # an answer to an earlier, abandoned request is ignored
+        return [codes[first + k] for k in range(len(items))]
 
     def close(self) -> None:
         self.sock.close()

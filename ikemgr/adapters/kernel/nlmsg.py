@@ -1,6 +1,6 @@
 """Netlink framing shared by the rule and conntrack channels (linux/netlink.h).
 
-Pure: the header constants, one request's bytes, the walk over the messages of one
+Pure: the header constants, one request's bytes, one attribute's bytes, the walk over the messages of one
 receive buffer (a truncated message is an error, never read short) and the ACKs in it.
 Each channel keeps its own message bodies and its own socket.
 """
@@ -17,12 +17,19 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10  # ACKs without a copy of the request: smaller receive queue
 
 NLMSGHDR = struct.Struct("=IHHII")
+NLATTR = struct.Struct("=HH")  # length, type: rtnetlink's rtattr and nfnetlink's nlattr alike
 _ERR = struct.Struct("=i")
 
 
 def request(kind: int, flags: int, seq: int, body: bytes) -> bytes:
     """One netlink message: the header, then ``body`` (the caller pads its attributes)."""
     return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    """One attribute: its header, ``payload``, and the padding to four bytes."""
+    size = NLATTR.size + len(payload)
+    return NLATTR.pack(size, kind) + payload + b"\0" * (-size % 4)
 
 
 def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, int]]:

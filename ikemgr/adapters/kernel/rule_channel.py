@@ -38,6 +38,7 @@ from ikemgr.adapters.kernel.nlmsg import (
     NLMSG_DONE,
     NLMSG_ERROR,
     SOL_NETLINK,
+    attr,
     error_code,
     messages,
     parse_acks,
@@ -65,13 +66,8 @@ _U32 = struct.Struct("=I")
 CHUNK = 512
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
-    size = _RTA.size + len(payload)
-    return _RTA.pack(size, kind) + payload + b"\0" * (-size % 4)
-
-
 def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, _U32.pack(value))
+    return attr(kind, _U32.pack(value))
 
 
 def encode(verb: str, rule: Rule, protocol: int, seq: int, exclusive: bool = True) -> bytes:
@@ -85,11 +81,11 @@ def encode(verb: str, rule: Rule, protocol: int, seq: int, exclusive: bool = Tru
         raise ValueError(f"verb {verb!r}: add or del")
     action = FR_ACT[rule.action]
     table = rule.table if rule.action == "lookup" else 0
-    attrs = [_u32(FRA_PRIORITY, rule.priority), _attr(FRA_PROTOCOL, bytes((protocol,)))]
+    attrs = [_u32(FRA_PRIORITY, rule.priority), attr(FRA_PROTOCOL, bytes((protocol,)))]
     if rule.src is not None:
-        attrs.append(_attr(FRA_SRC, rule.src.network_address.packed))
+        attrs.append(attr(FRA_SRC, rule.src.network_address.packed))
     if rule.dst is not None:
-        attrs.append(_attr(FRA_DST, rule.dst.network_address.packed))
+        attrs.append(attr(FRA_DST, rule.dst.network_address.packed))
     if rule.fwmark is not None:
         attrs.append(_u32(FRA_FWMARK, rule.fwmark))
         attrs.append(_u32(FRA_FWMASK, 0xFFFFFFFF if rule.fwmask is None else rule.fwmask))
