@@ -54,8 +54,12 @@ class RulesBackend:
         # cost of building 10,000 users' rules for a reconcile
         n = int(r.vip)
         src = IPv4Network((n, 32))
-        prio = r.priority + n % self._span
+        prio = self._priority(n)
         return [Rule(prio, r.table_id, src, p) for p in self.prefixes]
+
+    def _priority(self, vip: int) -> int:
+        """``spread_priority`` with the config's band read once (called per rule built or read)."""
+        return self._base + vip % self._span
 
     def ensure(self) -> None:
         return None
@@ -72,17 +76,17 @@ class RulesBackend:
                 continue
             by_vip.setdefault(k.src.network_address, []).append(k)  # type: ignore[arg-type]
         out: dict[IPv4Address, UserRule] = {}
-        base, span, want_dsts, n = self._base, self._span, set(self.prefixes), len(self.prefixes)
+        want_dsts, n = set(self.prefixes), len(self.prefixes)
         for vip, ks in by_vip.items():
             table = ks[0].table
-            prio = base + int(vip) % span
+            prio = self._priority(int(vip))
             # exactly kernel_rules(r) in any order, compared field by field (building the
             # expected Rule values was a fifth of a 10,000-user reconcile); a rule at
             # another priority of the band (an older ikemgr's) is stray and replaced
             if (len(ks) == n and {k.dst for k in ks} == want_dsts
                     and all(k.table == table and k.priority == prio and k.fwmask is None and k.goto is None
                             for k in ks)):
-                out[vip] = UserRule(vip, self._by_table[table], table, base)
+                out[vip] = UserRule(vip, self._by_table[table], table, self._base)
             else:
                 stray.extend(ks)  # partial or odd: remove, the plan re-adds it whole
         self._stray = stray
