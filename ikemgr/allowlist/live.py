@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,33 @@ class LazyStore:
         both: tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]] = \
             self._opened().allow_list(now)
         return both
+
+
+class LivePairs:
+    """The store's allow-list as far as some identities need it: charon's live SAs after a sync.
+
+    ``active_pairs`` answers ``Store.active_among`` for these pairs, which decides every one
+    of those SAs exactly as the whole list would. Not a snapshot source: a partial answer is
+    never saved; an outage raises (the caller reports it, and ``watch`` repairs).
+    """
+
+    stale = False
+
+    def __init__(self, cfg: Config, pairs: Iterable[tuple[str, int]]) -> None:
+        self.store = LazyStore(cfg)
+        self.pairs = frozenset(pairs)
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        if not self.pairs:
+            return frozenset()
+        found: frozenset[tuple[str, int]] = self.store._opened().active_among(self.pairs, now)
+        return found
+
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        return {}
+
+    def next_change(self, now: datetime) -> datetime | None:
+        return None
 
 
 def open_allow_list(cfg: Config, grammar: IdentityGrammar,

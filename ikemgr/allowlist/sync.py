@@ -17,8 +17,9 @@ import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
+from ikemgr.allowlist.snapshot import note_revoked
 from ikemgr.allowlist.store.repository import Store
 from ikemgr.config.schema import Config
 from ikemgr.core.grants import (
@@ -60,6 +61,20 @@ class SyncOutcome:
     def revoked_pairs(self) -> frozenset[tuple[str, int]]:
         """Pairs that lost their grant in this sync: removed, expired or suspended."""
         return self.plan.revoked_pairs() | frozenset(g.pair for g in self.suspended)
+
+
+def journal_revocations(cfg: Config, store: Store, pairs: Iterable[tuple[str, int]]) -> None:
+    """After a commit that revoked grants: journal the pairs no longer in force beside this
+    host's allow-list snapshot (``snapshot.note_revoked``). A pair another grant still holds
+    is left out; if the store cannot say (it just went away), all of them go in."""
+    revoked = frozenset(pairs)
+    if not revoked:
+        return
+    try:
+        still = store.active_among(revoked, datetime.now(UTC))
+    except BackendUnavailable:
+        still = frozenset()
+    note_revoked(cfg.policy.state_dir, revoked - still)
 
 
 @contextmanager
@@ -131,6 +146,8 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
     resumed = tuple(g for g in flipped if not g.suspended)
     done = SyncOutcome(plan, counts, applied=plan.changed or bool(flipped), dry_run=False, accounts=status,
                        to_suspend=tuple(to_suspend), suspended=suspended, resumed=resumed)
+    if done.applied:  # committed: an outage's snapshot must not bring these back
+        journal_revocations(cfg, store, done.revoked_pairs())
     if not done.applied or on_change is None:
         return done
     try:

@@ -115,6 +115,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> Result:
             from ikemgr.allowlist.store import current_actor, open_store
+            from ikemgr.allowlist.sync import journal_revocations
 
             cfg = load_config(config)
             ident = vlan_identity(cfg, identity, allow_unknown=True)
@@ -123,6 +124,7 @@ def register(app: typer.Typer) -> None:
             store = open_store(cfg)
             try:
                 g = store.remove_grant(ident.account, ident.vlan, source, current_actor(), now)
+                journal_revocations(cfg, store, [g.pair])
             finally:
                 store.close()
             msgs = [f"{ident}: removed (source {source})"]

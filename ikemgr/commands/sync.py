@@ -45,7 +45,7 @@ def live_reconcile_hook(cfg: Config, netns: str | None = None) -> OnChange:
         from ikemgr.core.policy import holders_of
         from ikemgr.engine.oneshot import reconcile_live, terminate_sas
 
-        sas, _report = reconcile_live(cfg, netns=netns)
+        sas, _report = reconcile_live(cfg, netns=netns, scoped=True)
         revoked = outcome.revoked_pairs()
         if not (cfg.sync.terminate_revoked and revoked):
             return

@@ -133,6 +133,13 @@ def _live_identities(sas: Iterable[Sa], cfg: Config, grammar: IdentityGrammar) -
     return out
 
 
+def live_pairs(sas: Iterable[Sa], cfg: Config, grammar: IdentityGrammar) -> frozenset[tuple[str, int]]:
+    """The (account, vlan) pairs that charon's live SAs claim: all of the allow-list their
+    decisions read."""
+    return frozenset((ident.account, ident.vlan) for _, ident in _live_identities(sas, cfg, grammar)
+                     if ident.vlan is not None)
+
+
 def holders_of(sas: Iterable[Sa], pairs: frozenset[tuple[str, int]], cfg: Config,
                grammar: IdentityGrammar) -> list[str]:
     """Unique ids of the live SAs whose identity is one of ``pairs`` (revoked grants to terminate)."""

@@ -13,8 +13,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from ikemgr.adapters.vici.session import CommandSession, connect
+from ikemgr.allowlist.live import LivePairs
 from ikemgr.config.schema import Config
+from ikemgr.core.identity import IdentityGrammar
 from ikemgr.core.model import Sa, UserRule
+from ikemgr.core.policy import live_pairs
 from ikemgr.engine.engine import Report
 from ikemgr.engine.wiring import build_engine, close_engine
 from ikemgr.errors import BackendUnavailable
@@ -38,14 +41,20 @@ def charon_view(cfg: Config) -> tuple[list[Sa], dict[IPv4Address, str]]:
 
 
 def reconcile_live(cfg: Config, *, netns: str | None = None, allow_file: Path | None = None,
-                   lock_file: Path | None = None, dry_run: bool = False) -> tuple[list[Sa], Report]:
+                   lock_file: Path | None = None, dry_run: bool = False,
+                   scoped: bool = False) -> tuple[list[Sa], Report]:
     """One full reconcile of charon's live SAs against the allow-list and the kernel.
 
     The path `ikemgr reconcile`, `ikemgr sync` (after a committed change) and start-up
-    share; `watch` runs the same engine continuously.
+    share; `watch` runs the same engine continuously. ``scoped`` (sync) reads only the
+    live SAs' pairs from the store (``LivePairs``): the same decisions, without reading
+    and snapshotting the whole list again (``watch`` does that when it hears the change).
     """
     sas, leases = charon_view(cfg)
-    engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file)
+    allow = None
+    if scoped and allow_file is None:
+        allow = LivePairs(cfg, live_pairs(sas, cfg, IdentityGrammar.of(cfg)))
+    engine = build_engine(cfg, netns=netns, allow_file=allow_file, lock_file=lock_file, allow=allow)
     try:
         report = engine.full(sas, dry_run=dry_run, leases=leases)
     finally:

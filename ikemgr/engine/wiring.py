@@ -14,6 +14,7 @@ from ikemgr.adapters.policy.rules import RulesBackend
 from ikemgr.allowlist.live import open_allow_list
 from ikemgr.config.schema import Config
 from ikemgr.core.identity import IdentityGrammar
+from ikemgr.core.model import AllowList
 from ikemgr.engine.coordination import Generation, Lock
 from ikemgr.engine.engine import Engine
 
@@ -30,15 +31,18 @@ def make_backend(cfg: Config, netns: str | None) -> PolicyBackend:
 
 def build_engine(cfg: Config, *, netns: str | None = None, allow_file: Path | None = None,
                  lock_file: Path | None = None, metrics: Metrics | None = None,
-                 flush_conntrack: bool = True, long_lived: bool = False) -> Engine:
+                 flush_conntrack: bool = True, long_lived: bool = False,
+                 allow: AllowList | None = None) -> Engine:
     """The engine as the commands use it: backend, allow-list + snapshot, lock, generation.
 
     ``long_lived`` (watch): the engine keeps its kernel index between batches and parses
-    conntrack dumps in a child process, away from the event thread.
+    conntrack dumps in a child process, away from the event thread. ``allow`` replaces the
+    allow-list and its snapshot (a scoped read, ``LivePairs``).
     """
-    grammar = IdentityGrammar.of(cfg)
+    if allow is None:
+        allow = open_allow_list(cfg, IdentityGrammar.of(cfg), allow_file)
     return Engine(
-        cfg, make_backend(cfg, netns), open_allow_list(cfg, grammar, allow_file),
+        cfg, make_backend(cfg, netns), allow,
         lock=Lock(lock_file or cfg.policy.lock_file), generation=Generation(cfg.policy.state_dir),
         flusher=ConntrackFlusher(netns, flush_conntrack, out_of_process=long_lived,
                                  on_error=(lambda kind, n: metrics.error(f"conntrack-{kind}", n))

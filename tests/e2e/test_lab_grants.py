@@ -10,11 +10,28 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers import IKEMGR, until
 from helpers.lab import rules_for
+from ikemgr.allowlist.snapshot import SnapshotAllowList
+from ikemgr.config.load import load
+from ikemgr.errors import BackendUnavailable
 from ikemgr_lab.runner import Lab
+
+
+class _Down:
+    """The allow-list database, gone."""
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        raise BackendUnavailable("db", "connection refused")
+
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        raise BackendUnavailable("db", "connection refused")
+
+    def next_change(self, now: datetime) -> datetime | None:
+        raise BackendUnavailable("db", "connection refused")
 
 
 def _ikemgr(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,6 +83,11 @@ sync:
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["data"]["reconciled"] is True
     assert rules_for(lab, vip) == []
+    # sync read only the live SAs' pairs; what a database outage would serve now (the
+    # snapshot, with the revocation journal beside it) does not bring bob back
+    outage = SnapshotAllowList(_Down(), load(config, ignore=frozenset({"lab"})).policy.state_dir)
+    served = outage.active_pairs(datetime.now(UTC))
+    assert outage.stale and ("bob", 123456) not in served and ("alice", 123456) in served
     # leave the shared lab as it was: no file-sourced grants
     r = _ikemgr(lab.config_path, "grant", "remove", "nobody@123457", "--source", "regdb")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -4,6 +4,7 @@ backend. The same engine against the real kernel is in tests/integration/policy/
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -266,6 +267,108 @@ def test_the_snapshot_ends_grants_on_time_during_an_outage(tmp_path: Path) -> No
     assert snap.next_change(t0 + timedelta(minutes=10)) is None
     src.down = False
     assert snap.next_change(t0) == t0 + timedelta(minutes=10)  # the source's answer again
+
+
+def test_a_revocation_journalled_after_the_snapshot_stays_revoked_in_an_outage(tmp_path: Path) -> None:
+    """``ikemgr sync`` revokes without reading the whole list again, so this host's snapshot
+    may predate the revocation: the pairs are journalled beside it, and a snapshot served
+    during an outage leaves them out, after a restart too. The next good read saw the
+    revocation: it prunes the journal, and a pair granted again is served again."""
+    from ikemgr.allowlist.snapshot import REVOKED_FILE, note_revoked
+
+    alice, bob = ("alice", 123456), ("bob", 123456)
+
+    class Source:
+        down = False
+        pairs = frozenset({alice, bob})
+
+        def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+            if self.down:
+                raise BackendUnavailable("db", "connection refused")
+            return self.pairs
+
+        def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+            return {}
+
+        def next_change(self, now: datetime) -> datetime | None:
+            return None
+
+    src = Source()
+    snap = SnapshotAllowList(src, tmp_path)
+    assert snap.active_pairs(datetime.now(UTC)) == {alice, bob}
+    src.pairs = frozenset({bob})  # committed after that read, then journalled
+    note_revoked(tmp_path, [alice])
+    src.down = True
+    assert snap.active_pairs(datetime.now(UTC)) == {bob} and snap.stale
+    assert SnapshotAllowList(src, tmp_path).active_pairs(datetime.now(UTC)) == {bob}
+    src.down, src.pairs = False, frozenset({alice, bob})  # granted again, and read
+    assert snap.active_pairs(datetime.now(UTC)) == {alice, bob}
+    assert len((tmp_path / REVOKED_FILE).read_text().splitlines()) == 1  # its header only
+    src.down = True
+    assert snap.active_pairs(datetime.now(UTC)) == {alice, bob}
+    # a journal that cannot be read serves no snapshot at all: it might hold a revocation
+    (tmp_path / REVOKED_FILE).unlink()
+    (tmp_path / REVOKED_FILE).mkdir()
+    with pytest.raises(BackendUnavailable):
+        SnapshotAllowList(src, tmp_path).active_pairs(datetime.now(UTC))
+
+
+class _Db:
+    """An allow-list source whose read can run something in the middle (a commit elsewhere)."""
+
+    def __init__(self, pairs: set[tuple[str, int]]) -> None:
+        self.pairs = set(pairs)
+        self.down = False
+        self.during_read: list[Callable[[], None]] = []
+
+    def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
+        if self.down:
+            raise BackendUnavailable("db", "connection refused")
+        answer = frozenset(self.pairs)  # what the read saw ...
+        while self.during_read:  # ... before these commits
+            self.during_read.pop(0)()
+        return answer
+
+    def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
+        return {}
+
+    def next_change(self, now: datetime) -> datetime | None:
+        return None
+
+
+def test_a_revocation_during_a_read_is_not_undone_by_that_reads_snapshot(tmp_path: Path) -> None:
+    """Ordered by journal number, not by the clock: a revocation committed while a read was
+    in flight stays out of what an outage serves, and an older read never replaces the
+    snapshot of a newer one (whose save pruned the entry)."""
+    from ikemgr.allowlist.snapshot import REVOKED_FILE, note_revoked
+
+    alice, bob = ("alice", 123456), ("bob", 123456)
+    db = _Db({alice, bob})
+    watch, hook = SnapshotAllowList(db, tmp_path), SnapshotAllowList(db, tmp_path)
+
+    def revoke_alice() -> None:
+        db.pairs.discard(alice)
+        note_revoked(tmp_path, [alice])
+
+    db.during_read = [revoke_alice]
+    assert watch.active_pairs(datetime.now(UTC)) == {alice, bob}  # read before the commit
+    db.down = True
+    assert SnapshotAllowList(db, tmp_path).active_pairs(datetime.now(UTC)) == {bob}
+    db.down = False
+    # watch's next read starts; meanwhile alice is revoked again and hook reads and saves
+    db.pairs.add(alice)
+    db.during_read = [revoke_alice, lambda: hook.active_pairs(datetime.now(UTC))]
+    watch._last = None  # its answer differs from what it saved: it tries to save it
+    assert watch.active_pairs(datetime.now(UTC)) == {alice, bob}
+    db.down = True
+    assert SnapshotAllowList(db, tmp_path).active_pairs(datetime.now(UTC)) == {bob}
+    # many revocations of one pair keep one entry; a good read that saw them prunes them all
+    db.down = False
+    for _ in range(3):
+        note_revoked(tmp_path, [alice, ("carol", 123457)])
+    assert len((tmp_path / REVOKED_FILE).read_text().splitlines()) == 3  # the header and two pairs
+    assert watch.active_pairs(datetime.now(UTC)) == {bob}
+    assert len((tmp_path / REVOKED_FILE).read_text().splitlines()) == 1
 
 
 _events = st.lists(st.tuples(st.sampled_from(["ike-updown", "child-updown", "ike-rekey", "child-rekey"]),

@@ -37,6 +37,8 @@ from ikemgr.errors import ApplyFailed, BackendUnavailable, Refused, UsageError
 
 NOTIFY_CHANNEL = "ikemgr_grants"
 SYNC_LOCK_KEY = 0x696B6D73  # "ikms": one sync at a time per shared database
+#: bound parameters per IN list (SQLite allows 32,766 per statement, PostgreSQL 65,535)
+ACCOUNTS_PER_QUERY = 500
 T = TypeVar("T")
 
 
@@ -198,6 +200,26 @@ class Store:
         """(account, vlan) pairs in force at ``now``: valid_from ≤ now < valid_until, not suspended."""
         q = select(grants.c.account, grants.c.vlan).where(_active_clause(now)).distinct()
         return self._read(lambda c: frozenset((a, int(v)) for a, v in c.execute(q)))
+
+    def active_among(self, pairs: Iterable[tuple[str, int]], now: datetime) -> frozenset[tuple[str, int]]:
+        """Which of these (account, vlan) pairs are in force at ``now``: ``active_pairs(now) & pairs``,
+        read by account (the grants' unique key leads with it) instead of the whole list.
+
+        What a one-shot reconcile needs for charon's live SAs: after a sync of 100,000
+        grants with 200 SAs live, a few indexed lookups instead of 0.1 s of reading.
+        """
+        wanted = frozenset(pairs)
+        names = sorted({a for a, _ in wanted})
+
+        def read(c: Connection) -> frozenset[tuple[str, int]]:
+            found: set[tuple[str, int]] = set()
+            for i in range(0, len(names), ACCOUNTS_PER_QUERY):
+                q = (select(grants.c.account, grants.c.vlan)
+                     .where(_active_clause(now), grants.c.account.in_(names[i:i + ACCOUNTS_PER_QUERY])))
+                found.update(p for a, v in c.execute(q) if (p := (a, int(v))) in wanted)
+            return frozenset(found)
+
+        return self._read(read)
 
     def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
         """For pairs in force at ``now`` whose every active grant ends: the latest end."""

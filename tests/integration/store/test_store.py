@@ -240,3 +240,25 @@ def test_allow_list_is_active_pairs_and_pair_ends_in_one_read(store: Store) -> N
         assert ends == store.pair_ends(at)
         assert all(t.tzinfo is not None for t in ends.values())
     assert store.allow_list(NOW)[1] == {("a", 123456): NOW + 2 * H, ("e", 123457): NOW + 3 * H}
+
+
+def test_active_among_is_the_allow_list_restricted_to_the_pairs_asked(store: Store,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a sync's live reconcile reads for charon's SAs: ``active_pairs(now) & pairs`` at
+    every moment of the grants' windows, across several IN lists (chunks of 3 here)."""
+    from ikemgr.allowlist.store import repository
+
+    monkeypatch.setattr(repository, "ACCOUNTS_PER_QUERY", 3)
+    grants = [Grant("a", 123456, "manual", valid_until=NOW + H), Grant("a", 123457, "regdb"),
+              Grant("b", 123456, "manual", valid_from=NOW + H), Grant("c", 123457, "manual"),
+              Grant("d", 123456, "manual", valid_until=NOW - H)]
+    grants += [Grant(f"u{i}", 123456, "regdb") for i in range(10)]
+    for g in grants:
+        assert store.put_grant(g, "t", NOW)[0] == "added"
+    store.set_suspended({"c": "disabled"}, "t", NOW)
+    asked = {("a", 123456), ("a", 123458), ("b", 123456), ("c", 123457), ("d", 123456), ("nobody", 123456)}
+    asked |= {(f"u{i}", 123456) for i in range(0, 10, 2)} | {("u1", 123457)}
+    for at in (NOW - 2 * H, NOW, NOW + H, NOW + 2 * H):
+        assert store.active_among(asked, at) == store.active_pairs(at) & asked
+    assert store.active_among(asked, NOW) == {("a", 123456)} | {(f"u{i}", 123456) for i in range(0, 10, 2)}
+    assert store.active_among((), NOW) == frozenset()
