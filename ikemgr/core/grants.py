@@ -36,6 +36,10 @@ class RawEntry(NamedTuple):
     note: object = None
 
 
+#: a grant as plain fields (a stored row): ``Grant`` is one, and so is the bare tuple
+GrantRow = tuple[str, int, str, datetime | None, datetime | None, str, bool]
+
+
 class Grant(NamedTuple):
     """account may use lab VLAN ``vlan`` while valid_from ≤ now < valid_until and not suspended.
 
@@ -275,7 +279,7 @@ class SyncPlan:
                 "unchanged": self.unchanged, "current": self.current}
 
 
-def diff(current: Iterable[Grant], desired: Validated, now: datetime,
+def diff(current: Iterable[GrantRow], desired: Validated, now: datetime,
          sources: Iterable[str] = ()) -> SyncPlan:
     """Compare the stored grants of the synced sources with what the sources now say.
 
@@ -293,7 +297,7 @@ def diff(current: Iterable[Grant], desired: Validated, now: datetime,
     stored = set(current)
     differ = stored.difference(want.values())
     same = len(stored) - len(differ)
-    by_key = {cur[:3]: cur for cur in differ}
+    by_key = {cur[:3]: Grant._make(cur) for cur in differ}  # a stored row may be a bare tuple
     added = [g for g in want.values() if g not in stored and g[:3] not in by_key]
     removed: list[Grant] = []
     expired: list[Grant] = []

@@ -313,3 +313,7 @@ def test_diff_is_the_field_by_field_comparison(cur: list[Grant], listed: list[Gr
     want = {g.key: g._replace(suspended=False) for g in listed if not g.expired(NOW)}
     d = Validated(want, duplicates=1, source_expired=frozenset(g.key for g in gone) - want.keys())
     assert diff(stored, d, NOW) == diff_one_by_one(stored, d, NOW)
+    # the store hands plain grants over as bare tuples: the plan is the same, made of Grants
+    bare = diff([tuple(g) for g in stored], d, NOW)  # type: ignore[misc]
+    assert bare == diff(stored, d, NOW)
+    assert all(type(g) is Grant for g in bare.removed + bare.expired + tuple(b for b, _ in bare.updated))

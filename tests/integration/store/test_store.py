@@ -146,13 +146,18 @@ def test_database_outage_is_backend_unavailable_and_recovers(pg_factory, tmp_pat
 def test_lean_sync_read_equals_the_general_read(store: Store) -> None:
     gs = [Grant("a", 123456, "list"), Grant("b", 123457, "list", valid_from=NOW - H, valid_until=NOW + H,
                                            note="n"),
-          Grant("c", 123456, "other"), Grant("d", 123456, "list", valid_until=NOW - H)]
+          Grant("c", 123456, "other"), Grant("d", 123456, "list", valid_until=NOW - H),
+          Grant("e", 123457, "list"), Grant("f", 123456, "other", note="n")]
     store.apply(SyncPlan(added=tuple(gs)), "t", NOW)
     store.set_suspended({"a": "missing"}, "t", NOW)
     lean = sorted(store.source_grants(["list"]))
     assert lean == sorted(store.grants(sources=["list"]))
-    assert [g.account for g in lean] == ["a", "b", "d"] and lean[0].suspended
-    assert lean[1].valid_until == NOW + H and lean[1].valid_until.tzinfo is not None
+    assert [g[0] for g in lean] == ["a", "b", "d", "e"]
+    assert lean[3] == ("e", 123457, "list", None, None, "", False)  # a plain grant: a bare tuple
+    a, b = Grant._make(lean[0]), Grant._make(lean[1])
+    assert a.suspended and b.valid_until == NOW + H and b.valid_until.tzinfo is not None
+    both = sorted(store.source_grants(["other", "list"]))
+    assert both == sorted(store.grants(sources=["list", "other"])) and len(both) == 6
 
 
 def test_change_listener_wakes_within_a_second(cfg: Config, store: Store) -> None:
