@@ -80,9 +80,9 @@ def child(mode: str, config: Path) -> None:
             conn.execute(delete(grants).where(grants.c.source.in_(names)))
             store.ensure_refs(conn, list(v.grants.values()), now)
             conn.execute(insert(grants), [
-                {"account": x.account, "vlan": x.vlan, "source": x.source, "valid_from": x.valid_from,
-                 "valid_until": x.valid_until, "note": x.note, "suspended": False, "created_at": now,
-                 "updated_at": now} for x in v.grants.values()])
+                {"account": a, "vlan": vl, "source": src, "valid_from": vf, "valid_until": vu, "note": note,
+                 "suspended": False, "created_at": now, "updated_at": now}
+                for a, vl, src, vf, vu, note, _ in v.grants.values()])
         info = {"inserted": len(v.grants)}
     else:
         raise SystemExit(f"unknown mode {mode}")

@@ -9,6 +9,7 @@ product wheel does not contain it).
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import os
@@ -41,9 +42,10 @@ def _root(
     """ikemgr: a strongSwan IKEv2 campus gateway and its policy routing from one config."""
 
 
-def command_modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(ikemgr.commands.__path__)
-                  if not m.name.startswith("_"))
+@functools.cache
+def command_modules() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(ikemgr.commands.__path__)
+                        if not m.name.startswith("_")))
 
 
 def extension_commands() -> dict[str, Any]:
@@ -59,6 +61,8 @@ def build_app(only: str | None = None) -> typer.Typer:
     for name in command_modules():
         if only is None or name == only:
             importlib.import_module(f"ikemgr.commands.{name}").register(app)
+    if only in command_modules():  # a built-in command: no need to look through the installed packages
+        return app
     for name, ep in extension_commands().items():
         if only is None or name == only:
             ep.load()(app)

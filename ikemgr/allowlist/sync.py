@@ -14,7 +14,7 @@ so an unreachable source, a query error or a truncated file leaves the store as 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from ikemgr.allowlist.store.repository import Store
 from ikemgr.config.schema import Config
 from ikemgr.core.grants import (
     Grant,
-    RawEntry,
+    RawRow,
     SyncPlan,
     check_suspension_valve,
     check_valve,
@@ -38,7 +38,7 @@ from ikemgr.fsio import held
 
 #: the live-session step, called after the commit with what was applied
 OnChange = Callable[["SyncOutcome"], None]
-Fetch = Callable[[], Mapping[str, list[RawEntry]]]
+Fetch = Callable[[], Mapping[str, Sequence[RawRow]]]
 #: the directory check: accounts → {account: "ok" | "missing" | "disabled"}
 CheckAccounts = Callable[[Iterable[str]], dict[str, str]]
 

@@ -22,13 +22,19 @@ MANUAL = "manual"
 MAX_NOTE = 200
 
 GrantKey = tuple[str, int, str]  # (account, vlan, source)
+#: a RawEntry as a bare tuple of its seven fields
+RawRow = tuple[str, "str | int", object, object, object, object, object]
 
 
 class RawEntry(NamedTuple):
-    """One entry as a source read it. ``vlan`` is None when ``account`` holds ``account@NNNNNN``."""
+    """One entry as a source read it. ``vlan`` is None when ``account`` holds ``account@NNNNNN``.
+
+    ``where`` is an int for a line number ("line N"). A source may hand its entries over
+    as bare tuples of these fields (``RawRow``): a list file makes 100,000 of them.
+    """
 
     source: str
-    where: str
+    where: str | int
     account: object
     vlan: object = None
     valid_from: object = None
@@ -92,16 +98,22 @@ class Rejection:
 class Validated:
     """The good grants of a batch of sources, keyed by (account, vlan, source), and the rest."""
 
-    grants: dict[GrantKey, Grant]
+    #: a plain grant (no window, no note) is the bare tuple of its fields: equal to its Grant,
+    #: built at a quarter of the cost (``grant(key)`` gives the Grant)
+    grants: Mapping[GrantKey, GrantRow]
     rejected: tuple[Rejection, ...] = ()
     duplicates: int = 0
     #: keys listed by a source with a valid_until already in the past
     source_expired: frozenset[GrantKey] = frozenset()
 
+    def grant(self, key: GrantKey) -> Grant:
+        return Grant._make(self.grants[key])
 
-def active_pairs(grants: Iterable[Grant], now: datetime) -> frozenset[tuple[str, int]]:
+
+def active_pairs(grants: Iterable[GrantRow], now: datetime) -> frozenset[tuple[str, int]]:
     """The (account, vlan) pairs in force at ``now``; the store computes the same in SQL."""
-    return frozenset(g.pair for g in grants if g.active(now))
+    return frozenset((a, v) for a, v, _, vf, vu, _, susp in grants
+                     if not susp and (vu is None or vu > now) and (vf is None or vf <= now))
 
 
 # --------------------------------------------------------------------------- validation
@@ -170,13 +182,17 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
-def validate(entries: Iterable[RawEntry], grammar: IdentityGrammar, now: datetime) -> Validated:
+def _where(where: str | int) -> str:
+    return f"line {where}" if type(where) is int else str(where)
+
+
+def validate(entries: Iterable[RawEntry | RawRow], grammar: IdentityGrammar, now: datetime) -> Validated:
     """Check every entry with the identity grammar; keep the good ones, report the rest.
 
     Duplicates of one (account, vlan) in one source are merged (widest validity), so a
     registration DB listing a pair twice does not make the plan flap.
     """
-    good: dict[GrantKey, Grant] = {}
+    good: dict[GrantKey, GrantRow] = {}
     rejected: list[Rejection] = []
     expired: set[GrantKey] = set()
     duplicates = 0
@@ -184,15 +200,16 @@ def validate(entries: Iterable[RawEntry], grammar: IdentityGrammar, now: datetim
     for e in entries:
         source, where, raw, vlan_column, vf, vu, note = e
         try:
-            account, vlan = vlan_pair(raw if vlan_column is None else _identity_value(e))
+            account, vlan = vlan_pair(raw if vlan_column is None else _identity_value(RawEntry._make(e)))
         except IdentityRejected as err:
-            rejected.append(Rejection(source, where, err.reason, err.shown))
+            rejected.append(Rejection(source, _where(where), err.reason, err.shown))
             continue
+        g: GrantRow
         if vf is None and vu is None and note is None:
-            # the common case, kept cheap: a list line or a row with only the identity
-            # (``_make`` from one tuple: half the cost of ``Grant(…)``'s keyword-capable __new__)
+            # the common case, kept cheap: a list line or a row with only the identity, as the
+            # bare tuple of its Grant (a NamedTuple instance costs four times a tuple)
             key = (account, vlan, source)
-            g = Grant._make((account, vlan, source, None, None, "", False))
+            g = (account, vlan, source, None, None, "", False)
             if key not in good:
                 good[key] = g
                 continue
@@ -202,23 +219,24 @@ def validate(entries: Iterable[RawEntry], grammar: IdentityGrammar, now: datetim
                 valid_until = as_utc(vu, "valid_until")
                 text = check_note(note)
             except ValueError as err:
-                rejected.append(Rejection(source, where, str(err), shown(f"{account}@{vlan}")))
+                rejected.append(Rejection(source, _where(where), str(err), shown(f"{account}@{vlan}")))
                 continue
             if valid_from is not None and valid_until is not None and valid_until <= valid_from:
-                rejected.append(Rejection(source, where, "valid_until is not after valid_from",
+                rejected.append(Rejection(source, _where(where), "valid_until is not after valid_from",
                                           shown(f"{account}@{vlan}")))
                 continue
             g = Grant(account, vlan, source, valid_from, valid_until, text)
-            if g.expired(now):
-                expired.add(g.key)
+            if valid_until is not None and valid_until <= now:
+                expired.add((account, vlan, source))
                 continue
             key = (account, vlan, source)
         old = good.get(key)
         if old is not None:
             duplicates += 1
-            g = old._replace(valid_until=_later(old.valid_until, g.valid_until),
-                             valid_from=None if old.valid_from is None or g.valid_from is None
-                             else min(old.valid_from, g.valid_from))
+            was = Grant._make(old)
+            g = was._replace(valid_until=_later(was.valid_until, g[4]),
+                             valid_from=None if was.valid_from is None or g[3] is None
+                             else min(was.valid_from, g[3]))
         good[key] = g
     return Validated(good, tuple(rejected), duplicates, frozenset(expired - good.keys()))
 
@@ -297,8 +315,8 @@ def diff(current: Iterable[GrantRow], desired: Validated, now: datetime,
     stored = set(current)
     differ = stored.difference(want.values())
     same = len(stored) - len(differ)
-    by_key = {cur[:3]: Grant._make(cur) for cur in differ}  # a stored row may be a bare tuple
-    added = [g for g in want.values() if g not in stored and g[:3] not in by_key]
+    by_key = {cur[:3]: Grant._make(cur) for cur in differ}  # either side may hold bare tuples
+    added = [Grant._make(g) for g in want.values() if g not in stored and g[:3] not in by_key]
     removed: list[Grant] = []
     expired: list[Grant] = []
     updated: list[tuple[Grant, Grant]] = []
@@ -318,7 +336,7 @@ def diff(current: Iterable[GrantRow], desired: Validated, now: datetime,
         elif cur[3:6] == new[3:6]:
             unchanged += 1
         else:
-            updated.append((cur, new._replace(suspended=cur.suspended)))
+            updated.append((cur, Grant._make(new)._replace(suspended=cur.suspended)))
     return SyncPlan(tuple(sorted(added)), tuple(sorted(removed)), tuple(sorted(expired)),
                     tuple(sorted(updated)), desired.rejected, desired.duplicates, live, unchanged,
                     tuple(sources))

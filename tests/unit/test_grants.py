@@ -86,7 +86,7 @@ def test_good_entries_from_text_bytes_and_columns() -> None:
     assert v.rejected == ()
     assert set(v.grants) == {("alice", 123456, "src"), ("bob", 123457, "src"), ("carol", 200001, "src"),
                              ("dave", 123456, "src")}
-    assert v.grants[("dave", 123456, "src")].valid_until == datetime(2026, 4, 30, 15, 0, tzinfo=UTC)
+    assert v.grant(("dave", 123456, "src")).valid_until == datetime(2026, 4, 30, 15, 0, tzinfo=UTC)
 
 
 def test_bad_timestamp_rejects_the_row() -> None:
@@ -106,8 +106,8 @@ def test_duplicates_merge_to_the_widest_validity() -> None:
     v = validate([entry("alice", 123456, NOW + timedelta(days=1)), entry("alice", 123456, later),
                   entry("bob", 1, later), entry("bob", 1, None)], G, NOW)
     assert v.duplicates == 2
-    assert v.grants[("alice", 123456, "src")].valid_until == later
-    assert v.grants[("bob", 1, "src")].valid_until is None
+    assert v.grant(("alice", 123456, "src")).valid_until == later
+    assert v.grant(("bob", 1, "src")).valid_until is None
 
 
 def test_entry_already_expired_at_the_source_is_not_granted() -> None:
@@ -213,7 +213,7 @@ def test_diff_applied_to_current_gives_desired(cur: set, want: set) -> None:
 def test_validate_never_raises_and_accepts_only_the_grammar(value: str | bytes) -> None:
     v = validate([entry(value)], G, NOW)
     assert len(v.grants) + len(v.rejected) == 1
-    for g in v.grants.values():
+    for g in map(v.grant, v.grants):
         assert G.parse_vlan_identity(f"{g.account}@{g.vlan}") is not None
         assert all(c in "abcdefghijklmnopqrstuvwxyz0123456789._-" for c in g.account)
 
@@ -223,13 +223,14 @@ def test_validate_never_raises_and_accepts_only_the_grammar(value: str | bytes) 
 
 def test_list_file_lines_comments_and_numbers() -> None:
     entries = parse_list("f", b"# header\nalice@123456\n\n  bob@123457 \r\nbad entry\n")
-    assert [(e.where, e.account) for e in entries] == [("line 2", "alice@123456"), ("line 4", "bob@123457"),
-                                                      ("line 5", "bad entry")]
+    # bare tuples, the line number an int (validate names it "line N" when it refuses one)
+    assert [(e[1], e[2]) for e in entries] == [(2, "alice@123456"), (4, "bob@123457"), (5, "bad entry")]
+    assert validate(entries, G, NOW).rejected[0].where == "line 5"
 
 
 def test_list_file_with_bad_bytes_keeps_every_line_and_its_number() -> None:
     entries = parse_list("f", b"alice@123456\n\xff@123456\n#END\n", "#END")
-    assert [(e.where, e.account) for e in entries] == [("line 1", b"alice@123456"), ("line 2", b"\xff@123456")]
+    assert [(e[1], e[2]) for e in entries] == [(1, b"alice@123456"), (2, b"\xff@123456")]
     v = validate(entries, G, NOW)
     assert list(v.grants) == [("alice", 123456, "f")] and v.rejected[0].where == "line 2"
 
@@ -281,19 +282,23 @@ def test_head_revision_constant_is_the_migration_scripts_head() -> None:
 
 def diff_one_by_one(current: list[Grant], d: Validated, now: datetime) -> SyncPlan:
     """The plan with every stored grant compared field by field: what diff's fast path must equal."""
-    added, removed, expired, updated, unchanged, live, seen = [], [], [], [], 0, 0, set()
+    removed: list[Grant] = []
+    expired: list[Grant] = []
+    updated: list[tuple[Grant, Grant]] = []
+    unchanged, live, seen = 0, 0, set()
     for cur in current:
         seen.add(cur.key)
         ran_out = cur.expired(now)
         live += not ran_out
-        new = d.grants.get(cur.key)
-        if new is None:
+        if cur.key not in d.grants:
             (expired if ran_out or cur.key in d.source_expired else removed).append(cur)
-        elif cur.same_terms(new):
+            continue
+        new = d.grant(cur.key)
+        if cur.same_terms(new):
             unchanged += 1
         else:
             updated.append((cur, new._replace(suspended=cur.suspended)))
-    added = [g for k, g in d.grants.items() if k not in seen]
+    added = [d.grant(k) for k in d.grants if k not in seen]
     return SyncPlan(tuple(sorted(added)), tuple(sorted(removed)), tuple(sorted(expired)),
                     tuple(sorted(updated)), d.rejected, d.duplicates, live, unchanged, ())
 

@@ -1,4 +1,5 @@
-"""Allow-list sources: each reads entries as they are and hands them over as RawEntry values.
+"""Allow-list sources: each reads entries as they are and hands them over as RawEntry values
+(or their bare tuples, ``RawRow``).
 
 A source never decides what is valid (core.grants does) and never returns a partial
 list: any failure — unreachable, timeout, query error, truncated file, TLS or bind
@@ -8,17 +9,19 @@ state instead of seeing "empty".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ikemgr.allowlist.sources.listfile import fetch_file
 from ikemgr.allowlist.sources.sql import fetch_sql
 from ikemgr.config.services import Ldap
 from ikemgr.config.sync import FileSource, LdapGroupSource, SqlSource, Sync
-from ikemgr.core.grants import RawEntry
+from ikemgr.core.grants import RawRow
 
 __all__ = ["fetch_all", "fetch_one"]
 
 
 def fetch_one(src: SqlSource | FileSource | LdapGroupSource, timeout: float,
-              ldap: Ldap | None = None) -> list[RawEntry]:
+              ldap: Ldap | None = None) -> Sequence[RawRow]:
     """One source; ``ldap`` (the config's ``ldap:`` section) is needed by ``kind: ldap_group``."""
     if isinstance(src, SqlSource):
         return fetch_sql(src, timeout)
@@ -32,6 +35,6 @@ def fetch_one(src: SqlSource | FileSource | LdapGroupSource, timeout: float,
     return fetch_file(src)
 
 
-def fetch_all(sync: Sync, ldap: Ldap | None = None) -> dict[str, list[RawEntry]]:
+def fetch_all(sync: Sync, ldap: Ldap | None = None) -> dict[str, Sequence[RawRow]]:
     """Every configured source, all or nothing: the first failure aborts the whole sync."""
     return {src.name: fetch_one(src, sync.timeout, ldap) for src in sync.sources}

