@@ -67,6 +67,8 @@ class Journal:
                 j.entries[(str(account), int(vlan))] = int(seq)
             except (ValueError, TypeError, KeyError):
                 log.warning("%s line %d: unreadable, skipped", state_dir / REVOKED_FILE, n + 1)
+        # the number only grows, a damaged header included: the next write is after every entry
+        j.seq = max(j.seq, *j.entries.values()) if j.entries else j.seq
         return j
 
     def after(self, seq: int) -> set[tuple[str, int]]:

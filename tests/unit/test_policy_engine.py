@@ -371,6 +371,17 @@ def test_a_revocation_during_a_read_is_not_undone_by_that_reads_snapshot(tmp_pat
     assert len((tmp_path / REVOKED_FILE).read_text().splitlines()) == 1
 
 
+def test_a_damaged_journal_header_keeps_its_entries_and_their_order(tmp_path: Path) -> None:
+    """A journal whose header line is unreadable keeps its entries, and the next write is
+    numbered after all of them, so no snapshot read before it can prune them."""
+    from ikemgr.allowlist.snapshot import REVOKED_FILE, Journal, note_revoked
+
+    (tmp_path / REVOKED_FILE).write_text('garbage\n[57, "alice", 123456]\n')
+    note_revoked(tmp_path, [("bob", 123456)])
+    j = Journal.read(tmp_path)
+    assert j.entries == {("alice", 123456): 57, ("bob", 123456): 58} and j.seq == 58
+
+
 _events = st.lists(st.tuples(st.sampled_from(["ike-updown", "child-updown", "ike-rekey", "child-rekey"]),
                              st.integers(1, 3), st.booleans(),
                              st.sampled_from(["ESTABLISHED", "DELETING", "REKEYED"]),
