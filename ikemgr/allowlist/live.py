@@ -40,6 +40,10 @@ class LazyStore:
         at: datetime | None = self._opened().next_change(now)
         return at
 
+    def active_among(self, pairs: frozenset[tuple[str, int]], now: datetime) -> frozenset[tuple[str, int]]:
+        found: frozenset[tuple[str, int]] = self._opened().active_among(pairs, now)
+        return found
+
     def allow_list(self, now: datetime) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
         """Both in one read (``Store.allow_list``): what the snapshot in front of this reads."""
         both: tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]] = \
@@ -64,8 +68,7 @@ class LivePairs:
     def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
         if not self.pairs:
             return frozenset()
-        found: frozenset[tuple[str, int]] = self.store._opened().active_among(self.pairs, now)
-        return found
+        return self.store.active_among(self.pairs, now)
 
     def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
         return {}
