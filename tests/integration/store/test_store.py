@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import inspect, text
 from store_support import config, make_env
 
+from helpers import until
 from ikemgr.allowlist.store import NOTIFY_CHANNEL, Store, open_store
 from ikemgr.allowlist.store.models import VERSION_TABLE
 from ikemgr.config.schema import Config
@@ -267,3 +268,32 @@ def test_active_among_is_the_allow_list_restricted_to_the_pairs_asked(store: Sto
         assert store.active_among(asked, at) == store.active_pairs(at) & asked
     assert store.active_among(asked, NOW) == {("a", 123456)} | {(f"u{i}", 123456) for i in range(0, 10, 2)}
     assert store.active_among((), NOW) == frozenset()
+
+
+@pytest.mark.postgres
+@pytest.mark.root
+def test_a_bulk_sync_leaves_postgresql_with_statistics_and_an_index_plan(pg: PgCluster, pg_db: str,
+                                                                         tmp_path: Path) -> None:
+    """A first sync of many grants ends with ANALYZE (autovacuum's threshold: 50 + 10 %), so
+    the live reconcile's lookup of a few accounts uses the index at once; a small change
+    does not analyze again."""
+    store = open_store(config(tmp_path, pg.url(pg_db)))
+    try:
+        def analyzed() -> int:
+            with store.engine.connect() as c:
+                return int(c.execute(text("SELECT analyze_count FROM pg_stat_user_tables "
+                                          "WHERE relname = 'ikemgr_grants'")).scalar_one())
+
+        bulk = tuple(Grant(f"u{i}", 123456 + i % 2, "regdb") for i in range(30000))
+        store.apply(SyncPlan(added=bulk, current=0), "t", NOW)
+        assert until(lambda: analyzed() >= 1, timeout=5.0) is not None  # the statistics view lags a little
+        with store.engine.connect() as c:
+            plan = "\n".join(r[0] for r in c.execute(text(
+                "EXPLAIN SELECT account, vlan FROM ikemgr_grants WHERE account = ANY(:a)"),
+                {"a": [f"u{i}" for i in range(0, 30000, 1000)]}))
+        assert "Index" in plan and "Seq Scan" not in plan, plan
+        store.apply(SyncPlan(added=(Grant("late", 123456, "regdb"),), current=30000), "t", NOW)
+        time.sleep(1.0)
+        assert analyzed() == 1
+    finally:
+        store.close()
