@@ -249,7 +249,6 @@ class Engine:
             self.backend.ensure()
             self._ensured = True
         stray = 0
-        fresh = False
         gen = self.generation.read() if self.generation is not None else None
         if full or not self._kernel_known or (gen is not None and gen != self._seen_generation):
             try:
@@ -263,7 +262,6 @@ class Engine:
             self._use = vlans_in_use(self.owned)
             stray = len(view.stray)
             self._kernel_known = True
-            fresh = True  # read under the lock held for this whole pass
         assert self.allowed is not None
         if scope is None:
             sas: Iterable[Sa] = self.sas.values()
@@ -282,7 +280,7 @@ class Engine:
             return report
         if not plan.empty or stray:
             # O(batch), not O(users): the index changes in place once the kernel took the plan
-            self.backend.apply(plan, tables_after(plan, self.owned, self._use), fresh=fresh)
+            self.backend.apply(plan, tables_after(plan, self.owned, self._use))
             apply_counted(plan, self.owned, self._use)
             report.applied = True
             self.applied_batches += 1

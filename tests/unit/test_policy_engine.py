@@ -46,7 +46,7 @@ class MemoryBackend:
         self.reads += 1
         return KernelView(dict(self.kernel))
 
-    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
+    def apply(self, plan: Plan, tables: AbstractSet[int]) -> None:
         self.plans.append(plan)
         self.kernel = plan_apply(plan, self.kernel)
         assert tables == {r.table_id for r in self.kernel.values()}, "tables_after disagrees"

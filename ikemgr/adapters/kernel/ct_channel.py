@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from ikemgr.adapters.kernel.nlmsg import (
     NETLINK_CAP_ACK,
+    NLATTR,
     NLM_F_ACK,
     NLM_F_DUMP,
     NLM_F_REQUEST,
@@ -64,7 +65,6 @@ NLA_F_NESTED = 0x8000
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big-endian on the wire; always 0 here)
-_NLA = struct.Struct("=HH")
 
 T = TypeVar("T")
 
@@ -76,11 +76,11 @@ FILTERED_MAX = 16
 
 def _attrs(data: bytes | memoryview, off: int, end: int) -> Iterator[tuple[int, int, int]]:
     """(type, payload start, payload end) of each attribute in ``data[off:end]``."""
-    while off + _NLA.size <= end:
-        size, kind = _NLA.unpack_from(data, off)
-        if size < _NLA.size or off + size > end:
+    while off + NLATTR.size <= end:
+        size, kind = NLATTR.unpack_from(data, off)
+        if size < NLATTR.size or off + size > end:
             raise ValueError(f"truncated ctnetlink attribute at offset {off}")
-        yield kind & NLA_TYPE_MASK, off + _NLA.size, off + size
+        yield kind & NLA_TYPE_MASK, off + NLATTR.size, off + size
         off += (size + 3) & ~3
 
 
@@ -123,14 +123,14 @@ def decode_entry(data: bytes | memoryview, off: int, end: int) -> tuple[int | No
     zone: bytes | None = None
     for kind, start, stop in _attrs(data, off + _NFGENMSG.size, end):
         if kind == CTA_TUPLE_ORIG:
-            orig = bytes(data[start - _NLA.size:stop])
+            orig = bytes(data[start - NLATTR.size:stop])
             for k2, s2, e2 in _attrs(data, start, stop):
                 if k2 == CTA_TUPLE_IP:
                     for k3, s3, e3 in _attrs(data, s2, e2):
                         if k3 == CTA_IP_V4_SRC and e3 - s3 == 4:
                             src = int.from_bytes(data[s3:e3], "big")
         elif kind == CTA_ZONE:
-            zone = bytes(data[start - _NLA.size:stop])
+            zone = bytes(data[start - NLATTR.size:stop])
     return src, orig, zone
 
 

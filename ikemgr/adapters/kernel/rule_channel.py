@@ -30,6 +30,7 @@ from ipaddress import IPv4Network, IPv6Network
 from ikemgr.adapters.kernel.netns import InNetns
 from ikemgr.adapters.kernel.nlmsg import (
     NETLINK_CAP_ACK,
+    NLATTR,
     NLM_F_ACK,
     NLM_F_CREATE,
     NLM_F_DUMP,
@@ -59,7 +60,6 @@ FIB_RULE_INVERT = 0x2
 RT_TABLE_UNSPEC = 0
 
 _FIB_HDR = struct.Struct("=BBBBBBBBI")
-_RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 
 #: requests per send; with CAP_ACK each ACK is 36 bytes, the socket buffer holds thousands
@@ -130,11 +130,11 @@ def decode_rule(data: bytes, off: int, size: int) -> tuple[Rule, int | None]:
     family, dst_len, src_len, tos, table, _r1, _r2, action, flags = _FIB_HDR.unpack_from(data, off)
     attrs: dict[int, bytes] = {}
     pos, end = off + _FIB_HDR.size, off + size
-    while pos + _RTA.size <= end:
-        alen, kind = _RTA.unpack_from(data, pos)
-        if alen < _RTA.size or pos + alen > end:
+    while pos + NLATTR.size <= end:
+        alen, kind = NLATTR.unpack_from(data, pos)
+        if alen < NLATTR.size or pos + alen > end:
             raise ValueError("truncated rule attribute")
-        attrs[kind & 0x3FFF] = data[pos + _RTA.size:pos + alen]
+        attrs[kind & 0x3FFF] = data[pos + NLATTR.size:pos + alen]
         pos += (alen + 3) & ~3
 
     def u32(kind: int) -> int | None:

@@ -3,8 +3,8 @@
 Both own only what they can recognise: rules with protocol ``routing.rule_protocol``
 and a priority in [user_priority, base_priority), and the table ``ip ikemgr_policy``.
 ``read`` returns the complete user rules plus strays to delete; ``apply`` changes the
-kernel from a plan in one batch. ``fresh`` says the plan was made against a ``read`` in
-the same locked pass: what it adds is known to be absent from the kernel.
+kernel from a plan in one batch; what a plan adds is absent from the kernel by the
+engine's index.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class PolicyBackend(Protocol):
 
     def ensure(self) -> None: ...
     def read(self) -> KernelView: ...
-    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
+    def apply(self, plan: Plan, tables: AbstractSet[int]) -> None:
         """``tables``: the VLAN tables that hold a VIP once the plan is applied."""
         ...
     def close(self) -> None: ...

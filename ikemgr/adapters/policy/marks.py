@@ -153,7 +153,7 @@ class MarksBackend:
         unused = [self.vlan_rule(t) for t in sorted(vlan_rules - {r.table_id for r in out.values()})]
         return KernelView(out, [*stray_rules, *stray_elems, *unused], {t: True for t in vlan_rules})
 
-    def apply(self, plan: Plan, tables: AbstractSet[int], *, fresh: bool = False) -> None:
+    def apply(self, plan: Plan, tables: AbstractSet[int]) -> None:
         need = set(tables)
         new_rules = sorted(need - self._vlan_rules)
         if new_rules:  # the VLAN's rule first, so marked packets never miss it
