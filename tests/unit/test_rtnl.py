@@ -67,9 +67,34 @@ def test_encoding_decodes_with_pyroute2(verb: str, rule: Rule, fields: dict[str,
     assert got_attrs == attrs
 
 
+def test_the_cached_shape_encodes_as_the_full_encoder_does() -> None:
+    """An IPv4-source rule is its cached shape with the address and sequence put in: the
+    same bytes as building the message whole, for every verb and flag, and for rules that
+    share a shape but not a source."""
+    for verb, rule, *_ in CASES:
+        for src in ("10.1.0.10/32", "10.64.255.250/32", "10.0.0.0/9", "0.0.0.0/0"):
+            r = Rule(rule.priority, rule.table, N(src), rule.dst, rule.fwmark,  # type: ignore[arg-type]
+                     rule.fwmask, rule.action, rule.goto)
+            for exclusive in (True, False):
+                for ack in (True, False):
+                    for seq in (1, 0xFFFFFFFF):
+                        assert encode(verb, r, 99, seq, exclusive, ack) == \
+                            rule_channel._encode(verb, r, 99, seq, exclusive, ack)
+
+
+def test_a_request_without_ack_leaves_only_the_ack_flag_out() -> None:
+    r = Rule(29000, 123456, N("10.1.0.10/32"), N("10.0.0.0/8"))  # type: ignore[arg-type]
+    got_fields, _ = decode(encode("add", r, 99, seq=7, ack=False))
+    assert got_fields["flags"] == 0x1 | 0x200 | 0x400
+    got_fields, _ = decode(encode("del", r, 99, seq=7, ack=False))
+    assert got_fields["flags"] == 0x1
+
+
 def test_unknown_verb_is_refused() -> None:
     with pytest.raises(ValueError, match="add or del"):
         encode("replace", Rule(1), 99, seq=1)
+    with pytest.raises(ValueError, match="add or del"):  # the cached shape's path too
+        encode("replace", Rule(1, 200, N("10.1.0.10/32")), 99, seq=1)  # type: ignore[arg-type]
 
 
 def ack(seq: int, code: int) -> bytes:

@@ -338,6 +338,36 @@ def test_rule_dump_reads_the_kernel_as_iproute2_shows_it(lab: Lab) -> None:
     assert got[5] == Rule(29005, 200, fwmark=0, fwmask=0xFFFFFFFF)
 
 
+def test_a_refused_request_inside_a_send_is_reported_and_the_rest_applied(lab: Lab) -> None:
+    """Only the last request of a send asks for an ACK; a failure before it is still
+    answered and named. The kernel refuses a goto that points backwards (EINVAL): between
+    two good adds, in one send, it raises ApplyFailed naming its priority, the good adds
+    are in the kernel, a delete of a missing rule and a repeated add count as done."""
+    from ipaddress import ip_network
+
+    from ikemgr.adapters.kernel.netns import InNetns
+    from ikemgr.adapters.kernel.rule_channel import RuleSocket
+    from ikemgr.core.model import Rule
+    from ikemgr.errors import ApplyFailed
+
+    good = [Rule(29100 + i, 123456, ip_network(f"10.1.0.{20 + i}/32"), ip_network("10.20.0.0/16"))
+            for i in range(3)]
+    bad = Rule(29150, fwmark=0, fwmask=0xFFFFFFFF, action="goto", goto=29140)
+    ex = InNetns(lab.ns)
+    chan = RuleSocket(ex, 99)
+    try:
+        with pytest.raises(ApplyFailed, match=r"ip rule add priority 29150: Invalid argument"):
+            chan.change([good[0], bad, good[1]], [], exclusive=False)
+        assert [r for r in chan.dump(29100, 29200)] == good[:2]
+        chan.change([good[0], good[2]], [Rule(29199, 200)])  # EEXIST and ENOENT: done
+        assert chan.dump(29100, 29200) == good
+        chan.change([], good)
+        assert chan.dump(29100, 29200) == []
+    finally:
+        chan.close()
+        ex.close()
+
+
 def test_a_failed_map_read_is_an_error_and_the_retry_repairs(lab: Lab) -> None:
     """marks: the nft map vanished behind the engine. Reading it fails; that is an error
     (BackendUnavailable naming the map), never "nothing owned", and the retry (what watch
