@@ -16,6 +16,7 @@ import pytest
 from vici.protocol import FiniteStream, Message, Packet, Transport
 
 from ikemgr.adapters import vici
+from ikemgr.adapters.vici.codec import parse_batch
 from ikemgr.errors import BackendUnavailable
 
 #: recorded by the lab probe from charon 5.9.8 (copied from the lab notes)
@@ -216,6 +217,9 @@ def test_event_session_registers_and_batches_what_arrives_together() -> None:
     assert [name for name, _ in batch] == ["ike-updown", "child-updown", "ike-update"]
     ups = [u for name, msg in batch for u in vici.parse_event(name, msg)]
     assert [(u.sa.uniqueid, u.present) for u in ups] == [("7", True), ("7", True), ("9", False)]
+    # the child-updown repeats its ike-updown's bytes up to the cut: its decode is reused
+    assert batch[1][1] is batch[0][1] and batch[2][1] is not batch[0][1]
+    assert [(u.sa.uniqueid, u.present) for u in parse_batch(batch)] == [("7", True), ("9", False)]
     b.close()
     with pytest.raises(BackendUnavailable, match="vici unavailable: connection lost"):
         ev.batch(1.0)

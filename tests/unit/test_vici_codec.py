@@ -12,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from vici.protocol import FiniteStream, Message
 
-from ikemgr.adapters.vici.codec import EVENT_KEYS, MessageError, decode_event, decode_message, parse_event
+from ikemgr.adapters.vici.codec import (
+    EVENT_KEYS,
+    MessageError,
+    decode_event,
+    decode_event_cut,
+    decode_message,
+    parse_event,
+    repeats,
+)
 
 SAMPLES = Path(__file__).with_name("test_vici_sample_events.json")
 
@@ -162,3 +170,55 @@ def test_vips_are_strict_dotted_quads(raw: list[bytes], want: tuple[str, ...]) -
     from ikemgr.adapters.vici.codec import vips_of
 
     assert tuple(str(v) for v in vips_of({"remote-vips": raw})) == want
+
+
+def _recorded(event: str, up: bool) -> bytes:
+    for item in json.loads(SAMPLES.read_text()):
+        if item.get("event") == event and ("up" in item["raw"]) == up:
+            return Message.serialize(_wire(item["raw"]))
+    raise AssertionError(f"no recorded {event} (up={up})")
+
+
+def test_a_child_updown_after_its_ike_updown_repeats_its_decode() -> None:
+    """charon's pair as recorded: the same bytes up to the VIPs, other tasks and a CHILD_SA
+    after. A down after an up differs at its first byte (no ``up`` key)."""
+    ike, child = _recorded("ike-updown", True), _recorded("child-updown", True)
+    msg, cut, depth = decode_event_cut(ike, 0, len(ike))
+    assert depth == 1 and ike[cut:] != child[cut:]  # the tails differ: tasks-passive, child-sas
+    assert repeats(child, 0, len(child), ike[:cut], depth)
+    assert decode_event(child, 0, len(child)) == msg
+    down = _recorded("ike-updown", False)
+    assert not repeats(down, 0, len(down), ike[:cut], depth)
+    assert not repeats(child[:-1], 0, len(child) - 1, ike[:cut], depth)  # truncated: decode it, refuse it
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_messages, event_messages, st.binary(max_size=12), st.integers(0, 3))
+def test_a_repeat_is_only_ever_a_message_that_decodes_the_same(first: dict[str, Any], extra: dict[str, Any],
+                                                              noise: bytes, how: int) -> None:
+    """Soundness: whatever follows the first message's cut (elements inserted there, keys of
+    EVENT_KEYS among them, other sections, stray bytes, a cut tail), ``repeats`` is True
+    only when ``decode_event`` gives exactly the first message's decode."""
+    data = Message.serialize(first)
+    msg, cut, depth = decode_event_cut(data, 0, len(data))
+    inserted = Message.serialize(extra)
+    second = {0: data[:cut] + inserted + data[cut:], 1: data[:cut] + noise + data[cut:],
+              2: data[:cut] + inserted + b"\x02" * depth, 3: (data[:cut] + inserted + data[cut:])[:-1]}[how]
+    if repeats(second, 0, len(second), data[:cut], depth):
+        assert decode_event(second, 0, len(second)) == msg
+
+
+plain_keys = keys.filter(lambda k: k.encode() not in EVENT_KEYS and k != "child-sas")
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_messages, st.dictionaries(plain_keys, st.one_of(blobs, st.lists(blobs, max_size=4)), max_size=5),
+       messages)
+def test_other_tasks_and_a_child_sa_after_the_cut_are_a_repeat(first: dict[str, Any], plain: dict[str, Any],
+                                                               child: dict[str, Any]) -> None:
+    """Completeness: keys the event path never reads and a ``child-sas`` section of
+    anything, after the cut, are a repeat."""
+    data = Message.serialize(first)
+    _msg, cut, depth = decode_event_cut(data, 0, len(data))
+    second = data[:cut] + Message.serialize({**plain, "child-sas": child}) + data[cut:]
+    assert repeats(second, 0, len(second), data[:cut], depth)

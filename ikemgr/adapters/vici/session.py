@@ -19,13 +19,15 @@ from vici.protocol import Message, Packet, Transport
 
 from ikemgr.adapters.vici.codec import (
     EVENTS,
+    UPDOWN_EVENTS,
     MessageError,
     _body,
     _text,
     as_text,
-    decode_event,
+    decode_event_cut,
     parse_leases,
     parse_list_sas,
+    repeats,
 )
 from ikemgr.core.model import Sa
 from ikemgr.errors import BackendUnavailable
@@ -153,6 +155,9 @@ class EventSession(_Wire):
     undecodable = 0
     #: bytes read but not yet framed (a frame cut by the end of a ``recv``)
     _pending = b""
+    #: the last up/down event decoded, if the frame just before: (its body up to the cut,
+    #: the depth there, its decode), for ``codec.repeats``
+    _last: tuple[bytes, int, dict[str, Any]] | None = None
 
     def register(self, events: Iterable[str] = EVENTS) -> None:
         for e in events:
@@ -208,9 +213,17 @@ class EventSession(_Wire):
         if end - start < 2 or buf[start] != Packet.EVENT:
             return  # confirms of a late (un)register: nothing to act on
         name_end = start + 2 + buf[start + 1]
+        last, self._last = self._last, None
         try:
             name = buf[start + 2:name_end].decode("ascii")
-            msg = decode_event(buf, name_end, end)
+            updown = name in UPDOWN_EVENTS
+            if updown and last is not None and repeats(buf, name_end, end, last[0], last[1]):
+                # the up/down before it, again (a child-updown after its ike-updown): the
+                # same decode, not made twice (parse_batch then skips it as a repeat)
+                out.append((name, last[2]))
+                self._last = last
+                return
+            msg, cut, depth = decode_event_cut(buf, name_end, end)
         except (MessageError, ValueError, TypeError) as e:
             # a malformed event must not stop the watcher, but a lost "down" is a stale
             # rule: counted here, and the watcher answers with a full reconcile
@@ -218,4 +231,6 @@ class EventSession(_Wire):
             log.warning("undecodable %r event (%s): a full reconcile follows",
                         buf[start + 2:name_end][:64], e, extra={"fields": {"event": "vici-undecodable"}})
             return
+        if updown:
+            self._last = (buf[name_end:cut], depth, msg)
         out.append((name, msg))
