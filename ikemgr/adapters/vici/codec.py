@@ -272,15 +272,18 @@ def decode_event(data: bytes, pos: int, end: int) -> dict[str, Any]:
     return decode_event_cut(data, pos, end)[0]
 
 
-def decode_event_cut(data: bytes, pos: int, end: int) -> tuple[dict[str, Any], int, int]:
+def decode_event_cut(data: bytes, pos: int, end: int, depth: int = 0) -> tuple[dict[str, Any], int, int]:
     """``decode_event``, and where its result was complete: the offset just past the last
     element it kept (a key of ``EVENT_KEYS`` or a section), and the section depth there.
-    Everything after that offset was walked and checked, and left out (``repeats``)."""
+    Everything after that offset was walked and checked, and left out (``repeats``).
+
+    ``depth``: the sections open at ``pos``, when it is inside a body (``repeats`` walks a
+    tail so); each must be closed before ``end``, as every section of a whole body must."""
     root: dict[str, Any] = {}
     section = root
-    stack: list[dict[str, Any]] = []
+    stack: list[dict[str, Any]] = [{} for _ in range(depth)]
     keys = EVENT_KEYS
-    cut, depth = pos, 0
+    cut = pos
     if end > len(data):
         raise MessageError("truncated message")
     try:
@@ -349,41 +352,12 @@ def repeats(data: bytes, pos: int, end: int, prefix: bytes, depth: int) -> bool:
     """
     if not data.startswith(prefix, pos):
         return False
-    pos += len(prefix)
-    keys = EVENT_KEYS
+    tail = pos + len(prefix)
     try:
-        while pos < end:
-            kind = data[pos]
-            if kind == _SECTION_END:
-                depth -= 1
-                if depth < 0:
-                    return False
-                pos += 1
-                continue
-            size = data[pos + 1]
-            raw = data[pos + 2:pos + 2 + size]
-            pos += 2 + size
-            if kind == _KEY_VALUE:
-                if raw in keys:
-                    return False
-                pos += 2 + ((data[pos] << 8) | data[pos + 1])
-            elif kind == _SECTION_START:
-                if raw != _EVENT_SKIP:
-                    return False
-                pos = _skip_section(data, pos, end)
-            elif kind == _LIST_START:
-                if raw in keys:
-                    return False
-                while data[pos] == _LIST_ITEM:
-                    pos += 3 + ((data[pos + 1] << 8) | data[pos + 2])
-                if data[pos] != _LIST_END:
-                    return False
-                pos += 1
-            else:
-                return False
-    except (IndexError, MessageError):
+        _msg, cut, _depth = decode_event_cut(data, tail, end, depth)
+    except MessageError:
         return False
-    return pos == end and depth == 0
+    return cut == tail  # nothing kept after the prefix
 
 
 def _skip_section(data: bytes, pos: int, end: int) -> int:
