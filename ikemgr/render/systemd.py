@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from ikemgr.config.dburl import split_db_url
 from ikemgr.config.schema import Config
 from ikemgr.errors import ConfigError, ConfigProblem
 from ikemgr.render.templates import Output, render_template
@@ -30,8 +29,8 @@ def _plain(path: Path, field: str) -> str:
 def sync_context(cfg: Config, header: str, config_path: Path,
                  ikemgr_bin: Path = DEFAULT_BIN) -> dict[str, object]:
     rw: list[Path] = [cfg.sync.lock_file.parent, cfg.policy.state_dir, cfg.policy.lock_file.parent]
-    url = make_url(cfg.database.url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+    url = split_db_url(cfg.database.url)
+    if url.backend == "sqlite" and url.database and url.database != ":memory:":
         rw.append(Path(url.database).parent)
     seen: list[str] = []
     for p in rw:
@@ -39,7 +38,7 @@ def sync_context(cfg: Config, header: str, config_path: Path,
         if "-" + text not in seen:
             seen.append("-" + text)  # '-': a path that does not exist yet is not an error
     after = ["network-online.target"]
-    after += ["postgresql.service"] if url.get_backend_name() == "postgresql" and url.host in (
+    after += ["postgresql.service"] if url.backend == "postgresql" and url.host in (
         None, "", "localhost", "127.0.0.1", "::1") else []
     return {
         "header": header,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import literal_column, select, table, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from ikemgr.allowlist.store.engine import make_engine, parse_url
+from ikemgr.allowlist.store.engine import parse_url, source_engine
 from ikemgr.config.sync import SqlSource
 from ikemgr.core.grants import RawEntry
 from ikemgr.errors import BackendUnavailable
@@ -31,7 +31,7 @@ def _statement(src: SqlSource):  # type: ignore[no-untyped-def]
 def fetch_sql(src: SqlSource, timeout: float) -> list[RawEntry]:
     backend = f"source {src.name}"
     url = parse_url(src.url, f"sync.sources[{src.name}].url", src.password_file)
-    engine = make_engine(url, timeout, backend, read_only=True)
+    engine = source_engine(url, timeout, backend)
     try:
         with engine.connect() as conn:
             result = conn.execute(_statement(src))

@@ -8,8 +8,9 @@ The one entry point for other parts of ikemgr::
 
 from __future__ import annotations
 
-from ikemgr.allowlist.store.engine import make_engine, parse_url
+from ikemgr.allowlist.store.dbapi import store_url
 from ikemgr.allowlist.store.repository import NOTIFY_CHANNEL, AuditEntry, Store, VlanInfo
+from ikemgr.allowlist.store.version import HEAD_REVISION, VERSION_TABLE
 from ikemgr.config.schema import Config
 from ikemgr.errors import BackendUnavailable
 
@@ -26,20 +27,23 @@ def open_store(cfg: Config, *, timeout: float = DB_TIMEOUT, migrate: bool = True
     BackendUnavailable('db', 'no such table …'), so a daemon that may start first on a
     fresh install should keep the default.
     """
-    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    store = Store(store_url(cfg.database.url, "database.url", cfg.database.password_file), timeout)
+    # at head (one small query), SQLAlchemy and Alembic are not even imported
+    if migrate and not store.at_head(HEAD_REVISION, VERSION_TABLE):
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    from ikemgr.allowlist.store.migrate import migrate as run_migrations
+        from ikemgr.allowlist.store.migrate import migrate as run_migrations
 
-    url = parse_url(cfg.database.url, "database.url", cfg.database.password_file)
-    engine = make_engine(url, timeout, "db")
-    if migrate:
         try:
-            run_migrations(engine)
+            run_migrations(store.engine)
         except (DBAPIError, SQLAlchemyError) as e:
-            engine.dispose()
+            store.close()
             detail = str(getattr(e, "orig", None) or e).strip().splitlines()
             raise BackendUnavailable("db", detail[0][:300] if detail else type(e).__name__) from None
-    return Store(engine)
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 def current_actor(kind: str = "cli") -> str:

@@ -1,4 +1,4 @@
-"""SQLAlchemy engines for the store and for SQL sources, with timeouts and secrets from files.
+"""SQLAlchemy engines: the store's (migrations, tests) and SQL sources', with timeouts and secrets from files.
 
 Only SQLite (embedded default) and PostgreSQL through psycopg 3 are supported: the
 store's upserts use their ``ON CONFLICT`` and both have been tested for real.
@@ -10,10 +10,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from ikemgr.allowlist.store.dbapi import connect
+from ikemgr.config.dburl import DbUrlParts
 from ikemgr.errors import BackendUnavailable, ConfigError, ConfigProblem
 from ikemgr.fsio import config_secret
 
@@ -38,42 +40,30 @@ def parse_url(text: str, field: str, password_file: Path | None = None) -> URL:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+def store_engine(parts: DbUrlParts, timeout: float) -> Engine:
+    """The store's engine (migrations, tests): its connections come from ``dbapi.connect``,
+    with the same timeouts and pragmas as the store's own."""
+    drivername = parts.drivername if parts.backend == "sqlite" else "postgresql+psycopg"
+    url = URL.create(drivername, username=parts.username, password=parts.password, host=parts.host,
+                     port=parts.port, database=parts.database, query=dict(parts.query))
+    return create_engine(url, creator=lambda: connect(parts, timeout), pool_pre_ping=True)
 
 
-def make_engine(url: URL, timeout: float, backend: str = "db", read_only: bool = False) -> Engine:
-    """An engine whose connects and statements give up after ``timeout`` seconds.
-
-    ``read_only`` (sources): touch nothing — no directory creation, no journal pragmas.
-    """
+def source_engine(url: URL, timeout: float, backend: str) -> Engine:
+    """A read-only engine on a SQL source, whose connects and statements give up after
+    ``timeout`` seconds. It touches nothing: no directory creation, no journal pragmas, and a
+    missing registration file is an error, never silently created."""
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if read_only and url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
-            and not url.database.startswith("file:"):
-        # open read-only: a missing registration file is an error, never silently created
-        url = url.set(database=f"file:{url.database}", query={**url.query, "mode": "ro", "uri": "true"})
     if url.get_backend_name() == "sqlite":
-        db = url.database
-        if not read_only and db and db != ":memory:" and not db.startswith("file:"):
-            try:
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise BackendUnavailable(backend, f"cannot create {Path(db).parent}: {e.strerror}") from None
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            url = url.set(database=f"file:{url.database}", query={**url.query, "mode": "ro", "uri": "true"})
         kwargs["connect_args"] = {"timeout": timeout}
     else:
         kwargs["connect_args"] = {
             "connect_timeout": max(1, math.ceil(timeout)),
-            "options": f"-c statement_timeout={int(timeout * 1000)}"
-                       + (" -c default_transaction_read_only=on" if read_only else ""),
+            "options": f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on",
         }
     try:
-        engine = create_engine(url, **kwargs)
+        return create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError) as e:
         raise BackendUnavailable(backend, f"cannot use {url.render_as_string()}: {e}") from None
-    if url.get_backend_name() == "sqlite" and not read_only:
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine

@@ -27,8 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-#: Alembic's version table, prefixed so a shared database can hold other applications.
-VERSION_TABLE = "ikemgr_alembic_version"
+from ikemgr.allowlist.store.version import VERSION_TABLE
+
+__all__ = ["VERSION_TABLE", "accounts", "audit", "grants", "metadata", "vlans"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):

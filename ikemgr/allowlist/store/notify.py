@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import URL
 
-from ikemgr.allowlist.store.engine import parse_url
+from ikemgr.allowlist.store.dbapi import pg_params, store_url
 from ikemgr.allowlist.store.repository import NOTIFY_CHANNEL
+from ikemgr.config.dburl import DbUrlParts
 from ikemgr.config.schema import Config
 from ikemgr.errors import BackendUnavailable
 
@@ -29,7 +29,7 @@ class ChangeListener:
     """One dedicated connection that waits for grant changes made by anyone."""
 
     def __init__(self, cfg: Config, timeout: float = 10.0) -> None:
-        self.url: URL = parse_url(cfg.database.url, "database.url", cfg.database.password_file)
+        self.url: DbUrlParts = store_url(cfg.database.url, "database.url", cfg.database.password_file)
         self.timeout = timeout
         self._pg: psycopg.Connection[Any] | None = None
         self._lite: sqlite3.Connection | None = None
@@ -37,12 +37,9 @@ class ChangeListener:
 
     def _connect(self) -> None:
         try:
-            if self.url.get_backend_name() == "postgresql":
+            if self.url.backend == "postgresql":
                 if self._pg is None or self._pg.closed:
-                    self._pg = psycopg.connect(
-                        host=self.url.host, port=self.url.port, dbname=self.url.database,
-                        user=self.url.username, password=self.url.password,
-                        connect_timeout=max(1, int(self.timeout)), autocommit=True)
+                    self._pg = psycopg.connect(**pg_params(self.url, self.timeout), autocommit=True)
                     self._pg.execute(f"LISTEN {NOTIFY_CHANNEL}")
             elif self._lite is None:
                 db = self.url.database or ":memory:"

@@ -10,31 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    and_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-
-from ikemgr.allowlist.store.models import accounts, audit, grants, vlans
+from ikemgr.allowlist.store.dbapi import Dialect, connect, detail
+from ikemgr.config.dburl import DbUrlParts
 from ikemgr.core.grants import Grant, GrantRow, SyncPlan
 from ikemgr.errors import ApplyFailed, BackendUnavailable, Refused, UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger("ikemgr.allowlist")
 
@@ -45,6 +35,18 @@ ACCOUNTS_PER_QUERY = 500
 #: a write of more grants than this plus a tenth of the table refreshes PostgreSQL's statistics
 ANALYZE_AFTER = 50
 T = TypeVar("T")
+Cursor = Any  # a DB-API cursor: sqlite3's or psycopg's
+#: an audit row as written: action, account, vlan, source, before, after
+AuditRow = tuple[str, str | None, int | None, str | None, str | None, str | None]
+
+#: the tables (models.py: their definition and migrations)
+GRANTS, ACCOUNTS, VLANS, AUDIT = "ikemgr_grants", "ikemgr_accounts", "ikemgr_vlans", "ikemgr_audit"
+GRANT_COLUMNS = "account, vlan, source, valid_from, valid_until, note, suspended"
+#: a grant in force at the two bound times (now, now): valid_from <= now < valid_until, not suspended
+ACTIVE = ("suspended = false AND (valid_from IS NULL OR valid_from <= ?) "
+          "AND (valid_until IS NULL OR valid_until > ?)")
+#: a list file's grant: no window, no note, not suspended
+PLAIN = "(valid_from IS NULL AND valid_until IS NULL AND note = '' AND suspended = false)"
 
 
 @dataclass(frozen=True)
@@ -78,94 +80,124 @@ def grant_json(g: Grant) -> str:
     }, sort_keys=True)
 
 
-def _detail(e: BaseException) -> str:
-    orig = getattr(e, "orig", None) or e
-    first = str(orig).strip().splitlines()
-    return first[0][:300] if first else type(orig).__name__
-
-
-def _active_clause(now: datetime) -> Any:
-    return and_(
-        grants.c.suspended.is_(False),
-        or_(grants.c.valid_from.is_(None), grants.c.valid_from <= now),
-        or_(grants.c.valid_until.is_(None), grants.c.valid_until > now),
-    )
-
-
-def _raw_rows(c: Connection, q: Any) -> list[Any]:
-    """The rows of a select as the DB-API cursor returns them (tuples, no result processing)."""
-    compiled = q.compile(dialect=c.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    args: Any = tuple(params[k] for k in compiled.positiontup or ()) if compiled.positional else params
-    # bound values go through their types' bind processors (UTCDateTime: naive UTC for SQLite)
-    procs = {k: b.type.dialect_impl(c.dialect).bind_processor(c.dialect) for k, b in compiled.binds.items()}
-    if compiled.positional:
-        args = tuple(p(a) if (p := procs.get(k)) else a for k, a in zip(compiled.positiontup or (), args,
-                                                                        strict=True))
-    else:
-        args = {k: p(a) if (p := procs.get(k)) else a for k, a in args.items()}
-    cur = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(str(compiled), args)
-        return list(cur.fetchall())
-    finally:
-        cur.close()
-
-
-def _stamp(c: Connection) -> Callable[[Any], Any]:
-    """The grants' timestamp column's result processing for this connection's dialect."""
-    proc = grants.c.valid_from.type.dialect_impl(c.dialect).result_processor(c.dialect, None)
-    return proc if proc is not None else (lambda v: v)
-
-
-def _row_grant(r: Any) -> Grant:
-    return Grant(r.account, int(r.vlan), r.source, r.valid_from, r.valid_until, r.note or "",
-                 bool(r.suspended))
-
-
-_GRANT_COLUMNS = (grants.c.account, grants.c.vlan, grants.c.source, grants.c.valid_from, grants.c.valid_until,
-                  grants.c.note, grants.c.suspended)
-
-
 class Store:
-    """One database (SQLite file or shared PostgreSQL); cheap to keep open in a daemon."""
+    """One database (SQLite file or shared PostgreSQL); cheap to keep open in a daemon.
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
+    Plain SQL on one DB-API connection (``dbapi``), opened on first use and used by one
+    thread at a time; ``engine`` (SQLAlchemy, for the migrations and for tests) is made
+    only when asked for.
+    """
+
+    def __init__(self, url: DbUrlParts, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.dialect = url.backend
+        self._sql = Dialect(url.backend)
+        self._conn: Any = None
+        self._engine: Engine | None = None
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ plumbing
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        """One transaction; any database failure becomes BackendUnavailable('db')."""
+    @property
+    def engine(self) -> Engine:
+        """A SQLAlchemy engine on this store's connections (made on first use)."""
+        if self._engine is None:
+            from ikemgr.allowlist.store.engine import store_engine
+
+            self._engine = store_engine(self.url, self.timeout)
+        return self._engine
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except self._sql.error:
+                pass
+
+    def _run(self, fn: Callable[[Cursor], T], write: bool) -> T:
+        """``fn`` in one transaction, committed; a database failure is BackendUnavailable('db').
+
+        A connection kept from an earlier call may have died with its server: a read is
+        tried once more on a new one, a write checks it first (``SELECT 1``) instead, so
+        it never runs twice.
+        """
+        with self._lock:
+            for attempt in (0, 1):
+                reused = self._conn is not None
+                if reused and write:
+                    try:
+                        self._conn.execute("SELECT 1").close()
+                        self._conn.rollback()
+                    except self._sql.error:
+                        self._drop()
+                        reused = False
+                if self._conn is None:
+                    self._conn = connect(self.url, self.timeout)
+                conn = self._conn
+                try:
+                    cur = conn.cursor()
+                    try:
+                        out = fn(cur)
+                    finally:
+                        cur.close()
+                    conn.commit()
+                    return out
+                except self._sql.integrity as e:
+                    self._rollback()
+                    raise ApplyFailed(f"store changed underneath this operation ({detail(e)}); "
+                                      "nothing was written, re-run it") from None
+                except self._sql.error as e:
+                    self._drop()
+                    if write or not reused or attempt:
+                        raise BackendUnavailable("db", detail(e)) from None
+                except BaseException:
+                    self._rollback()
+                    raise
+            raise AssertionError("unreachable")
+
+    def _rollback(self) -> None:
         try:
-            with self.engine.begin() as conn:
-                yield conn
-        except IntegrityError as e:
-            raise ApplyFailed(f"store changed underneath this operation ({_detail(e)}); "
-                              "nothing was written, re-run it") from None
-        except (DBAPIError, SQLAlchemyError) as e:
-            raise BackendUnavailable("db", _detail(e)) from None
+            self._conn.rollback()
+        except self._sql.error:
+            self._drop()
 
-    def _read(self, fn: Callable[[Connection], T]) -> T:
-        try:
-            with self.engine.connect() as conn:
-                return fn(conn)
-        except (DBAPIError, SQLAlchemyError) as e:
-            raise BackendUnavailable("db", _detail(e)) from None
+    def _read(self, fn: Callable[[Cursor], T]) -> T:
+        return self._run(fn, write=False)
 
-    def _insert_ignore(self, table: Any) -> Any:
-        # only the database's own dialect is imported (PostgreSQL's pulls in its async drivers)
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
+    def _tx(self, fn: Callable[[Cursor], T]) -> T:
+        return self._run(fn, write=True)
 
-            return postgresql.insert(table).on_conflict_do_nothing()
-        from sqlalchemy.dialects import sqlite
+    def _q(self, cur: Cursor, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        cur.execute(self._sql.sql(sql), args)
+        return cur
 
-        return sqlite.insert(table).on_conflict_do_nothing()
+    def _many(self, cur: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cur.executemany(self._sql.sql(sql), rows)
+
+    def _active(self, now: datetime) -> tuple[Any, Any]:
+        t = self._sql.stamp(now)
+        return t, t
 
     def close(self) -> None:
-        self.engine.dispose()
+        with self._lock:
+            self._drop()
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+    def at_head(self, revision: str, version_table: str) -> bool:
+        """The schema's version table already names ``revision`` (no table yet: False)."""
+        def read(cur: Cursor) -> bool:
+            try:
+                row = self._q(cur, f"SELECT version_num FROM {version_table}").fetchone()
+            except self._sql.error:
+                self._rollback()
+                return False
+            return row is not None and row[0] == revision
+
+        return self._read(read)
 
     @contextmanager
     def shared_lock(self, timeout: float) -> Iterator[None]:
@@ -177,34 +209,35 @@ class Store:
         if self.dialect != "postgresql":
             yield
             return
+        conn = connect(self.url, self.timeout)
         try:
-            conn = self.engine.connect()
-        except (DBAPIError, SQLAlchemyError) as e:
-            raise BackendUnavailable("db", _detail(e)) from None
-        try:
+            conn.autocommit = True
             deadline = time.monotonic() + timeout
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SYNC_LOCK_KEY}).scalar():
-                conn.rollback()
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (SYNC_LOCK_KEY,)).fetchone()[0]:
                 if time.monotonic() >= deadline:
                     raise Refused(f"another gateway is syncing this database (waited {timeout:g} s); "
                                   "try again")
                 time.sleep(0.2)
-            conn.commit()
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SYNC_LOCK_KEY})
-                conn.commit()
-        except (DBAPIError, SQLAlchemyError) as e:
-            raise BackendUnavailable("db", _detail(e)) from None
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SYNC_LOCK_KEY,))
+        except self._sql.error as e:
+            raise BackendUnavailable("db", detail(e)) from None
         finally:
             conn.close()
 
     # ------------------------------------------------------------------ reads
+    def _grant(self, r: Sequence[Any]) -> Grant:
+        """A row of GRANT_COLUMNS as a Grant."""
+        unstamp = self._sql.unstamp
+        return Grant(r[0], int(r[1]), r[2], unstamp(r[3]), unstamp(r[4]), r[5] or "", bool(r[6]))
+
     def active_pairs(self, now: datetime) -> frozenset[tuple[str, int]]:
         """(account, vlan) pairs in force at ``now``: valid_from ≤ now < valid_until, not suspended."""
-        q = select(grants.c.account, grants.c.vlan).where(_active_clause(now)).distinct()
-        return self._read(lambda c: frozenset((a, int(v)) for a, v in c.execute(q)))
+        return self._read(lambda c: frozenset(
+            (a, int(v)) for a, v in self._q(c, f"SELECT DISTINCT account, vlan FROM {GRANTS} WHERE {ACTIVE}",
+                                            self._active(now))))
 
     def active_among(self, pairs: Iterable[tuple[str, int]], now: datetime) -> frozenset[tuple[str, int]]:
         """Which of these (account, vlan) pairs are in force at ``now``: ``active_pairs(now) & pairs``,
@@ -216,82 +249,76 @@ class Store:
         wanted = frozenset(pairs)
         names = sorted({a for a, _ in wanted})
 
-        def read(c: Connection) -> frozenset[tuple[str, int]]:
+        def read(c: Cursor) -> frozenset[tuple[str, int]]:
             found: set[tuple[str, int]] = set()
             for i in range(0, len(names), ACCOUNTS_PER_QUERY):
-                q = (select(grants.c.account, grants.c.vlan)
-                     .where(_active_clause(now), grants.c.account.in_(names[i:i + ACCOUNTS_PER_QUERY])))
-                found.update(p for a, v in c.execute(q) if (p := (a, int(v))) in wanted)
+                batch = names[i:i + ACCOUNTS_PER_QUERY]
+                rows = self._q(c, f"SELECT account, vlan FROM {GRANTS} WHERE {ACTIVE} AND account IN "
+                                  f"({self._sql.marks(len(batch))})", (*self._active(now), *batch))
+                found.update(p for a, v in rows if (p := (a, int(v))) in wanted)
             return frozenset(found)
 
         return self._read(read)
 
     def pair_ends(self, now: datetime) -> dict[tuple[str, int], datetime]:
         """For pairs in force at ``now`` whose every active grant ends: the latest end."""
-        q = select(grants.c.account, grants.c.vlan, grants.c.valid_until).where(_active_clause(now))
-        ends: dict[tuple[str, int], datetime | None] = {}
-
-        def read(c: Any) -> dict[tuple[str, int], datetime]:
-            for a, v, until in c.execute(q):
-                key = (a, int(v))
-                if key not in ends:
-                    ends[key] = until
-                else:  # one open-ended grant keeps the pair open
-                    prev = ends[key]
-                    ends[key] = None if prev is None or until is None else max(prev, until)
-            return {k: u for k, u in ends.items() if u is not None}
-
-        return self._read(read)
+        return self.allow_list(now)[1]
 
     def next_change(self, now: datetime) -> datetime | None:
         """The first grant start or end after ``now`` (suspension changes are writes: they notify)."""
-        live = grants.c.suspended.is_(False)
-        starts = select(func.min(grants.c.valid_from)).where(live, grants.c.valid_from > now)
-        ends = select(func.min(grants.c.valid_until)).where(live, grants.c.valid_until > now)
+        t = self._sql.stamp(now)
 
-        def read(c: Connection) -> datetime | None:
-            ts = [t for t in (c.execute(starts).scalar(), c.execute(ends).scalar()) if t is not None]
-            return min(ts) if ts else None
+        def read(c: Cursor) -> datetime | None:
+            ts = [self._sql.unstamp(self._q(c, f"SELECT min({col}) FROM {GRANTS} WHERE suspended = false "
+                                               f"AND {col} > ?", (t,)).fetchone()[0])
+                  for col in ("valid_from", "valid_until")]
+            found = [x for x in ts if x is not None]
+            return min(found) if found else None
 
         return self._read(read)
 
     def grants(self, *, sources: Iterable[str] | None = None, account: str | None = None,
                vlan: int | None = None, active_at: datetime | None = None) -> list[Grant]:
-        q = select(*_GRANT_COLUMNS)
+        where: list[str] = []
+        args: list[Any] = []
         if sources is not None:
-            q = q.where(grants.c.source.in_(list(sources)))
-        if account is not None:
-            q = q.where(grants.c.account == account)
-        if vlan is not None:
-            q = q.where(grants.c.vlan == vlan)
+            names = list(sources)
+            if not names:
+                return []
+            where.append(f"source IN ({self._sql.marks(len(names))})")
+            args += names
+        for col, value in (("account", account), ("vlan", vlan)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                args.append(value)
         if active_at is not None:
-            q = q.where(_active_clause(active_at))
-        q = q.order_by(grants.c.vlan, grants.c.account, grants.c.source)
-        # columns are in Grant's field order and typed by the table: build tuples directly
-        return self._read(lambda c: [Grant._make(r) for r in c.execute(q)])
+            where.append(ACTIVE)
+            args += self._active(active_at)
+        sql = (f"SELECT {GRANT_COLUMNS} FROM {GRANTS}" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY vlan, account, source")
+        return self._read(lambda c: [self._grant(r) for r in self._q(c, sql, args)])
 
     def allow_list(self, now: datetime) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
         """``active_pairs(now)`` and ``pair_ends(now)`` in one read of the grants in force.
 
         What the engine's allow-list (and its outage snapshot) reads after every sync. The
-        rows come through the DB-API cursor as plain tuples; the ends are worked out only
-        when some grant in force has one (a GROUP BY in SQL measured slower than this on
-        SQLite: 0.09 against 0.045 s for 100,000 grants).
+        ends are worked out only when some grant in force has one (a GROUP BY in SQL
+        measured slower than this on SQLite: 0.09 against 0.045 s for 100,000 grants).
         """
-        q = select(grants.c.account, grants.c.vlan, grants.c.valid_until).where(_active_clause(now))
-
-        def read(c: Connection) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
-            raw = _raw_rows(c, q)
+        def read(c: Cursor) -> tuple[frozenset[tuple[str, int]], dict[tuple[str, int], datetime]]:
+            raw = self._q(c, f"SELECT account, vlan, valid_until FROM {GRANTS} WHERE {ACTIVE}",
+                          self._active(now)).fetchall()
             pairs = frozenset([(a, v) for a, v, _ in raw])
             ends: dict[tuple[str, int], datetime] = {}
             if any(u is not None for _, _, u in raw):
-                stamp = _stamp(c)
+                unstamp = self._sql.unstamp
                 unending = {(a, v) for a, v, u in raw if u is None}  # one open-ended grant keeps it open
                 for a, v, u in raw:
                     if u is not None and (a, v) not in unending:
-                        u = stamp(u)
+                        end = unstamp(u)
+                        assert end is not None
                         prev = ends.get((a, v))
-                        ends[(a, v)] = u if prev is None else max(prev, u)
+                        ends[(a, v)] = end if prev is None else max(prev, end)
             return pairs, ends
 
         return self._read(read)
@@ -301,93 +328,98 @@ class Store:
 
         Equal, row for row, to ``grants(sources=…)``: a plain grant (no window, no note, not
         suspended: what a list file makes) comes as the plain tuple of its fields, built from
-        its account and VLAN; the others as Grants, their timestamps through the column
-        type's result processor. One source at a time, so the source is no column either
-        (100,000 grants: 0.085 s against 0.15 s for every column of every row as a Grant).
+        its account and VLAN; the others as Grants. One source at a time, so the source is
+        no column either (100,000 grants: 0.085 s against 0.15 s for every column of every
+        row as a Grant).
         """
-        plain = and_(grants.c.valid_from.is_(None), grants.c.valid_until.is_(None), grants.c.note == "",
-                     grants.c.suspended.is_(False))
-
-        def rows(c: Connection) -> list[GrantRow]:
+        def rows(c: Cursor) -> list[GrantRow]:
             out: list[GrantRow] = []
             for name in sources:
-                q = select(grants.c.account, grants.c.vlan, plain).where(grants.c.source == name)
-                raw = _raw_rows(c, q)
+                raw = self._q(c, f"SELECT account, vlan, {PLAIN} FROM {GRANTS} WHERE source = ?",
+                              (name,)).fetchall()
                 before = len(out)
                 out += [(a, v, name, None, None, "", False) for a, v, p in raw if p]
-                if len(out) - before == len(raw):
-                    continue
-                stamp = _stamp(c)
-                for a, v, src, vf, vu, note, susp in _raw_rows(c, select(*_GRANT_COLUMNS).where(
-                        grants.c.source == name, ~plain)):
-                    out.append(Grant(a, v, src, None if vf is None else stamp(vf),
-                                     None if vu is None else stamp(vu), note, bool(susp)))
+                if len(out) - before < len(raw):
+                    out += [self._grant(r) for r in self._q(
+                        c, f"SELECT {GRANT_COLUMNS} FROM {GRANTS} WHERE source = ? AND NOT {PLAIN}", (name,))]
             return out
 
         return self._read(rows)
 
     def vlans(self, now: datetime) -> list[VlanInfo]:
-        total = (select(grants.c.vlan, func.count().label("n")).group_by(grants.c.vlan).subquery())
-        live = (select(grants.c.vlan, func.count().label("n")).where(_active_clause(now))
-                .group_by(grants.c.vlan).subquery())
-        q = (select(vlans, func.coalesce(total.c.n, 0).label("total"),
-                    func.coalesce(live.c.n, 0).label("live"))
-             .outerjoin(total, total.c.vlan == vlans.c.number)
-             .outerjoin(live, live.c.vlan == vlans.c.number)
-             .order_by(vlans.c.number))
-        return self._read(lambda c: [VlanInfo(int(r.number), r.name, r.owner, r.contact, int(r.total),
-                                              int(r.live)) for r in c.execute(q)])
+        sql = (f"SELECT v.number, v.name, v.owner, v.contact, COALESCE(t.n, 0), COALESCE(l.n, 0) "
+               f"FROM {VLANS} v "
+               f"LEFT OUTER JOIN (SELECT vlan, count(*) AS n FROM {GRANTS} GROUP BY vlan) t "
+               f"ON t.vlan = v.number "
+               f"LEFT OUTER JOIN (SELECT vlan, count(*) AS n FROM {GRANTS} WHERE {ACTIVE} GROUP BY vlan) l "
+               f"ON l.vlan = v.number ORDER BY v.number")
+        return self._read(lambda c: [VlanInfo(int(n), name, owner, contact, int(total), int(live))
+                                     for n, name, owner, contact, total, live in
+                                     self._q(c, sql, self._active(now))])
 
     def audit(self, *, account: str | None = None, vlan: int | None = None, actor: str | None = None,
               action: str | None = None, source: str | None = None, since: datetime | None = None,
               until: datetime | None = None, limit: int = 100) -> list[AuditEntry]:
         """Newest first. Filters are plain equality on bound parameters (never patterns)."""
-        q = select(audit)
-        for col, value in ((audit.c.account, account), (audit.c.vlan, vlan), (audit.c.actor, actor),
-                           (audit.c.action, action), (audit.c.source, source)):
+        where: list[str] = []
+        args: list[Any] = []
+        for col, value in (("account", account), ("vlan", vlan), ("actor", actor), ("action", action),
+                           ("source", source)):
             if value is not None:
-                q = q.where(col == value)
-        if since is not None:
-            q = q.where(audit.c.at >= since)
-        if until is not None:
-            q = q.where(audit.c.at < until)
-        q = q.order_by(audit.c.id.desc()).limit(limit)
+                where.append(f"{col} = ?")
+                args.append(value)
+        for op, t in ((">=", since), ("<", until)):
+            if t is not None:
+                where.append(f"at {op} ?")
+                args.append(self._sql.stamp(t))
+        sql = (f'SELECT id, at, actor, action, account, vlan, source, "before", "after" FROM {AUDIT}'
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?")
 
-        def rows(c: Connection) -> list[AuditEntry]:
-            return [AuditEntry(int(r.id), r.at, r.actor, r.action, r.account,
-                               None if r.vlan is None else int(r.vlan), r.source,
-                               json.loads(r.before) if r.before else None,
-                               json.loads(r.after) if r.after else None) for r in c.execute(q)]
+        def rows(c: Cursor) -> list[AuditEntry]:
+            return [AuditEntry(int(i), self._sql.unstamp(at) or at, who, what, acc,
+                               None if vl is None else int(vl), src,
+                               json.loads(before) if before else None, json.loads(after) if after else None)
+                    for i, at, who, what, acc, vl, src, before, after in self._q(c, sql, (*args, limit))]
 
         return self._read(rows)
 
+    def account_statuses(self) -> dict[str, str]:
+        return self._read(lambda c: dict(self._q(c, f"SELECT name, status FROM {ACCOUNTS}").fetchall()))
+
+    def granted_accounts(self) -> set[str]:
+        """Accounts that hold at least one grant (any source, any state)."""
+        return self._read(lambda c: {a for a, in self._q(c, f"SELECT DISTINCT account FROM {GRANTS}")})
+
     # ------------------------------------------------------------------ writes
-    def ensure_refs(self, conn: Connection, gs: Sequence[GrantRow], now: datetime) -> None:
-        names = sorted({g[0] for g in gs})
-        numbers = sorted({g[1] for g in gs})
-        if names:
-            conn.execute(self._insert_ignore(accounts), [{"name": n, "created_at": now} for n in names])
-        if numbers:
-            conn.execute(self._insert_ignore(vlans), [{"number": n, "created_at": now} for n in numbers])
+    def ensure_refs(self, c: Cursor, gs: Sequence[GrantRow], now: datetime) -> None:
+        t = self._sql.stamp(now)
+        self._many(c, f"INSERT INTO {ACCOUNTS} (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                   [(n, t) for n in sorted({g[0] for g in gs})])
+        self._many(c, f"INSERT INTO {VLANS} (number, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                   [(n, t) for n in sorted({g[1] for g in gs})])
 
-    def register_vlans(self, conn: Connection, known: Iterable[tuple[int, str]], now: datetime) -> None:
+    def register_vlans(self, c: Cursor, known: Iterable[tuple[int, str]], now: datetime) -> None:
         """Make sure the configured VLANs exist; fill in an empty name, never overwrite one."""
-        rows = [{"number": n, "name": name[:200], "created_at": now} for n, name in known]
-        if not rows:
-            return
-        conn.execute(self._insert_ignore(vlans), rows)
-        named = [{"n": r["number"], "nm": r["name"]} for r in rows if r["name"]]
-        if named:
-            conn.execute(update(vlans).where(vlans.c.number == bindparam("n"), vlans.c.name == "")
-                         .values(name=bindparam("nm")), named)
+        t = self._sql.stamp(now)
+        rows = [(n, name[:200], t) for n, name in known]
+        self._many(c, f"INSERT INTO {VLANS} (number, name, created_at) VALUES (?, ?, ?) "
+                      "ON CONFLICT DO NOTHING", rows)
+        self._many(c, f"UPDATE {VLANS} SET name = ? WHERE number = ? AND name = ''",
+                   [(name, n) for n, name, _ in rows if name])
 
-    def _notify(self, conn: Connection) -> None:
+    def _notify(self, c: Cursor) -> None:
         if self.dialect == "postgresql":
-            conn.execute(text("SELECT pg_notify(:ch, '')"), {"ch": NOTIFY_CHANNEL})
+            self._q(c, "SELECT pg_notify(?, '')", (NOTIFY_CHANNEL,))
 
-    def _audit(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            conn.execute(insert(audit), rows)
+    def _audit(self, c: Cursor, now: datetime, actor: str, rows: Sequence[AuditRow]) -> None:
+        """One audit row per (action, account, vlan, source, before, after)."""
+        t = self._sql.stamp(now)
+        self._many(c, f'INSERT INTO {AUDIT} (at, actor, action, account, vlan, source, "before", "after") '
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(t, actor, *r) for r in rows])
+
+    def _grant_audit(self, action: str, g: Grant, before: Grant | None, after: Grant | None) -> AuditRow:
+        return (action, g.account, g.vlan, g.source, grant_json(before) if before else None,
+                grant_json(after) if after else None)
 
     def apply(self, plan: SyncPlan, actor: str, now: datetime, known_vlans: Iterable[tuple[int, str]] = (),
               account_status: dict[str, str] | None = None) -> list[Grant]:
@@ -398,40 +430,33 @@ class Store:
         """
         changed_new = list(plan.added) + [after for _, after in plan.updated]
         gone = list(plan.removed) + list(plan.expired)
-        with self._tx() as conn:
-            self.register_vlans(conn, known_vlans, now)
-            self.ensure_refs(conn, changed_new, now)
-            if gone:
-                conn.execute(delete(grants).where(grants.c.account == bindparam("a"),
-                                                  grants.c.vlan == bindparam("v"),
-                                                  grants.c.source == bindparam("s")),
-                             [{"a": g.account, "v": g.vlan, "s": g.source} for g in gone])
-            if plan.updated:
-                conn.execute(update(grants).where(grants.c.account == bindparam("a"),
-                                                  grants.c.vlan == bindparam("v"),
-                                                  grants.c.source == bindparam("s"))
-                             .values(valid_from=bindparam("vf"), valid_until=bindparam("vu"),
-                                     note=bindparam("nt"), updated_at=bindparam("ua")),
-                             [{"a": g.account, "v": g.vlan, "s": g.source, "vf": g.valid_from,
-                               "vu": g.valid_until, "nt": g.note, "ua": now} for _, g in plan.updated])
-            if plan.added:
-                conn.execute(insert(grants), [
-                    {"account": g.account, "vlan": g.vlan, "source": g.source, "valid_from": g.valid_from,
-                     "valid_until": g.valid_until, "note": g.note, "suspended": g.suspended,
-                     "created_at": now, "updated_at": now} for g in plan.added])
+        stamp = self._sql.stamp
+        t = stamp(now)
 
-            def row(action: str, g: Grant, before: Grant | None, after: Grant | None) -> dict[str, Any]:
-                return {"at": now, "actor": actor, "action": action, "account": g.account, "vlan": g.vlan,
-                        "source": g.source, "before": grant_json(before) if before else None,
-                        "after": grant_json(after) if after else None}
-
-            self._audit(conn, [row("grant.add", g, None, g) for g in plan.added]
+        def write(c: Cursor) -> list[Grant]:
+            self.register_vlans(c, known_vlans, now)
+            self.ensure_refs(c, changed_new, now)
+            self._many(c, f"DELETE FROM {GRANTS} WHERE account = ? AND vlan = ? AND source = ?",
+                       [(g.account, g.vlan, g.source) for g in gone])
+            self._many(c, f"UPDATE {GRANTS} SET valid_from = ?, valid_until = ?, note = ?, updated_at = ? "
+                          "WHERE account = ? AND vlan = ? AND source = ?",
+                       [(stamp(g.valid_from), stamp(g.valid_until), g.note, t, g.account, g.vlan, g.source)
+                        for _, g in plan.updated])
+            self._many(c, f"INSERT INTO {GRANTS} ({GRANT_COLUMNS}, created_at, updated_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(g.account, g.vlan, g.source, stamp(g.valid_from), stamp(g.valid_until), g.note,
+                         g.suspended, t, t) for g in plan.added])
+            row = self._grant_audit
+            self._audit(c, now, actor, [row("grant.add", g, None, g) for g in plan.added]
                         + [row("grant.remove", g, g, None) for g in plan.removed]
                         + [row("grant.expire", g, g, None) for g in plan.expired]
                         + [row("grant.update", a, b, a) for b, a in plan.updated])
-            flipped = self._suspend(conn, account_status, actor, now) if account_status else []
+            flipped = self._suspend(c, account_status, actor, now) if account_status else []
             if plan.changed:
-                self._notify(conn)
+                self._notify(c)
+            return flipped
+
+        flipped = self._tx(write)
         if self.dialect == "postgresql" and len(changed_new) + len(gone) > ANALYZE_AFTER + plan.current // 10:
             self._analyze()
         return flipped
@@ -444,54 +469,59 @@ class Store:
         lookup). The same threshold as autovacuum's analyze: 50 rows + 10 % of the table.
         A failure only costs the plan: logged, not raised."""
         try:
-            with self.engine.begin() as conn:
-                conn.execute(text(f"ANALYZE {grants.name}"))
-        except (DBAPIError, SQLAlchemyError) as e:
-            log.warning("ANALYZE %s after a bulk change failed: %s", grants.name, _detail(e))
+            self._tx(lambda c: self._q(c, f"ANALYZE {GRANTS}"))
+        except BackendUnavailable as e:
+            log.warning("ANALYZE %s after a bulk change failed: %s", GRANTS, e)
+
+    def _find(self, c: Cursor, account: str, vlan: int, source: str) -> tuple[int, Grant] | None:
+        row = self._q(c, f"SELECT id, {GRANT_COLUMNS} FROM {GRANTS} WHERE account = ? AND vlan = ? "
+                         "AND source = ?", (account, vlan, source)).fetchone()
+        return None if row is None else (int(row[0]), self._grant(row[1:]))
 
     def put_grant(self, g: Grant, actor: str, now: datetime,
                   known_vlans: Iterable[tuple[int, str]] = ()) -> tuple[Literal["added", "updated",
                                                                               "unchanged"], Grant]:
         """Add a grant by hand, or change its terms; audited."""
-        with self._tx() as conn:
-            self.register_vlans(conn, known_vlans, now)
-            cur = conn.execute(select(grants).where(grants.c.account == g.account, grants.c.vlan == g.vlan,
-                                                    grants.c.source == g.source)).first()
-            if cur is not None:
-                before = _row_grant(cur)
+        stamp = self._sql.stamp
+        t = stamp(now)
+
+        def write(c: Cursor) -> tuple[Literal["added", "updated", "unchanged"], Grant]:
+            self.register_vlans(c, known_vlans, now)
+            found = self._find(c, g.account, g.vlan, g.source)
+            if found is not None:
+                gid, before = found
                 if before.same_terms(g):
                     return "unchanged", before
-                conn.execute(update(grants).where(grants.c.id == cur.id).values(
-                    valid_from=g.valid_from, valid_until=g.valid_until, note=g.note, updated_at=now))
+                self._q(c, f"UPDATE {GRANTS} SET valid_from = ?, valid_until = ?, note = ?, updated_at = ? "
+                           "WHERE id = ?", (stamp(g.valid_from), stamp(g.valid_until), g.note, t, gid))
                 after = Grant(g.account, g.vlan, g.source, g.valid_from, g.valid_until, g.note,
                               before.suspended)
-                self._audit(conn, [{"at": now, "actor": actor, "action": "grant.update", "account": g.account,
-                                    "vlan": g.vlan, "source": g.source, "before": grant_json(before),
-                                    "after": grant_json(after)}])
-                self._notify(conn)
+                self._audit(c, now, actor, [self._grant_audit("grant.update", g, before, after)])
+                self._notify(c)
                 return "updated", after
-            self.ensure_refs(conn, [g], now)
-            conn.execute(insert(grants).values(
-                account=g.account, vlan=g.vlan, source=g.source, valid_from=g.valid_from,
-                valid_until=g.valid_until, note=g.note, suspended=g.suspended, created_at=now,
-                updated_at=now))
-            self._audit(conn, [{"at": now, "actor": actor, "action": "grant.add", "account": g.account,
-                                "vlan": g.vlan, "source": g.source, "before": None, "after": grant_json(g)}])
-            self._notify(conn)
+            self.ensure_refs(c, [g], now)
+            self._q(c, f"INSERT INTO {GRANTS} ({GRANT_COLUMNS}, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (g.account, g.vlan, g.source, stamp(g.valid_from), stamp(g.valid_until), g.note,
+                     g.suspended, t, t))
+            self._audit(c, now, actor, [self._grant_audit("grant.add", g, None, g)])
+            self._notify(c)
             return "added", g
 
+        return self._tx(write)
+
     def remove_grant(self, account: str, vlan: int, source: str, actor: str, now: datetime) -> Grant:
-        with self._tx() as conn:
-            cur = conn.execute(select(grants).where(grants.c.account == account, grants.c.vlan == vlan,
-                                                    grants.c.source == source)).first()
-            if cur is None:
+        def write(c: Cursor) -> Grant:
+            found = self._find(c, account, vlan, source)
+            if found is None:
                 raise UsageError(f"no grant {account}@{vlan} from source {source!r}")
-            before = _row_grant(cur)
-            conn.execute(delete(grants).where(grants.c.id == cur.id))
-            self._audit(conn, [{"at": now, "actor": actor, "action": "grant.remove", "account": account,
-                                "vlan": vlan, "source": source, "before": grant_json(before), "after": None}])
-            self._notify(conn)
+            gid, before = found
+            self._q(c, f"DELETE FROM {GRANTS} WHERE id = ?", (gid,))
+            self._audit(c, now, actor, [self._grant_audit("grant.remove", before, before, None)])
+            self._notify(c)
             return before
+
+        return self._tx(write)
 
     def set_suspended(self, account_status: dict[str, str], actor: str, now: datetime) -> list[Grant]:
         """Suspend every grant of an account whose status is not 'ok', resume those of 'ok' ones.
@@ -500,69 +530,62 @@ class Store:
         Works in batches on the grants whose flag differs, so checking 100,000 accounts that
         did not change writes nothing.
         """
-        with self._tx() as conn:
-            return self._suspend(conn, account_status, actor, now)
+        return self._tx(lambda c: self._suspend(c, account_status, actor, now))
 
-    def _suspend(self, conn: Connection, account_status: dict[str, str], actor: str,
-                 now: datetime) -> list[Grant]:
+    def _suspend(self, c: Cursor, account_status: dict[str, str], actor: str, now: datetime) -> list[Grant]:
         changed: list[Grant] = []
-        log: list[dict[str, Any]] = []
+        log_rows = []
         names = sorted(account_status)
         old: dict[str, str] = {}
-        for i in range(0, len(names), 500):
-            batch = names[i:i + 500]
-            old.update(conn.execute(select(accounts.c.name, accounts.c.status)
-                                    .where(accounts.c.name.in_(batch))).all())
+        t = self._sql.stamp(now)
+        for i in range(0, len(names), ACCOUNTS_PER_QUERY):
+            batch = names[i:i + ACCOUNTS_PER_QUERY]
+            old.update(self._q(c, f"SELECT name, status FROM {ACCOUNTS} WHERE name IN "
+                                  f"({self._sql.marks(len(batch))})", batch).fetchall())
             for want in (True, False):
                 sel = [n for n in batch if (account_status[n] != "ok") == want]
                 if not sel:
                     continue
-                rows = conn.execute(select(*_GRANT_COLUMNS).where(grants.c.account.in_(sel),
-                                                                  grants.c.suspended.is_(not want))).all()
+                among = f"account IN ({self._sql.marks(len(sel))}) AND suspended = ?"
+                rows = self._q(c, f"SELECT {GRANT_COLUMNS} FROM {GRANTS} WHERE {among}",
+                               (*sel, not want)).fetchall()
                 if not rows:
                     continue
-                conn.execute(update(grants).where(grants.c.account.in_(sel),
-                                                  grants.c.suspended.is_(not want))
-                             .values(suspended=want, updated_at=now))
+                self._q(c, f"UPDATE {GRANTS} SET suspended = ?, updated_at = ? WHERE {among}",
+                        (want, t, *sel, not want))
                 for r in rows:
-                    before = Grant._make(r)
+                    before = self._grant(r)
                     after = before._replace(suspended=want)
                     changed.append(after)
-                    log.append({"at": now, "actor": actor,
-                                "action": "grant.suspend" if want else "grant.resume",
-                                "account": before.account, "vlan": before.vlan, "source": before.source,
-                                "before": grant_json(before), "after": grant_json(after)})
-        moved = [{"n": n, "s": account_status[n]} for n in names
-                 if n in old and old[n] != account_status[n]]
-        if moved:
-            conn.execute(update(accounts).where(accounts.c.name == bindparam("n"))
-                         .values(status=bindparam("s"), checked_at=now), moved)
-        self._audit(conn, log)
+                    log_rows.append(self._grant_audit("grant.suspend" if want else "grant.resume", before,
+                                                      before, after))
+        self._many(c, f"UPDATE {ACCOUNTS} SET status = ?, checked_at = ? WHERE name = ?",
+                   [(account_status[n], t, n) for n in names if n in old and old[n] != account_status[n]])
+        self._audit(c, now, actor, log_rows)
         if changed:
-            self._notify(conn)
+            self._notify(c)
         return changed
 
     def update_vlan(self, number: int, changes: dict[str, str], actor: str, now: datetime) -> VlanInfo:
         """Set name/owner/contact of a VLAN (created if new); audited as vlan.update."""
-        allowed = {"name", "owner", "contact"}
-        if not changes or set(changes) - allowed:
+        allowed = ("contact", "name", "owner")
+        if not changes or set(changes) - set(allowed):
             raise UsageError("give at least one of --name, --owner, --contact")
-        with self._tx() as conn:
-            conn.execute(self._insert_ignore(vlans), [{"number": number, "created_at": now}])
-            cur = conn.execute(select(vlans).where(vlans.c.number == number)).one()
-            before = {k: getattr(cur, k) for k in sorted(allowed)}
+
+        def write(c: Cursor) -> None:
+            self._q(c, f"INSERT INTO {VLANS} (number, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (number, self._sql.stamp(now)))
+            row = self._q(c, f"SELECT {', '.join(allowed)} FROM {VLANS} WHERE number = ?",
+                          (number,)).fetchone()
+            before = dict(zip(allowed, row, strict=True))
             after = {**before, **changes}
             if after != before:
-                conn.execute(update(vlans).where(vlans.c.number == number).values(**changes))
-                self._audit(conn, [{"at": now, "actor": actor, "action": "vlan.update", "account": None,
-                                    "vlan": number, "source": None,
-                                    "before": json.dumps(before, sort_keys=True),
-                                    "after": json.dumps(after, sort_keys=True)}])
+                cols = sorted(changes)
+                self._q(c, f"UPDATE {VLANS} SET {', '.join(f'{k} = ?' for k in cols)} WHERE number = ?",
+                        (*(changes[k] for k in cols), number))
+                self._audit(c, now, actor, [("vlan.update", None, number, None,
+                                             json.dumps(before, sort_keys=True),
+                                             json.dumps(after, sort_keys=True))])
+
+        self._tx(write)
         return next(v for v in self.vlans(now) if v.number == number)
-
-    def account_statuses(self) -> dict[str, str]:
-        return self._read(lambda c: dict(c.execute(select(accounts.c.name, accounts.c.status)).all()))
-
-    def granted_accounts(self) -> set[str]:
-        """Accounts that hold at least one grant (any source, any state)."""
-        return self._read(lambda c: set(c.scalars(select(grants.c.account).distinct())))

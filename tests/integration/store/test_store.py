@@ -297,3 +297,29 @@ def test_a_bulk_sync_leaves_postgresql_with_statistics_and_an_index_plan(pg: PgC
         assert analyzed() == 1
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.root
+def test_a_store_connection_the_server_dropped_is_replaced_by_the_next_read_and_write(
+        pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
+    """The store keeps one connection open (a daemon's reads between syncs); when the server
+    drops it (a restart, a DBA's pg_terminate_backend), the next read reconnects and retries
+    once, and the next write checks the connection first, so it runs exactly once."""
+    store = open_store(config(tmp_path, pg.url(pg_db)))
+
+    def drop_store_connections() -> int:
+        with psycopg.connect(pg.url(pg_db).replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+            return len(c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
+
+    try:
+        store.put_grant(Grant("alice", 123456, "manual"), "t", NOW)
+        assert drop_store_connections() >= 1
+        assert store.active_pairs(NOW) == {("alice", 123456)}
+        assert drop_store_connections() >= 1
+        assert store.put_grant(Grant("bob", 123456, "manual"), "t", NOW)[0] == "added"
+        assert store.active_pairs(NOW) == {("alice", 123456), ("bob", 123456)}
+        assert [e.action for e in store.audit(account="bob")] == ["grant.add"]  # written once
+    finally:
+        store.close()
