@@ -72,17 +72,27 @@ def child(mode: str, config: Path) -> None:
         out = run_sync(cfg, store, lambda: fetch_all(cfg.sync), now, actor="bench", force=True)
         info = out.plan.summary()
     elif mode == "naive":
+        # the obvious SQLAlchemy Core version: delete the sources' grants, insert them all again
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from ikemgr.allowlist.store.models import accounts, vlans
+
         fetched = fetch_all(cfg.sync)
         g = IdentityGrammar(cfg.policy.identity_pattern, cfg.policy.account_pattern)
         v = validate([e for b in fetched.values() for e in b], g, now)
         names = list(fetched)
+        rows = list(v.grants.values())
+        upsert = (postgresql if store.dialect == "postgresql" else sqlite).insert
         with store.engine.begin() as conn:
             conn.execute(delete(grants).where(grants.c.source.in_(names)))
-            store.ensure_refs(conn, list(v.grants.values()), now)
+            conn.execute(upsert(accounts).on_conflict_do_nothing(),
+                         [{"name": n, "created_at": now} for n in sorted({r[0] for r in rows})])
+            conn.execute(upsert(vlans).on_conflict_do_nothing(),
+                         [{"number": n, "created_at": now} for n in sorted({r[1] for r in rows})])
             conn.execute(insert(grants), [
                 {"account": a, "vlan": vl, "source": src, "valid_from": vf, "valid_until": vu, "note": note,
                  "suspended": False, "created_at": now, "updated_at": now}
-                for a, vl, src, vf, vu, note, _ in v.grants.values()])
+                for a, vl, src, vf, vu, note, _ in rows])
         info = {"inserted": len(v.grants)}
     else:
         raise SystemExit(f"unknown mode {mode}")
