@@ -29,7 +29,11 @@ read (``ip -j rule``; ``nft -j list map``): every VIP present after the connects
 after the disconnects.
 
 Floors (2-core machine), printed as met/not met: events/s ≥ 50× the concurrent shell, and
-p99 event→policy ≤ 5 ms when paced at 50× the shell's sequential rate.
+p99 event→policy ≤ 5 ms when paced at 50× the shell's sequential rate. The machine's speed
+drifts within a run (a shared 2-core host), so each backend gets baselines of its own, taken
+right before its runs, and the concurrent shell again right after them (the floor's divisor
+is the mean of the two); the burst figure is the median of three bursts in one ``watch``
+process (one burst lasts ~0.3 s): one burst, the latency run, then two more.
 
 Also: reconcile of 10,000 SAs through the engine's full reconcile (empty kernel; a restart
 with the kernel holding all 10,000 users' policy; everyone gone).
@@ -70,6 +74,9 @@ from ikemgr.log import setup_logging  # noqa: E402
 IKEMGR = Path(sys.executable).parent / "ikemgr"
 NS_PREFIX = os.environ.get("IKEMGR_BENCH_NS_PREFIX", "ikb-")
 LATENCIES: Path | None = None  # --latencies FILE
+#: bursts per watch process: the headline is the median one (a burst lasts ~0.3 s: one hiccup
+#: of a shared machine would otherwise be the figure)
+BURSTS = 3
 
 SEED_UPDOWN = r"""#!/bin/sh
 # the seed's updown addition (setting 6), as published, with a numeric table
@@ -249,8 +256,10 @@ def fill_store(tmp: Path, ikemgr: Path) -> None:
 
 def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_paced: int, rate: float,
                 conntrack: bool, profile: Path | None = None,
-                ikemgr: Path = IKEMGR) -> dict[str, dict[str, float]]:
-    """One ``ikemgr watch`` process; a burst (connects, then disconnects), then a paced run."""
+                ikemgr: Path = IKEMGR, bursts: int = BURSTS) -> dict[str, dict[str, float]]:
+    """One ``ikemgr watch`` process: a burst (connects, then disconnects), a paced run, then the
+    other ``bursts - 1`` bursts. ``burst`` is the burst of median rate (its p50/p99 with it),
+    ``burst_rates`` all of them in order."""
     srv = ServerProcess(tmp / f"vici-{backend}.sock")
     cfg = tmp / f"ikemgr-{backend}.json"
     cfg.write_text(config(tmp, backend, srv.uri))
@@ -269,7 +278,12 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
                 raise SystemExit(f"ikemgr watch did not connect: {logf.read_text()[-800:]}")
             time.sleep(0.05)
         uid = 1000
-        for name, n, r in (("burst", n_burst, None), ("paced", n_paced, rate)):
+        runs: list[dict[str, float]] = []
+        # one burst, the latency run (as with a single burst: its figures stay comparable with
+        # earlier runs), then the other bursts
+        burst: tuple[str, int, float | None] = ("burst", n_burst, None)
+        plan = [burst, ("paced", n_paced, rate)] + [burst] * (bursts - 1)
+        for name, n, r in plan:
             half = n // 2
             ups = [(uid + i, user(i), str(vip(i)), True) for i in range(half)]
             downs = [(uid + i, user(i), str(vip(i)), False) for i in range(half)]
@@ -282,6 +296,10 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
                          "eps": (a["n"] + b["n"]) / (a["elapsed"] + b["elapsed"]),
                          "offered": (a["n"] + b["n"]) / max(1e-9, a["send_span"] + b["send_span"]),
                          "p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat)}
+            if name == "burst":
+                runs.append(out[name])
+        out["burst_rates"] = {str(i): x["eps"] for i, x in enumerate(runs)}
+        out["burst"] = sorted(runs, key=lambda x: x["eps"])[len(runs) // 2]
         if proc.poll() is not None:
             raise SystemExit(f"ikemgr watch exited ({proc.returncode}): {logf.read_text()[-800:]}")
     finally:
@@ -366,6 +384,8 @@ def main() -> None:
                     help="transitions/s for the latency run (default: 50x the sequential shell in this run)")
     ap.add_argument("--reconcile-sas", type=int, default=10_000)
     ap.add_argument("--backends", default="marks,rules")
+    ap.add_argument("--bursts", type=int, default=BURSTS,
+                    help="bursts per watch process (the median is the headline)")
     ap.add_argument("--no-conntrack", action="store_true", help="watch without conntrack flushes")
     ap.add_argument("--profile-watch", type=Path, default=None,
                     help="run watch under cProfile, write FILE.<backend>")
@@ -400,37 +420,47 @@ def main() -> None:
             netns(ns)
             print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; user list {lines} lines; "
                   "rates are transitions/s (one connect or disconnect = one updown run = two VICI events)")
-            seq = bench_shell(ns, tmp, users, args.shell_events, 1)
-            con = bench_shell(ns, tmp, users, args.shell_events, threads)
-            print(f"seed shell updown, one after another : {seq['eps']:8.0f} /s   "
-                  f"p50 {seq['p50'] * 1e3:6.2f} ms   p99 {seq['p99'] * 1e3:6.2f} ms   ({seq['events']} runs)")
-            print(f"seed shell updown, {threads} threads (charon) : {con['eps']:8.0f} /s   "
-                  f"p50 {con['p50'] * 1e3:6.2f} ms   p99 {con['p99'] * 1e3:6.2f} ms   ({con['events']} runs)")
-            rate = args.paced_rate or round(50 * seq["eps"])
-            print(f"latency runs paced at {rate:.0f} transitions/s = {rate / seq['eps']:.0f}x "
-                  "the sequential shell")
+
+            def shell(name: str, threads_: int) -> dict[str, float]:
+                r = bench_shell(ns, tmp, users, args.shell_events, threads_)
+                print(f"seed shell updown, {name:21}: {r['eps']:8.0f} /s   p50 {r['p50'] * 1e3:6.2f} ms   "
+                      f"p99 {r['p99'] * 1e3:6.2f} ms   ({r['events']} runs)")
+                return r
+
             for backend in args.backends.split(","):
                 ns_b = NS_PREFIX + "b" + secrets.token_hex(3)
                 names.append(ns_b)
                 netns(ns_b)
+                # the baselines right before this backend's runs (the concurrent one again right
+                # after them): a shared machine's speed drifts within a run
+                print(f"-- {backend}")
+                seq = shell("one after another", 1)
+                con = shell(f"{threads} threads (charon)", threads)
+                rate = args.paced_rate or round(50 * seq["eps"])
+                print(f"latency runs paced at {rate:.0f} transitions/s = {rate / seq['eps']:.0f}x "
+                      "the sequential shell")
                 for label, btmp, exe in reversed(builds):  # the compared build first, this one last
                     w = bench_watch(ns_b, btmp, btmp / "users.txt", backend, args.transitions,
                                     args.paced_transitions, rate, not args.no_conntrack,
-                                    args.profile_watch, exe)
+                                    args.profile_watch, exe, args.bursts)
                     b, p = w["burst"], w["paced"]
                     lost = "" if not (b["lost_bufs"] or p["lost_bufs"]) else (
                         f"  ({b['lost_bufs'] + p['lost_bufs']} notification overruns: "
                         "those latencies are missing)")
+                    rates = ", ".join(f"{x:.0f}" for x in w["burst_rates"].values())
                     print(f"ikemgr watch {backend:5} burst{label}: {b['eps']:8.0f} /s   "
                           f"p50 {b['p50'] * 1e3:7.2f} ms   p99 {b['p99'] * 1e3:7.2f} ms   "
-                          f"({b['transitions']:.0f} transitions, {b['seen']:.0f} seen by the monitor){lost}")
+                          f"({b['transitions']:.0f} transitions, {b['seen']:.0f} seen by the monitor; "
+                          f"the median of {len(w['burst_rates'])} bursts: {rates}/s){lost}")
                     print(f"ikemgr watch {backend:5} paced{label} {rate:.0f}/s "
                           f"(offered {p['offered']:.0f}/s): "
                           f"p50 {p['p50'] * 1e3:5.2f} ms   p99 {p['p99'] * 1e3:5.2f} ms   "
                           f"max {p['max'] * 1e3:5.1f} ms   ({p['transitions']:.0f} transitions)")
-                ratio = b["eps"] / con["eps"]
+                after = shell(f"{threads} threads, after", threads)
+                base = (con["eps"] + after["eps"]) / 2
+                ratio = b["eps"] / base
                 print(f"  floor events/s >= 50x the concurrent shell: {ratio:.1f}x ({b['eps']:.0f} vs "
-                      f"{con['eps']:.0f}/s): {met(ratio >= 50)}; "
+                      f"{base:.0f}/s, the mean of the runs before and after): {met(ratio >= 50)}; "
                       f"vs the sequential shell {b['eps'] / seq['eps']:.1f}x")
                 print(f"  floor p99 event->policy <= 5 ms at {rate / seq['eps']:.0f}x the sequential shell: "
                       f"{p['p99'] * 1e3:.2f} ms: {met(p['p99'] <= 0.005)}")
