@@ -404,8 +404,10 @@ def test_watch_follows_pluto_from_ike_auth_to_dpd(topo: Topology, backend: str) 
             if not r and not t_removed:
                 t_removed = now
             time.sleep(0.02)
-        # at the last SA's down event, not at some later reconcile
-        assert t_removed - t_gone < 1.0, (t_gone, t_removed)
+        # at the last SA's down event, not at some later reconcile (every 60 s; the records
+        # below prove no reconcile removed it). 3 s, not 1: both times are polled from
+        # list-sas and the kernel, and a slow CI run measured 1.004 s
+        assert t_removed - t_gone < 3.0, (t_gone, t_removed)
         # removed at the down event: the full reconciles (start-up, SIGHUP) removed nothing
         reconciles = w.records("reconcile")
         assert len(reconciles) == fulls and not [r for r in reconciles if r.get("removed")], reconciles
