@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import literal_column, select, table, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from ikemgr.allowlist.store.dbapi import detail
 from ikemgr.allowlist.store.engine import parse_url, source_engine
 from ikemgr.config.sync import SqlSource
 from ikemgr.core.grants import RawEntry
@@ -48,8 +49,6 @@ def fetch_sql(src: SqlSource, timeout: float) -> list[RawEntry]:
                 out.append(RawEntry(src.name, f"row {n}", row[ia], row[iv], vf, vu, nt))
             return out
     except (DBAPIError, SQLAlchemyError) as e:
-        orig = getattr(e, "orig", None) or e
-        lines = str(orig).strip().splitlines()
-        raise BackendUnavailable(backend, lines[0][:300] if lines else type(orig).__name__) from None
+        raise BackendUnavailable(backend, detail(e)) from None
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ The one entry point for other parts of ikemgr::
 
 from __future__ import annotations
 
-from ikemgr.allowlist.store.dbapi import store_url
+from ikemgr.allowlist.store.dbapi import detail, store_url
 from ikemgr.allowlist.store.repository import NOTIFY_CHANNEL, AuditEntry, Store, VlanInfo
 from ikemgr.allowlist.store.version import HEAD_REVISION, VERSION_TABLE
 from ikemgr.config.schema import Config
@@ -38,8 +38,7 @@ def open_store(cfg: Config, *, timeout: float = DB_TIMEOUT, migrate: bool = True
             run_migrations(store.engine)
         except (DBAPIError, SQLAlchemyError) as e:
             store.close()
-            detail = str(getattr(e, "orig", None) or e).strip().splitlines()
-            raise BackendUnavailable("db", detail[0][:300] if detail else type(e).__name__) from None
+            raise BackendUnavailable("db", detail(e)) from None
         except BaseException:
             store.close()
             raise

@@ -3,10 +3,10 @@
 What `sync` runs on every timer tick — the schema check, the read of a source's grants,
 the one write transaction, the live SAs' lookups — is plain SQL on one of these
 connections: importing SQLAlchemy and building its engine cost ~0.2 s of a command that
-must finish within 1 s (docs/allow-list.md, "Speed"). The schema itself, the migrations
-(Alembic) and the operator's commands (grant, vlan, audit) keep SQLAlchemy; its engine is
-made on first use, on connections opened here (``creator``), so both paths connect with
-the same timeouts and pragmas. The statements are the same text on both databases; only
+must finish within 1 s (docs/allow-list.md, "Speed"). Every read and write of the store
+goes through here; the schema and its migrations (Alembic) keep SQLAlchemy, whose engine
+is made on first use on connections opened here (``creator``), so both connect with the
+same timeouts and pragmas. The statements are the same text on both databases; only
 the parameter marker and the timestamp's form differ, and ``Dialect`` holds both.
 """
 
@@ -86,11 +86,6 @@ def detail(e: BaseException) -> str:
     orig = getattr(e, "orig", None) or e
     first = str(orig).strip().splitlines()
     return first[0][:300] if first else type(orig).__name__
-
-
-def sqlalchemy_url(url: DbUrlParts) -> str:
-    """The URL SQLAlchemy's engine is made from: the dialect and the file; ``connect`` does the rest."""
-    return f"sqlite:///{url.database or ''}" if url.backend == "sqlite" else "postgresql+psycopg://"
 
 
 class Dialect:

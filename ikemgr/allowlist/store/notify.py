@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from ikemgr.allowlist.store.dbapi import pg_params, store_url
+from ikemgr.allowlist.store.dbapi import detail, pg_params, store_url
 from ikemgr.allowlist.store.repository import NOTIFY_CHANNEL
 from ikemgr.config.dburl import DbUrlParts
 from ikemgr.config.schema import Config
@@ -47,8 +47,7 @@ class ChangeListener:
                 self._version = self._data_version()
         except (psycopg.Error, sqlite3.Error) as e:
             self.close()
-            raise BackendUnavailable("db", str(e).strip().splitlines()[0][:300] if str(e) else
-                                     type(e).__name__) from None
+            raise BackendUnavailable("db", detail(e)) from None
 
     def _data_version(self) -> int:
         assert self._lite is not None
@@ -73,8 +72,7 @@ class ChangeListener:
                 time.sleep(min(SQLITE_POLL, left))
         except (psycopg.Error, sqlite3.Error) as e:
             self.close()
-            raise BackendUnavailable("db", str(e).strip().splitlines()[0][:300] if str(e) else
-                                     type(e).__name__) from None
+            raise BackendUnavailable("db", detail(e)) from None
 
     def close(self) -> None:
         if self._pg is not None:
