@@ -101,3 +101,29 @@ def test_a_record_someone_else_listens_for_takes_the_record_path(monkeypatch: py
         logging.getLogger("ikemgr").handlers[:] = []
     assert [r.getMessage() for r in seen] == ["rule added"]
     assert json.loads(out.getvalue())["event"] == "rule-add"  # and the line is written as before
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"event": "rule-add", "vip": "10.1.0.12", "vlan": 123456, "table": 1001, "batch": 17},
+    {"identity": "a@1; rm -rf /\x00\udcff\u3042\"\\", "vips": ["10.1.0.9", "10.1.0.10"], "n": None},
+    {"f": 1.5, "nested": [1, "a", {"z": True}], "other": object()},
+    {"msg": "a field named like the line's own key", "x": 1},
+    {"ts": 5},
+])
+def test_a_json_line_is_the_merged_record_encoded(fields: dict[str, object]) -> None:
+    """The JSON fast path (head encoded once, fields through the kept encoder) says exactly
+    what encoding {"ts", "level", "logger", "msg", **fields} says, in that key order."""
+    from ikemgr.log import JournalFormatter
+
+    fmt = JournalFormatter(True)
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        for created in (1764761234.123456, 1764761234.1, 1764761234.0):
+            line = fmt.line(created, level, "ikemgr.policy", 'msg "quoted" é', fields)
+            want = {"ts": created, "level": logging.getLevelName(level).lower(), "logger": "ikemgr.policy",
+                    "msg": 'msg "quoted" é', **{k: (str(v) if k == "other" else v) for k, v in fields.items()}}
+            got = json.loads(line)
+            assert list(got) == list(want)
+            assert got.pop("ts") == pytest.approx(want.pop("ts"), abs=1e-6)
+            assert got == want
+            assert line.isascii()
