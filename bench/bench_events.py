@@ -224,13 +224,26 @@ def bench_shell(ns: str, tmp: Path, users: Path, n: int, threads: int) -> dict[s
 Transition = tuple[int, str, str, bool]  # (IKE_SA unique id, identity, VIP, up)
 
 
+def cpu_ns(pid: int) -> int:
+    """CPU time of every thread of ``pid`` so far, in ns (``/proc/PID/task/*/schedstat``)."""
+    total = 0
+    for f in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(f.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def _phase(srv: ServerProcess, mon: KernelMonitor, ns: str, backend: str, items: list[Transition],
-           rate: float | None) -> dict[str, float]:
+           rate: float | None, pid: int) -> dict[str, float]:
     up = items[0][3]
     want = {int(IPv4Address(v)): "add" if up else "del" for _, _, v, _ in items}
     mon.take()
+    cpu0 = cpu_ns(pid)
     sent = srv.stream(items, rate)
     got, lost = mon.wait_for(want, timeout=60.0)
+    cpu = (cpu_ns(pid) - cpu0) / 1e9  # read after the kernel check's poll: an upper bound
     in_kernel = kernel_vips(ns, backend) & set(want)
     expect = len(want) if up else 0
     if len(in_kernel) != expect:
@@ -244,6 +257,7 @@ def _phase(srv: ServerProcess, mon: KernelMonitor, ns: str, backend: str, items:
                                 "sent_s": [round(t - sent[0], 6) for t in sent],
                                 "latency_s": [round(x, 6) for x in lat]}) + "\n")
     return {"n": len(items), "seen": len(got), "lost_bufs": lost, "elapsed": max(got.values()) - sent[0],
+            "cpu": cpu,
             "send_span": sent[-1] - sent[0], "lat": lat}  # type: ignore[dict-item]
 
 
@@ -288,12 +302,14 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
             ups = [(uid + i, user(i), str(vip(i)), True) for i in range(half)]
             downs = [(uid + i, user(i), str(vip(i)), False) for i in range(half)]
             uid += half
-            a = _phase(srv, mon, ns, backend, ups, r)
-            b = _phase(srv, mon, ns, backend, downs, r)
+            a = _phase(srv, mon, ns, backend, ups, r, proc.pid)
+            b = _phase(srv, mon, ns, backend, downs, r, proc.pid)
             lat = a["lat"] + b["lat"]  # type: ignore[operator]
             out[name] = {"transitions": a["n"] + b["n"], "seen": a["seen"] + b["seen"],
                          "lost_bufs": a["lost_bufs"] + b["lost_bufs"],
                          "eps": (a["n"] + b["n"]) / (a["elapsed"] + b["elapsed"]),
+                         "cpu_us": (a["cpu"] + b["cpu"]) / (a["n"] + b["n"]) * 1e6,
+                         "wall_us": (a["elapsed"] + b["elapsed"]) / (a["n"] + b["n"]) * 1e6,
                          "offered": (a["n"] + b["n"]) / max(1e-9, a["send_span"] + b["send_span"]),
                          "p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat)}
             if name == "burst":
@@ -452,6 +468,8 @@ def main() -> None:
                           f"p50 {b['p50'] * 1e3:7.2f} ms   p99 {b['p99'] * 1e3:7.2f} ms   "
                           f"({b['transitions']:.0f} transitions, {b['seen']:.0f} seen by the monitor; "
                           f"the median of {len(w['burst_rates'])} bursts: {rates}/s){lost}")
+                    print(f"  watch process in that burst: {b['cpu_us']:.1f} us CPU per transition "
+                          f"(user + system, every thread), {b['wall_us']:.1f} us wall")
                     print(f"ikemgr watch {backend:5} paced{label} {rate:.0f}/s "
                           f"(offered {p['offered']:.0f}/s): "
                           f"p50 {p['p50'] * 1e3:5.2f} ms   p99 {p['p99'] * 1e3:5.2f} ms   "
