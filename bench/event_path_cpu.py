@@ -28,6 +28,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+# first, so PYTHONPATH decides which tree is measured: bench_events puts this checkout's
+# root first on sys.path, and every ikemgr module after this one comes from the same package
+import ikemgr  # noqa: E402, I001
+
 import bench_events as be  # noqa: E402
 import vici_server as vs  # noqa: E402
 
@@ -39,7 +43,6 @@ def main() -> None:
                     help="connects per round (then as many disconnects)")
     ap.add_argument("--backend", default="rules", choices=("rules", "marks"))
     a = ap.parse_args()
-    import ikemgr
     from ikemgr.adapters.vici.codec import parse_batch
     from ikemgr.adapters.vici.session import EventSession
     from ikemgr.config.load import load
