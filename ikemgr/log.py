@@ -25,8 +25,19 @@ PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-#: one encoder for every line: ``json.dumps`` with any option builds a new encoder per call
+#: one encoder for every line: ``json.dumps`` with any option, and ``JSONEncoder.encode``
+#: itself, build a new C encoder per call. This is ``JSONEncoder(default=str,
+#: ensure_ascii=True)``'s, made once, without the circular-reference check (the fields are
+#: flat values built here), so one serves every thread.
 _JSON = json.JSONEncoder(default=str, ensure_ascii=True)
+_C_ENCODER = (c_make_encoder(None, str, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+              if c_make_encoder is not None else None)
+
+
+def _encode(value: Any) -> str:
+    if _C_ENCODER is None:  # pragma: no cover - CPython has the C encoder
+        return _JSON.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 
 
 def priority_of(levelno: int) -> int:
@@ -61,7 +72,7 @@ class JournalFormatter(logging.Formatter):
         if self.as_json:
             line = self._json(created, levelno, name, msg, fields)
         else:
-            kv = " ".join(f"{k}={_JSON.encode(v) if not isinstance(v, int) else v}"
+            kv = " ".join(f"{k}={_encode(v) if not isinstance(v, int) else v}"
                           for k, v in fields.items())
             line = f"{logging.getLevelName(levelno).lower()} {name}: {msg}" + (f" {kv}" if kv else "")
         return f"<{priority_of(levelno)}>{line}" if self.journal else line
@@ -70,39 +81,27 @@ class JournalFormatter(logging.Formatter):
         """``{"ts", "level", "logger", "msg", **fields}`` as JSON, ``ts`` with six decimals.
 
         The text from "level" to "msg" is encoded once per (level, logger, message) and the
-        fields through one kept C encoder (``JSONEncoder.encode`` builds one per call): the
-        watch writes one or two lines per connect, and the merged dict, its encoder and
-        ``round`` were half of a line's cost."""
+        fields through the kept C encoder (``_encode``): the watch writes one or two lines
+        per connect, and the merged dict, its encoder and ``round`` were half of a line's
+        cost."""
         if not _RESERVED.isdisjoint(fields):  # a field named like a line's own key replaces it
             level = logging.getLevelName(levelno).lower()
-            return _JSON.encode({"ts": round(created, 6), "level": level, "logger": name, "msg": msg,
-                                 **fields})
+            return _encode({"ts": round(created, 6), "level": level, "logger": name, "msg": msg, **fields})
         key = (levelno, name, msg)
         head = self._heads.get(key)
         if head is None:
             level = logging.getLevelName(levelno).lower()
-            head = ", " + _JSON.encode({"level": level, "logger": name, "msg": msg})[1:-1]
+            head = ", " + _encode({"level": level, "logger": name, "msg": msg})[1:-1]
             if len(self._heads) < _HEADS_KEPT:  # a message with values in it is not kept
                 self._heads[key] = head
         if not fields:
             return f'{{"ts": {created:.6f}{head}}}'
-        return f'{{"ts": {created:.6f}{head}, {_encode_fields(fields)[1:]}'
+        return f'{{"ts": {created:.6f}{head}, {_encode(fields)[1:]}'
 
 
 #: the keys every JSON line starts with; a field of the same name takes the slow path
 _RESERVED = frozenset({"ts", "level", "logger", "msg"})
 _HEADS_KEPT = 512
-
-# JSONEncoder(default=str, ensure_ascii=True), made once; no circular-reference check (the
-# fields are flat values built here), so one encoder serves every thread
-_C_ENCODER = (c_make_encoder(None, str, encode_basestring_ascii, None, ": ", ", ", False, False, True)
-              if c_make_encoder is not None else None)
-
-
-def _encode_fields(fields: Mapping[str, Any]) -> str:
-    if _C_ENCODER is None:  # pragma: no cover - CPython has the C encoder
-        return _JSON.encode(fields)
-    return "".join(_C_ENCODER(fields, 0))
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
