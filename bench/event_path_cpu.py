@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -50,8 +51,8 @@ def main() -> None:
     from ikemgr.engine.wiring import build_engine, close_engine
     from ikemgr.log import setup_logging
 
-    ns = "ikb-cpu" + os.urandom(3).hex()
-    subprocess.run(["ip", "netns", "add", ns], check=True)
+    ns = f"{be.NS_PREFIX}cpu{os.urandom(3).hex()}"
+    be.netns(ns)
     tmp = Path(tempfile.mkdtemp(prefix="ikemgr-cpu-"))
     try:
         be.userlist(tmp, a.transitions, 10_000)
@@ -104,7 +105,7 @@ def main() -> None:
             raise SystemExit(f"{left} VIPs still routed after the last disconnects")
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
-        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
