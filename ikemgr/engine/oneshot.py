@@ -26,9 +26,23 @@ log = logging.getLogger("ikemgr.policy")
 
 
 def sas_and_leases(cmd: CommandSession) -> tuple[list[Sa], dict[IPv4Address, str]]:
-    """list-sas, then the pools' online leases: the full reconcile's two views of who holds a VIP."""
+    """list-sas, then the pools' online leases: the full reconcile's two views of who holds a VIP.
+
+    list-sas is read first without waiting for IKE_SAs that charon has checked out (an
+    authentication waiting on RADIUS would hold the read for seconds), and charon leaves
+    those out. An online lease whose VIP no listed SA holds means one of them held a VIP:
+    the live user's rule would look stale, so list-sas is read again, waiting for every SA.
+    """
     sas = cmd.list_sas()
-    return sas, cmd.leases()
+    leases = cmd.leases()
+    held = {vip for sa in sas for vip in sa.vips}
+    missing = [vip for vip in leases if vip not in held]
+    if missing:
+        log.debug("%d online lease(s) without a listed IKE_SA (e.g. %s): list-sas again, "
+                  "waiting for busy SAs", len(missing), missing[0])
+        sas = cmd.list_sas(wait=True)
+        leases = cmd.leases()
+    return sas, leases
 
 
 def charon_view(cfg: Config) -> tuple[list[Sa], dict[IPv4Address, str]]:

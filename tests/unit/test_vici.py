@@ -192,6 +192,61 @@ def test_list_sas_sends_register_request_unregister() -> None:
     b.close()
 
 
+def _list_sas_then_pools(p: Peer, sas: list[dict[str, Any]], online: list[str]) -> None:
+    """One list-sas (streamed list-sa events) and one get-pools, as charon answers them."""
+    p.recv()
+    p.confirm()
+    p.recv()
+    for sa in sas:
+        p.send_event("list-sa", {"kuvpn": sa})
+    p.respond({})
+    p.recv()
+    p.confirm()
+    p.recv()
+    p.respond({"vpnpool": {"leases": {str(i): {"address": a, "identity": "x", "status": "online"}
+                                      for i, a in enumerate(online)}}})
+
+
+def test_an_online_lease_no_listed_sa_holds_reads_list_sas_again_waiting() -> None:
+    """charon's noblock list leaves out a checked-out SA (SA 8 here, busy in its updown);
+    its online lease shows it, and the second list-sas waits for it."""
+    from ikemgr.engine.oneshot import sas_and_leases
+
+    a, b = socket.socketpair()
+    second = {**SA_DICT, "uniqueid": "8", "remote-vips": ["172.29.0.2"]}
+
+    def script(p: Peer) -> None:
+        _list_sas_then_pools(p, [SA_DICT], ["172.29.0.1", "172.29.0.2"])
+        _list_sas_then_pools(p, [SA_DICT, second], ["172.29.0.1", "172.29.0.2"])
+
+    peer = Peer(b, script)
+    s = vici.CommandSession(a)
+    sas, leases = sas_and_leases(s)
+    peer.thread.join(2)
+    assert peer.error is None
+    assert [x.uniqueid for x in sas] == ["7", "8"] and len(leases) == 2
+    requests = [(name, msg) for kind, name, msg in peer.received if kind == Packet.CMD_REQUEST]
+    assert requests == [("list-sas", {"noblock": b"yes"}), ("get-pools", {"leases": b"yes"}),
+                        ("list-sas", None), ("get-pools", {"leases": b"yes"})]
+    s.close()
+    b.close()
+
+
+def test_every_online_lease_held_reads_list_sas_once() -> None:
+    from ikemgr.engine.oneshot import sas_and_leases
+
+    a, b = socket.socketpair()
+    peer = Peer(b, lambda p: _list_sas_then_pools(p, [SA_DICT], ["172.29.0.1"]))
+    s = vici.CommandSession(a)
+    sas, leases = sas_and_leases(s)
+    peer.thread.join(2)
+    assert peer.error is None
+    assert [x.uniqueid for x in sas] == ["7"] and leases == {IPv4Address("172.29.0.1"): "x"}
+    assert [name for kind, name, _ in peer.received if kind == Packet.CMD_REQUEST] == ["list-sas", "get-pools"]
+    s.close()
+    b.close()
+
+
 def test_event_session_registers_and_batches_what_arrives_together() -> None:
     a, b = socket.socketpair()
     go = threading.Event()

@@ -117,13 +117,18 @@ class CommandSession(_Wire):
             raise BackendUnavailable("vici", f"{command}: unexpected response {p.response_type}")
         return _body(p)
 
-    def list_sas(self) -> list[Sa]:
-        return parse_list_sas(self._streamed("list-sas", "list-sa", {"noblock": "yes"}))
+    def list_sas(self, *, wait: bool = False) -> list[Sa]:
+        """charon's IKE_SAs. Without ``wait`` (``noblock``) charon leaves out every IKE_SA
+        another of its threads has checked out at that moment (one waiting on RADIUS, one
+        running its updown script), rather than waiting for it; with ``wait`` the list is
+        complete and may take as long as the slowest such thread."""
+        return parse_list_sas(self._streamed("list-sas", "list-sa", None if wait else {"noblock": "yes"}))
 
     def list_sas_text(self) -> list[dict[str, Any]]:
-        """Every IKE_SA as charon lists it, values as text, its connection name under "name"."""
+        """Every IKE_SA as charon lists it (waiting for busy ones), values as text, its
+        connection name under "name"."""
         out = []
-        for item in self._streamed("list-sas", "list-sa", {"noblock": "yes"}):
+        for item in self._streamed("list-sas", "list-sa", None):
             for name, body in as_text(item).items():
                 if isinstance(body, dict):
                     out.append({"name": name, **body})

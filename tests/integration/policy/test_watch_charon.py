@@ -164,11 +164,11 @@ class Ike:
         self._inst(name).swanctl("--terminate", "--ike", name, "--timeout", "20")
 
     def vips(self) -> dict[str, str]:
-        """identity → VIP, as the gateway's charon sees it (list-sas)."""
+        """identity → VIP, as the gateway's charon sees it (list-sas, waiting for busy SAs)."""
         s = vici.CommandSession(vici.connect(self.gw.uri))
         try:
             out: dict[str, str] = {}
-            for sa in s.list_sas():
+            for sa in s.list_sas(wait=True):
                 ident = sa.identity_raw.decode() if isinstance(sa.identity_raw, bytes) else str(sa.identity_raw)
                 for v in sa.vips:
                     out.setdefault(f"{ident}#{sa.uniqueid}", str(v))
@@ -240,6 +240,12 @@ def _vip_of(ike: Ike, ident: str, exclude: set[str] = frozenset()) -> str:  # ty
     return wait_for(find, 10, f"no SA for {ident}")
 
 
+def _both_devices(ike: Ike) -> set[str] | None:
+    """The VIPs of alice's two IKE_SAs, read from one list-sas; None until both are up."""
+    mine = {k: v for k, v in ike.vips().items() if k.startswith("alice@123456#")}
+    return set(mine.values()) if len(mine) == 2 else None
+
+
 def test_watch_follows_real_charon(ike: Ike) -> None:
     lab = ike.lab
     with socket.socket() as s:
@@ -253,10 +259,7 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         ike.initiate("bob")
         vb = _vip_of(ike, "bob@123456")
         ike.initiate("alice2")  # alice's second device (charon's pool may give it the same VIP)
-        holders = wait_for(lambda: [k for k in ike.vips() if k.startswith("alice@123456#")]
-                           if len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 2 else None,
-                           10, "second device did not connect")
-        alice_vips = {ike.vips()[h] for h in holders}
+        alice_vips = wait_for(lambda: _both_devices(ike), 10, "second device did not connect")
         assert va in alice_vips
         wait_for(lambda: lab.routed(ike.backend) == dict.fromkeys(alice_vips, 123456), 5, "second device")
         assert vb not in lab.routed(ike.backend)
@@ -393,9 +396,7 @@ def test_hook_mode_with_real_charon(ike: Ike) -> None:
     ike.initiate("bob")
     vb = _vip_of(ike, "bob@123456")
     ike.initiate("alice2")
-    alice = wait_for(lambda: {v for k, v in ike.vips().items() if k.startswith("alice@123456#")}
-                     if len([k for k in ike.vips() if k.startswith("alice@123456#")]) == 2 else None,
-                     10, "second device did not connect")
+    alice = wait_for(lambda: _both_devices(ike), 10, "second device did not connect")
     wait_for(lambda: lab.routed(ike.backend) == dict.fromkeys(alice, 123456), 10, "second device")
     assert vb not in lab.routed(ike.backend)
     ike.terminate("alice2")
@@ -406,6 +407,53 @@ def test_hook_mode_with_real_charon(ike: Ike) -> None:
     wait_for(lambda: lab.routed(ike.backend) == {}, 10, "alice's rule stayed after logout")
     log = ike.gw.log.read_text(errors="replace")
     assert "rule added" in log and "rule removed" in log  # the hook's own lines, via charon's log
+
+
+SLOW_UPDOWN = """#!/bin/sh
+# charon runs updown with the IKE_SA checked out: while this sleeps, the SA is busy
+if [ "$PLUTO_VERB" = down-client ] && [ -e {gate} ]; then
+    rm -f {gate}; touch {busy}; sleep 3
+fi
+exit 0
+"""
+
+
+def test_a_reconcile_keeps_the_rule_of_an_sa_charon_has_checked_out(ike: Ike, tmp_path: Path) -> None:
+    """charon leaves a checked-out IKE_SA out of a non-waiting list-sas. Alice closes her
+    CHILD_SA (her IKE_SA and its VIP stay) and the gateway's updown holds her IKE_SA for
+    3 s; a reconcile in that window still sees her (her online pool lease sends it back
+    to a waiting list-sas) and keeps her rule."""
+    lab = ike.lab
+    gate, busy, script = tmp_path / "gate", tmp_path / "busy", tmp_path / "slow-updown"
+    script.write_text(SLOW_UPDOWN.format(gate=gate, busy=busy))
+    script.chmod(0o755)
+    (ike.gw.swanctl_dir / "conf.d" / "test.conf").write_text(GW_CONF.replace("%UPDOWN%", f"updown = {script}"))
+    ike.gw.load_all()
+
+    def reconcile() -> dict[str, Any]:
+        p = lab.ikemgr("reconcile", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
+                       str(ike.allow), "--json")
+        assert p.returncode == 0, p.stderr
+        data: dict[str, Any] = json.loads(p.stdout)["data"]
+        return data
+
+    ike.initiate("alice")
+    va = _vip_of(ike, "alice@123456")
+    assert [r["vip"] for r in reconcile()["add"]] == [va]
+    assert lab.routed(ike.backend) == {va: 123456}
+
+    gate.touch()
+    closing = threading.Thread(target=ike.client.swanctl, args=("--terminate", "--child", "alice"))
+    closing.start()
+    try:
+        wait_for(busy.exists, 10, "the gateway's updown did not run for the closed CHILD_SA")
+        assert closing.is_alive()  # the updown still sleeps: alice's IKE_SA is checked out
+        done = reconcile()
+        assert done["remove"] == [] and done["add"] == [], done
+        assert lab.routed(ike.backend) == {va: 123456}
+    finally:
+        closing.join(30)
+    assert [k for k in ike.vips() if k.startswith("alice@123456#")], "alice's IKE_SA went with its CHILD_SA"
 
 
 def test_short_lifetimes_do_not_flap(ike: Ike) -> None:
