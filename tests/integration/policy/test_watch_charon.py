@@ -163,6 +163,11 @@ class Ike:
     def terminate(self, name: str) -> None:
         self._inst(name).swanctl("--terminate", "--ike", name, "--timeout", "20")
 
+    def command(self, name: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        """``ikemgr NAME`` on this gateway's config, namespace and allow file, with --json."""
+        return self.lab.ikemgr(name, "--config", str(self.cfg), "--netns", self.lab.ns, "--allow-file",
+                               str(self.allow), *extra, "--json")
+
     def vips(self) -> dict[str, str]:
         """identity → VIP, as the gateway's charon sees it (list-sas, waiting for busy SAs)."""
         s = vici.CommandSession(vici.connect(self.gw.uri))
@@ -319,8 +324,7 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         assert "ikemgr_event_to_rule_seconds_count" in body
 
         # status and dry-run agree with the kernel
-        p = lab.ikemgr("status", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
-                       str(ike.allow), "--json")
+        p = ike.command("status")
         assert p.returncode == 0, p.stderr
         users = {u["vip"]: u for u in json.loads(p.stdout)["data"]["users"]}
         assert users[va]["vlan"] == 123456 and users[va]["in_kernel"] is True
@@ -333,15 +337,13 @@ def test_watch_follows_real_charon(ike: Ike) -> None:
         ike.initiate("carol")
         vc = _vip_of(ike, "carol@123457")
         assert lab.routed(ike.backend) == {va: 123456}  # nobody watched: stale
-        p = lab.ikemgr("reconcile", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
-                       str(ike.allow), "--dry-run", "--json")
+        p = ike.command("reconcile", "--dry-run")
         assert p.returncode == 0, p.stderr
         dry = json.loads(p.stdout)["data"]
         assert [r["vip"] for r in dry["add"]] == [vc] and [r["vip"] for r in dry["remove"]] == [va]
         assert lab.routed(ike.backend) == {va: 123456}  # a dry run changes nothing
         # status is that same dry run: carol's rule is missing, the reconcile would change 2
-        p = lab.ikemgr("status", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
-                       str(ike.allow), "--json")
+        p = ike.command("status")
         st = json.loads(p.stdout)["data"]
         carol = next(u for u in st["users"] if u["vip"] == vc)
         assert carol["rule"] is True and carol["in_kernel"] is False and st["out_of_sync"] == 2
@@ -431,8 +433,7 @@ def test_a_reconcile_keeps_the_rule_of_an_sa_charon_has_checked_out(ike: Ike, tm
     ike.gw.load_all()
 
     def reconcile() -> dict[str, Any]:
-        p = lab.ikemgr("reconcile", "--config", str(ike.cfg), "--netns", lab.ns, "--allow-file",
-                       str(ike.allow), "--json")
+        p = ike.command("reconcile")
         assert p.returncode == 0, p.stderr
         data: dict[str, Any] = json.loads(p.stdout)["data"]
         return data
