@@ -288,7 +288,7 @@ def main() -> None:
 
             def reset_pg() -> None:
                 server.psql("postgres", "DROP TABLE IF EXISTS ikemgr_audit, ikemgr_grants, ikemgr_accounts, "
-                                    "ikemgr_vlans, ikemgr_alembic_version")
+                                    "ikemgr_vlans, ikemgr_sync_sources, ikemgr_alembic_version")
 
             (tmp / "pg").mkdir()
             rows += run_backend("postgresql", tmp / "pg", url, a.grants, a.changed, a.repeat, reset_pg, live,

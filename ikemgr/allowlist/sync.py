@@ -1,6 +1,10 @@
-"""The sync core: fetch → validate → diff → valve → apply in one transaction → on_change.
+"""The sync core: fetch → read the store → validate → diff → valve → apply in one transaction → on_change.
 
 With the directory check enabled, its suspensions are written in that same transaction.
+The store is read before validation so that an entry equal, character for character, to a
+plain grant the same identity grammar accepted before (its fingerprint is stored with the
+source) skips the grammar; every other entry, and all of them after a grammar change,
+is checked in full.
 
 The live-session step is injected (``on_change``) so this module knows nothing about
 charon or the kernel: the command wires in the reconcile path that ``watch`` uses. It is
@@ -112,10 +116,14 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
                                      "the last good list") from None
         entries = [e for batch in fetched.values() for e in batch]
         grammar = IdentityGrammar.of(cfg)
-        validated = validate(entries, grammar, now)
         names = tuple(fetched)
-        current = store.source_grants(names)
-        plan = diff(current, validated, now, names)
+        current = store.source_view(names)
+        # an entry equal to a plain grant that this grammar checked before is not checked again
+        fingerprint = grammar.fingerprint
+        known = {n: texts for n, texts in current.plain.items() if current.grammars.get(n) == fingerprint}
+        validated = validate(entries, grammar, now, known)
+        plan = diff(current.rows, validated, now, names, current.plain)
+        recheck = len(known) < len(names)  # some source's grants were checked by another grammar
         counts = {name: len(batch) for name, batch in fetched.items()}
         status: dict[str, str] | None = None
         to_suspend: list[str] = []
@@ -135,13 +143,14 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
         if status is not None:
             check_suspension_valve(len(to_suspend), len(status), cfg.sync.max_removal_share, force)
         flipped: list[Grant] = []
-        if plan.changed or status:
-            known = [(v.number, v.description) for v in cfg.vlans]
-            flipped = store.apply(plan, actor, now, known_vlans=known, account_status=status)
+        if plan.changed or status or recheck:
+            vlans = [(v.number, v.description) for v in cfg.vlans]
+            flipped = store.apply(plan, actor, now, known_vlans=vlans, account_status=status,
+                                  grammar=fingerprint)
         # the three 100,000-entry views are done with; freed here, the live reconcile below
         # (which reads the whole allow-list again) reuses their memory instead of adding to
         # the peak RSS
-        del fetched, entries, validated, current
+        del fetched, entries, validated, current, known
     suspended = tuple(g for g in flipped if g.suspended)
     resumed = tuple(g for g in flipped if not g.suspended)
     done = SyncOutcome(plan, counts, applied=plan.changed or bool(flipped), dry_run=False, accounts=status,

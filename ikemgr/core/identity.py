@@ -10,6 +10,7 @@ identity as a regex, so ``.*@123456`` matched every entry; here it is simply ref
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 #: Upper bound checked before any regex runs (characters after decoding, bytes before).
 MAX_CHARS = 128
 MAX_BYTES = 512
+#: Raised whenever a change to the checks below changes what they accept: a store's grants
+#: checked by another revision are then checked again (``IdentityGrammar.fingerprint``).
+GRAMMAR_REVISION = 1
 #: C0 controls and DEL; one compiled scan instead of a Python loop per character (sync checks 100k)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -64,6 +68,16 @@ class IdentityGrammar:
         self._vlan_re = re.compile(pattern)
         self._account_re = re.compile(account_pattern)
         self.max_chars = max_chars
+
+    @property
+    def fingerprint(self) -> str:
+        """What decides acceptance, hashed: the two patterns, the length bound, the checks' revision.
+
+        ``sync`` stores it beside a source's grants; an equal fingerprint means an entry
+        equal to a stored grant would be accepted again (``core.grants.validate``'s ``known``).
+        """
+        parts = (str(GRAMMAR_REVISION), self.pattern, self._account_re.pattern, str(self.max_chars))
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
     @classmethod
     def of(cls, cfg: Config) -> IdentityGrammar:

@@ -20,6 +20,7 @@ from ikemgr.core.grants import (
     check_valve,
     diff,
     newly_suspended,
+    plain_row,
     validate,
 )
 from ikemgr.core.identity import IdentityGrammar
@@ -322,3 +323,70 @@ def test_diff_is_the_field_by_field_comparison(cur: list[Grant], listed: list[Gr
     bare = diff([tuple(g) for g in stored], d, NOW)  # type: ignore[misc]
     assert bare == diff(stored, d, NOW)
     assert all(type(g) is Grant for g in bare.removed + bare.expired + tuple(b for b, _ in bare.updated))
+
+
+def _split(rows: list[Grant]) -> tuple[list[Grant], dict[str, set[str]]]:
+    """Rows as the store hands them to a sync: the plain ones as texts per source."""
+    plain: dict[str, set[str]] = {}
+    general = []
+    for g in rows:
+        if g.valid_from is None and g.valid_until is None and not g.note and not g.suspended:
+            plain.setdefault(g.source, set()).add(f"{g.account}@{g.vlan}")
+        else:
+            general.append(g)
+    return general, plain
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_GRANTS, max_size=30), st.lists(_GRANTS, max_size=30), st.lists(_GRANTS, max_size=4))
+def test_the_plain_lanes_give_the_plan_of_the_rows(cur: list[Grant], listed: list[Grant], gone: list[Grant]) -> None:
+    """Plain grants as texts on both sides (stored and listed): the same plan as one row each."""
+    stored = list({g.key: g for g in cur}.values())
+    want = {g.key: g._replace(suspended=False) for g in listed if not g.expired(NOW)}
+    expired = frozenset(g.key for g in gone) - want.keys()
+    rows = Validated(want, duplicates=1, source_expired=expired)
+    general, plain = _split(list(want.values()))
+    lanes = Validated({g.key: g for g in general}, duplicates=1, source_expired=expired, plain=plain)
+    assert lanes.grants == rows.grants
+    stored_general, stored_plain = _split(stored)
+    assert diff(stored_general, lanes, NOW, stored_plain=stored_plain) == diff(stored, rows, NOW)
+    assert diff(stored, lanes, NOW) == diff(stored, rows, NOW)
+
+
+_ENTRY_VALUES = st.sampled_from(["alice@123456", "bob@1", "carol@123457", ".x@1", "a@01", "alice",
+                                 b"bob@1", b"\xff@1", "d@2", "d@2 "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["s", "t"]), _ENTRY_VALUES,
+                          st.sampled_from([None, NOW + timedelta(days=1), NOW - timedelta(days=1)]),
+                          st.sampled_from([None, "n"])), max_size=12),
+       st.sets(st.sampled_from(["alice@123456", "bob@1", "carol@123457", "d@2"])))
+def test_known_entries_give_what_the_full_check_gives(spec: list[tuple[str, object, object, object]],
+                                                       known: set[str]) -> None:
+    """Skipping the grammar for texts it accepted before changes nothing in the outcome."""
+    entries = [RawEntry(src, f"line {n}", value, None, None, until, note)
+               for n, (src, value, until, note) in enumerate(spec, start=1)]
+    full = validate(entries, G, NOW)
+    quick = validate(entries, G, NOW, {"s": known, "t": known})
+    assert (quick.grants, quick.rejected, quick.duplicates, quick.source_expired) == \
+        (full.grants, full.rejected, full.duplicates, full.source_expired)
+    assert all(type(t) is str for texts in full.plain.values() for t in texts)
+
+
+def test_a_pair_listed_plain_and_with_terms_is_one_open_grant_with_the_note() -> None:
+    """In either order: the widest validity (the plain entry is open on both ends) and the note."""
+    until = NOW + timedelta(days=3)
+    plain = RawEntry("src", "line 1", "alice@123456")
+    windowed = RawEntry("src", "line 2", "alice", 123456, NOW - timedelta(days=1), until, "lab course")
+    for order in ([plain, windowed], [windowed, plain]):
+        v = validate(order, G, NOW)
+        assert v.duplicates == 1 and list(v.grants) == [("alice", 123456, "src")]
+        assert v.grant(("alice", 123456, "src")) == Grant("alice", 123456, "src", note="lab course")
+    empty_columns = validate([RawEntry("src", "row 1", "bob", "7", "", " ", None),
+                              RawEntry("src", "row 2", "bob@7")], G, NOW)
+    assert empty_columns.plain == {"src": {"bob@7"}} and empty_columns.duplicates == 1
+
+
+def test_plain_row_is_the_grant_of_a_canonical_text() -> None:
+    assert plain_row("a.b-c@123456", "list") == tuple(Grant("a.b-c", 123456, "list"))

@@ -29,7 +29,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ikemgr.allowlist.store.version import VERSION_TABLE
 
-__all__ = ["VERSION_TABLE", "accounts", "audit", "grants", "metadata", "vlans"]
+__all__ = ["VERSION_TABLE", "accounts", "audit", "grants", "metadata", "sync_sources", "vlans"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,4 +106,12 @@ audit = Table(
     Column("after", Text, nullable=True),  # JSON of the grant after, or NULL
     Index("ix_ikemgr_audit_at", "at"),
     Index("ix_ikemgr_audit_account", "account"),
+)
+
+#: per synced source, the fingerprint of the identity grammar that checked its stored grants
+sync_sources = Table(
+    "ikemgr_sync_sources", metadata,
+    Column("source", String(64), primary_key=True),
+    Column("grammar", String(64), nullable=False),
+    Column("synced_at", UTCDateTime(), nullable=False),
 )

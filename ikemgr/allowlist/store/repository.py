@@ -41,12 +41,27 @@ AuditRow = tuple[str, str | None, int | None, str | None, str | None, str | None
 
 #: the tables (models.py: their definition and migrations)
 GRANTS, ACCOUNTS, VLANS, AUDIT = "ikemgr_grants", "ikemgr_accounts", "ikemgr_vlans", "ikemgr_audit"
+SYNC_SOURCES = "ikemgr_sync_sources"
 GRANT_COLUMNS = "account, vlan, source, valid_from, valid_until, note, suspended"
 #: a grant in force at the two bound times (now, now): valid_from <= now < valid_until, not suspended
 ACTIVE = ("suspended = false AND (valid_from IS NULL OR valid_from <= ?) "
           "AND (valid_until IS NULL OR valid_until > ?)")
 #: a list file's grant: no window, no note, not suspended
 PLAIN = "(valid_from IS NULL AND valid_until IS NULL AND note = '' AND suspended = false)"
+#: a grant's canonical ``account@NNNNNN``, made by the database
+PLAIN_TEXT = "account || '@' || CAST(vlan AS TEXT)"
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """What a sync compares with: the stored grants of its sources (``Store.source_view``)."""
+
+    #: grants with a window, a note or the suspended flag
+    rows: list[GrantRow]
+    #: per source, the canonical ``account@NNNNNN`` of each plain grant
+    plain: dict[str, set[str]]
+    #: per source, the fingerprint of the identity grammar that checked its grants (if known)
+    grammars: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -323,28 +338,26 @@ class Store:
 
         return self._read(read)
 
-    def source_grants(self, sources: Sequence[str]) -> list[GrantRow]:
+    def source_view(self, sources: Sequence[str]) -> SourceView:
         """Every grant of the given sources, for a sync diff: the 100,000-row read, kept lean.
 
-        Equal, row for row, to ``grants(sources=…)``: a plain grant (no window, no note, not
-        suspended: what a list file makes) comes as the plain tuple of its fields, built from
-        its account and VLAN; the others as Grants. One source at a time, so the source is
-        no column either (100,000 grants: 0.085 s against 0.15 s for every column of every
-        row as a Grant).
+        The plain grants (no window, no note, not suspended: what a list file makes) as one
+        canonical ``account@NNNNNN`` text each, made by the database; the others as Grants;
+        and the fingerprint of the grammar that checked each source's grants. One read
+        transaction (100,000 grants on SQLite: 0.04 s, against 0.085 s for a tuple per grant).
         """
-        def rows(c: Cursor) -> list[GrantRow]:
-            out: list[GrantRow] = []
+        def read(c: Cursor) -> SourceView:
+            rows: list[GrantRow] = []
+            plain: dict[str, set[str]] = {}
             for name in sources:
-                raw = self._q(c, f"SELECT account, vlan, {PLAIN} FROM {GRANTS} WHERE source = ?",
-                              (name,)).fetchall()
-                before = len(out)
-                out += [(a, v, name, None, None, "", False) for a, v, p in raw if p]
-                if len(out) - before < len(raw):
-                    out += [self._grant(r) for r in self._q(
-                        c, f"SELECT {GRANT_COLUMNS} FROM {GRANTS} WHERE source = ? AND NOT {PLAIN}", (name,))]
-            return out
+                plain[name] = {t for t, in self._q(c, f"SELECT {PLAIN_TEXT} FROM {GRANTS} "
+                                                         f"WHERE source = ? AND {PLAIN}", (name,))}
+                rows += [self._grant(r) for r in self._q(
+                    c, f"SELECT {GRANT_COLUMNS} FROM {GRANTS} WHERE source = ? AND NOT {PLAIN}", (name,))]
+            grammars = dict(self._q(c, f"SELECT source, grammar FROM {SYNC_SOURCES}").fetchall())
+            return SourceView(rows, plain, {n: g for n, g in grammars.items() if n in plain})
 
-        return self._read(rows)
+        return self._read(read)
 
     def vlans(self, now: datetime) -> list[VlanInfo]:
         sql = (f"SELECT v.number, v.name, v.owner, v.contact, COALESCE(t.n, 0), COALESCE(l.n, 0) "
@@ -422,11 +435,13 @@ class Store:
                 grant_json(after) if after else None)
 
     def apply(self, plan: SyncPlan, actor: str, now: datetime, known_vlans: Iterable[tuple[int, str]] = (),
-              account_status: dict[str, str] | None = None) -> list[Grant]:
+              account_status: dict[str, str] | None = None, grammar: str | None = None) -> list[Grant]:
         """Write a sync plan in ONE transaction, with one audit row per changed grant.
 
         With ``account_status`` (the directory check) the suspensions go into the same
-        transaction; the grants whose suspended flag flipped are returned.
+        transaction; the grants whose suspended flag flipped are returned. With ``grammar``
+        (the fingerprint of the identity grammar that checked the plan) it is recorded for
+        each of the plan's sources.
         """
         changed_new = list(plan.added) + [after for _, after in plan.updated]
         gone = list(plan.removed) + list(plan.expired)
@@ -452,6 +467,10 @@ class Store:
                         + [row("grant.expire", g, g, None) for g in plan.expired]
                         + [row("grant.update", a, b, a) for b, a in plan.updated])
             flipped = self._suspend(c, account_status, actor, now) if account_status else []
+            if grammar is not None:
+                self._many(c, f"INSERT INTO {SYNC_SOURCES} (source, grammar, synced_at) VALUES (?, ?, ?) "
+                              "ON CONFLICT (source) DO UPDATE SET grammar = excluded.grammar, "
+                              "synced_at = excluded.synced_at", [(n, grammar, t) for n in plan.sources])
             if plan.changed:
                 self._notify(c)
             return flipped

@@ -4,4 +4,4 @@
 VERSION_TABLE = "ikemgr_alembic_version"
 #: the newest migration's revision id (ikemgr/allowlist/store/migrations/versions); a unit
 #: test keeps it equal to the migration scripts' head
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"

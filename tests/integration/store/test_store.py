@@ -16,7 +16,7 @@ from helpers import until
 from ikemgr.allowlist.store import NOTIFY_CHANNEL, Store, open_store
 from ikemgr.allowlist.store.models import VERSION_TABLE
 from ikemgr.config.schema import Config
-from ikemgr.core.grants import Grant, SyncPlan
+from ikemgr.core.grants import Grant, SyncPlan, plain_row
 from ikemgr.errors import ApplyFailed, BackendUnavailable
 from ikemgr_lab.postgres import PgCluster
 
@@ -26,14 +26,41 @@ H = timedelta(hours=1)
 
 def test_open_creates_the_schema_through_migrations_and_reopens_cheaply(cfg: Config, store: Store) -> None:
     names = set(inspect(store.engine).get_table_names())
-    assert {"ikemgr_accounts", "ikemgr_vlans", "ikemgr_grants", "ikemgr_audit", VERSION_TABLE} <= names
+    assert {"ikemgr_accounts", "ikemgr_vlans", "ikemgr_grants", "ikemgr_audit", "ikemgr_sync_sources",
+            VERSION_TABLE} <= names
     with store.engine.connect() as c:
-        assert c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0002"
+        assert c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0003"
     t0 = time.monotonic()
     again = open_store(cfg)
     assert again.active_pairs(NOW) == frozenset()
     again.close()
     assert time.monotonic() - t0 < 2.0
+
+
+def test_a_store_of_the_previous_schema_is_upgraded_at_open_and_keeps_its_grants(cfg: Config) -> None:
+    """A gateway upgraded from a release at revision 0002: the next open adds the sync-sources
+    table (0003); the grants stay, and its first sync records the grammar's fingerprint."""
+    from alembic import command
+
+    from ikemgr.allowlist.store.migrate import _alembic_config
+
+    old = open_store(cfg, migrate=False)  # an empty database: migrated by hand to 0002 below
+    with old.engine.begin() as conn:
+        acfg = _alembic_config()
+        acfg.attributes["connection"] = conn
+        command.upgrade(acfg, "0002")
+    old.put_grant(Grant("alice", 123456, "userlist"), "t", NOW)
+    old.close()
+    store = open_store(cfg)
+    try:
+        with store.engine.connect() as c:
+            assert c.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0003"
+        view = store.source_view(["userlist"])
+        assert view.plain == {"userlist": {"alice@123456"}} and view.grammars == {}
+        store.apply(SyncPlan(sources=("userlist",)), "sync", NOW, grammar="fp")
+        assert store.source_view(["userlist"]).grammars == {"userlist": "fp"}
+    finally:
+        store.close()
 
 
 def test_active_pairs_honours_window_and_suspension(store: Store) -> None:
@@ -144,21 +171,27 @@ def test_database_outage_is_backend_unavailable_and_recovers(pg_factory, tmp_pat
     store.close()
 
 
-def test_lean_sync_read_equals_the_general_read(store: Store) -> None:
+def test_the_sync_view_equals_the_general_read(store: Store) -> None:
     gs = [Grant("a", 123456, "list"), Grant("b", 123457, "list", valid_from=NOW - H, valid_until=NOW + H,
                                            note="n"),
           Grant("c", 123456, "other"), Grant("d", 123456, "list", valid_until=NOW - H),
           Grant("e", 123457, "list"), Grant("f", 123456, "other", note="n")]
-    store.apply(SyncPlan(added=tuple(gs)), "t", NOW)
+    store.apply(SyncPlan(added=tuple(gs), sources=("list", "other")), "t", NOW, grammar="g1")
     store.set_suspended({"a": "missing"}, "t", NOW)
-    lean = sorted(store.source_grants(["list"]))
-    assert lean == sorted(store.grants(sources=["list"]))
-    assert [g[0] for g in lean] == ["a", "b", "d", "e"]
-    assert lean[3] == ("e", 123457, "list", None, None, "", False)  # a plain grant: a bare tuple
-    a, b = Grant._make(lean[0]), Grant._make(lean[1])
+    view = store.source_view(["list"])
+    assert view.plain == {"list": {"e@123457"}}  # a plain grant: its canonical text, made in SQL
+    assert sorted(g.account for g in view.rows) == ["a", "b", "d"]
+    rows = sorted(view.rows + [plain_row(t, s) for s, texts in view.plain.items() for t in texts])
+    assert rows == sorted(store.grants(sources=["list"]))
+    a, b = sorted(Grant._make(r) for r in view.rows)[:2]
     assert a.suspended and b.valid_until == NOW + H and b.valid_until.tzinfo is not None
-    both = sorted(store.source_grants(["other", "list"]))
-    assert both == sorted(store.grants(sources=["list", "other"])) and len(both) == 6
+    assert view.grammars == {"list": "g1"}
+    both = store.source_view(["other", "list"])
+    assert both.plain == {"list": {"e@123457"}, "other": {"c@123456"}}
+    assert both.grammars == {"list": "g1", "other": "g1"}
+    assert len(both.rows) == 4
+    store.apply(SyncPlan(sources=("list",)), "t", NOW, grammar="g2")  # nothing else changed: recorded
+    assert store.source_view(["list", "other"]).grammars == {"list": "g2", "other": "g1"}
 
 
 def test_change_listener_wakes_within_a_second(cfg: Config, store: Store) -> None:

@@ -62,3 +62,50 @@ def test_failed_reconcile_keeps_the_store_and_exits_1(tmp_path: Path) -> None:
         assert result.errors == ("store updated, but live sessions were not reconciled: netlink said no",)
     finally:
         store.close()
+
+
+def test_a_changed_identity_grammar_checks_every_stored_grant_again(tmp_path: Path, monkeypatch) -> None:
+    """A sync trusts an entry equal to a plain grant only if the same grammar accepted it.
+
+    The second sync with the same config checks none of the unchanged lines; after the
+    pattern is tightened, a stored grant it no longer accepts is rejected (with its line)
+    and removed, although the list file did not change.
+    """
+    from ikemgr.core.identity import IdentityGrammar
+
+    env = make_env(tmp_path, max_removal_share=1.0)
+    cfg = load(env.config)
+    strict_policy = cfg.policy.model_copy(update={"identity_pattern": r"^[a-z]{1,64}@[0-9]{1,9}$"})
+    strict = cfg.model_copy(update={"policy": strict_policy})
+    store = open_store(cfg)
+    checked: list[object] = []
+    real = IdentityGrammar.vlan_pair
+
+    def counting(self: IdentityGrammar, value: object) -> tuple[str, int]:
+        checked.append(value)
+        return real(self, value)
+
+    monkeypatch.setattr(IdentityGrammar, "vlan_pair", counting)
+
+    def sync(c: object) -> SyncOutcome:
+        checked.clear()
+        return run_sync(c, store, lambda: fetch_all(c.sync), datetime.now(UTC), actor="t")  # type: ignore[attr-defined]
+
+    try:
+        env.list_file.write_text("alice@123456\nbob_x@123457\ncarol@123456\n")
+        first = sync(cfg)
+        assert first.plan.summary()["added"] == 3 and len(checked) == 3
+        env.list_file.write_text("alice@123456\nbob_x@123457\ncarol@123456\ndave@123457\n")
+        second = sync(cfg)
+        assert [g.account for g in second.plan.added] == ["dave"] and second.plan.unchanged == 3
+        assert checked == ["dave@123457"]  # the three stored lines were not checked again
+        third = sync(strict)
+        assert [(r.where, r.shown) for r in third.plan.rejected] == [("line 2", "'bob_x@123457'")]
+        assert [g.account for g in third.plan.removed] == ["bob_x"] and len(checked) == 4
+        assert store.active_pairs(datetime.now(UTC)) == {("alice", 123456), ("carol", 123456), ("dave", 123457)}
+        fourth = sync(strict)  # the strict grammar's fingerprint is stored now
+        assert not fourth.applied and checked == ["bob_x@123457"] and len(fourth.plan.rejected) == 1
+        back = sync(cfg)  # and the default grammar's is not: every line is checked, bob_x comes back
+        assert [g.account for g in back.plan.added] == ["bob_x"] and len(checked) == 4
+    finally:
+        store.close()
