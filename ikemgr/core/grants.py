@@ -234,6 +234,7 @@ def validate(entries: Iterable[RawEntry | RawRow], grammar: IdentityGrammar, now
     source_now: str | None = None
     texts: set[str] = set()
     checked: AbstractSet[str] = frozenset()
+    text: str | None
     for e in entries:
         source, where, raw, vlan_column, vf, vu, note = e
         if vf is None and vu is None and note is None:
@@ -242,9 +243,15 @@ def validate(entries: Iterable[RawEntry | RawRow], grammar: IdentityGrammar, now
                 source_now = source
                 texts = plain.setdefault(source, set())
                 checked = trusted.get(source, frozenset())
-            if vlan_column is None and type(raw) is str and raw in checked:
-                text = raw
+            if vlan_column is None:
+                text = raw if type(raw) is str and raw in checked else None
+            elif type(raw) is str and type(vlan_column) is int:  # a SQL source's two columns
+                text = f"{raw}@{vlan_column}"
+                if text not in checked:
+                    text = None
             else:
+                text = None
+            if text is None:
                 try:
                     account, vlan = vlan_pair(raw if vlan_column is None
                                               else _identity_value(RawEntry._make(e)))

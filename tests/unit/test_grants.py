@@ -354,7 +354,8 @@ def test_the_plain_lanes_give_the_plan_of_the_rows(cur: list[Grant], listed: lis
 
 
 _ENTRY_VALUES = st.sampled_from(["alice@123456", "bob@1", "carol@123457", ".x@1", "a@01", "alice",
-                                 b"bob@1", b"\xff@1", "d@2", "d@2 "])
+                                 b"bob@1", b"\xff@1", "d@2", "d@2 ", ("alice", 123456), ("bob", 1),
+                                 ("d", "2"), ("bob@1", 1), ("bob", True), ("bob", -1), (b"carol", 123457)])
 
 
 @settings(max_examples=300, deadline=None)
@@ -365,8 +366,9 @@ _ENTRY_VALUES = st.sampled_from(["alice@123456", "bob@1", "carol@123457", ".x@1"
 def test_known_entries_give_what_the_full_check_gives(spec: list[tuple[str, object, object, object]],
                                                        known: set[str]) -> None:
     """Skipping the grammar for texts it accepted before changes nothing in the outcome."""
-    entries = [RawEntry(src, f"line {n}", value, None, None, until, note)
-               for n, (src, value, until, note) in enumerate(spec, start=1)]
+    columns = [value if isinstance(value, tuple) else (value, None) for _, value, _, _ in spec]
+    entries = [RawEntry(src, f"line {n}", account, vlan, None, until, note)
+               for n, ((src, _, until, note), (account, vlan)) in enumerate(zip(spec, columns, strict=True), start=1)]
     full = validate(entries, G, NOW)
     quick = validate(entries, G, NOW, {"s": known, "t": known})
     assert (quick.grants, quick.rejected, quick.duplicates, quick.source_expired) == \
