@@ -14,9 +14,9 @@ peak RSS (``ru_maxrss`` from ``wait4`` on that child) belongs to that measuremen
                   (these two with ``--all-modes``, or when the live reconcile is left out);
 * ``naive``     — read + validate, then DELETE every grant of the source and re-INSERT all
                   100,000 in one transaction (no audit rows, so the baseline is flattered).
-                  Its rows come from ``Validated.grants``, which builds them from validate's
-                  plain texts: ~0.1 s (measured in one process) that the one-lane validate of
-                  afdd737 spent inside validate instead, 2-4 % of the baseline's work.
+                  Its rows come from ``Validated.grants``, built from validate's plain texts:
+                  validate and rows 0.22-0.23 s against 0.17 s for afdd737's one-lane
+                  validate (one process, 100,000 lines), 1-3 % of the baseline's work.
 
 Goal for the headline: <= 1 s and <= 200 MB, printed as met/not met.
 
