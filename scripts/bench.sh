@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${IKEMGR_VENV:-$(pwd)/.venv}
 rc=0
-for b in bench_events bench_forwarding bench_sync; do
+for b in bench_events bench_forwarding bench_sync idle_collect; do
   echo "== bench/$b.py"
   start=$(date +%s)
   if ! "$VENV/bin/python" "bench/$b.py"; then
