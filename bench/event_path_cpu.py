@@ -17,12 +17,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +30,7 @@ sys.path.insert(0, str(HERE))
 import ikemgr  # noqa: E402, I001
 
 import bench_events as be  # noqa: E402
-import vici_server as vs  # noqa: E402
+from inprocess import in_process  # noqa: E402
 
 
 def main() -> None:
@@ -45,67 +41,40 @@ def main() -> None:
     ap.add_argument("--backend", default="rules", choices=("rules", "marks"))
     a = ap.parse_args()
     from ikemgr.adapters.vici.codec import parse_batch
-    from ikemgr.adapters.vici.session import EventSession
-    from ikemgr.config.load import load
-    from ikemgr.config.schema import Config
-    from ikemgr.engine.wiring import build_engine, close_engine
-    from ikemgr.log import setup_logging
 
-    ns = f"{be.NS_PREFIX}cpu{os.urandom(3).hex()}"
-    be.netns(ns)
-    tmp = Path(tempfile.mkdtemp(prefix="ikemgr-cpu-"))
-    try:
-        be.userlist(tmp, a.transitions, 10_000)
-        be.fill_store(tmp, Path(sys.executable).parent / "ikemgr")
-        (tmp / "cfg.json").write_text(be.config(tmp, a.backend))
-        cfg = load(tmp / "cfg.json", Config)
-        saved = os.dup(2)
-        with (tmp / "watch.log").open("w") as logf:
-            os.dup2(logf.fileno(), 2)  # the JSON lines go to a file, as watch's do
-            setup_logging("json", "info")
-            engine = build_engine(cfg, netns=ns, flush_conntrack=True, long_lived=True)
-            engine.refresh_allow()
-            a_sock, b_sock = socket.socketpair()
-            sess = EventSession(a_sock)
+    res: dict[str, list[float]] = {}
+    n = a.transitions
+    with in_process("cpu", a.backend, n) as (path, _):
+        gc.collect()
+        gc.freeze()
+        gc.disable()  # as watch runs (engine.watch.IdleCollector)
+        uid = 1000
+        for _ in range(a.rounds):
+            for up in (True, False):  # the same n users every round, with new IKE_SA numbers
+                path.session._pending = path.frames(0, n, up, uid)
+                t0 = time.process_time()
+                batches = []
+                while batch := path.session.batch(0.0):
+                    batches.append(batch)
+                t1 = time.process_time()
+                updates = [parse_batch(b) for b in batches]
+                t2 = time.process_time()
+                for u in updates:
+                    path.engine.events(u, time.monotonic())
+                t3 = time.process_time()
+                way = "connect" if up else "disconnect"
+                for part, secs in (("all", t3 - t0), ("decode", t1 - t0), ("parse", t2 - t1),
+                                   ("engine", t3 - t2)):
+                    res.setdefault(f"{way} {part}", []).append(secs / n * 1e6)
+            uid += n
             gc.collect()
-            gc.freeze()
-            gc.disable()  # as watch runs (engine.watch.IdleCollector)
-            res: dict[str, list[float]] = {}
-            uid, n = 1000, a.transitions
-            for _ in range(a.rounds):
-                for up in (True, False):
-                    sess._pending = b"".join(len(p).to_bytes(4, "big") + p for i in range(n)
-                                             for p in vs.transition(uid + i, be.user(i), str(be.vip(i)), up))
-                    t0 = time.process_time()
-                    batches = []
-                    while batch := sess.batch(0.0):
-                        batches.append(batch)
-                    t1 = time.process_time()
-                    updates = [parse_batch(b) for b in batches]
-                    t2 = time.process_time()
-                    for u in updates:
-                        engine.events(u, time.monotonic())
-                    t3 = time.process_time()
-                    way = "connect" if up else "disconnect"
-                    for part, secs in (("all", t3 - t0), ("decode", t1 - t0), ("parse", t2 - t1),
-                                       ("engine", t3 - t2)):
-                        res.setdefault(f"{way} {part}", []).append(secs / n * 1e6)
-                uid += n
-                gc.collect()
-            left = len(be.kernel_vips(ns, a.backend) & {int(be.vip(i)) for i in range(n)})
-            close_engine(engine)
-            a_sock.close()
-            b_sock.close()
-        os.dup2(saved, 2)
-        print(f"ikemgr from {Path(ikemgr.__file__).parent}; backend {a.backend}; {a.rounds} rounds of "
-              f"{n} connects + {n} disconnects; load {os.getloadavg()[0]:.2f}")
-        for k, v in res.items():
-            print(f"  {k:18} CPU {min(v):6.1f} us best, {statistics.median(v):6.1f} us median per transition")
-        if left:
-            raise SystemExit(f"{left} VIPs still routed after the last disconnects")
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        left = len(path.routed(a.backend) & {int(be.vip(i)) for i in range(n)})
+    print(f"ikemgr from {Path(ikemgr.__file__).parent}; backend {a.backend}; {a.rounds} rounds of "
+          f"{n} connects + {n} disconnects; load {os.getloadavg()[0]:.2f}")
+    for k, v in res.items():
+        print(f"  {k:18} CPU {min(v):6.1f} us best, {statistics.median(v):6.1f} us median per transition")
+    if left:
+        raise SystemExit(f"{left} VIPs still routed after the last disconnects")
 
 
 if __name__ == "__main__":

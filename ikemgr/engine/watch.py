@@ -49,8 +49,8 @@ class IdleCollector:
     Those collections are young ones (generations 0 and 1: what was allocated since the
     last one); their survivors go to the old generation, which a full collection walks
     only every ``full_every`` s. A full collection at every idle tick walked every user who
-    connected after the start, again and again: with 10,000 of them 19–23 ms, a stall
-    that an event arriving just then waited out, against 1.2–2.1 ms for the young one
+    connected after the start, again and again: with 10,000 of them 32–48 ms, a stall
+    that an event arriving just then waited out, against 0.25–0.97 ms for the young one
     (``bench/idle_collect.py``). A cycle that reaches into the old generation waits for the
     next full collection.
     """
