@@ -18,6 +18,7 @@ so an unreachable source, a query error or a truncated file leaves the store as 
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -39,6 +40,8 @@ from ikemgr.core.grants import (
 from ikemgr.core.identity import IdentityGrammar
 from ikemgr.errors import BackendUnavailable, IkemgrError
 from ikemgr.fsio import held
+
+log = logging.getLogger("ikemgr.allowlist")
 
 #: the live-session step, called after the commit with what was applied
 OnChange = Callable[["SyncOutcome"], None]
@@ -121,6 +124,11 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
         # an entry equal to a plain grant that this grammar checked before is not checked again
         fingerprint = grammar.fingerprint
         known = {n: texts for n, texts in current.plain.items() if current.grammars.get(n) == fingerprint}
+        for n in names:
+            if n not in known and (current.plain.get(n) or n in current.grammars):
+                log.info("source %s: its stored grants were checked by another identity grammar "
+                         "(or by an older ikemgr); checking every entry", n,
+                         extra={"fields": {"event": "sync-grammar-changed", "source": n}})
         validated = validate(entries, grammar, now, known)
         plan = diff(current.rows, validated, now, names, current.plain)
         recheck = len(known) < len(names)  # some source's grants were checked by another grammar

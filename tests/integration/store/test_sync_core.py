@@ -64,15 +64,19 @@ def test_failed_reconcile_keeps_the_store_and_exits_1(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_changed_identity_grammar_checks_every_stored_grant_again(tmp_path: Path, monkeypatch) -> None:
+def test_a_changed_identity_grammar_checks_every_stored_grant_again(tmp_path: Path, monkeypatch,
+                                                                    caplog) -> None:
     """A sync trusts an entry equal to a plain grant only if the same grammar accepted it.
 
     The second sync with the same config checks none of the unchanged lines; after the
     pattern is tightened, a stored grant it no longer accepts is rejected (with its line)
     and removed, although the list file did not change.
     """
+    import logging
+
     from ikemgr.core.identity import IdentityGrammar
 
+    caplog.set_level(logging.INFO, logger="ikemgr.allowlist")
     env = make_env(tmp_path, max_removal_share=1.0)
     cfg = load(env.config)
     strict_policy = cfg.policy.model_copy(update={"identity_pattern": r"^[a-z]{1,64}@[0-9]{1,9}$"})
@@ -99,7 +103,11 @@ def test_a_changed_identity_grammar_checks_every_stored_grant_again(tmp_path: Pa
         second = sync(cfg)
         assert [g.account for g in second.plan.added] == ["dave"] and second.plan.unchanged == 3
         assert checked == ["dave@123457"]  # the three stored lines were not checked again
+        changed = "sync-grammar-changed"
+        assert not [r for r in caplog.records if getattr(r, "fields", {}).get("event") == changed]
         third = sync(strict)
+        said = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == changed]
+        assert [r.fields["source"] for r in said] == ["userlist"]  # type: ignore[attr-defined]
         assert [(r.where, r.shown) for r in third.plan.rejected] == [("line 2", "'bob_x@123457'")]
         assert [g.account for g in third.plan.removed] == ["bob_x"] and len(checked) == 4
         assert store.active_pairs(datetime.now(UTC)) == {("alice", 123456), ("carol", 123456), ("dave", 123457)}
