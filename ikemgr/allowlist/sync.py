@@ -124,14 +124,15 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
         # an entry equal to a plain grant that this grammar checked before is not checked again
         fingerprint = grammar.fingerprint
         known = {n: texts for n, texts in current.plain.items() if current.grammars.get(n) == fingerprint}
-        for n in names:
-            if n not in known and (current.plain.get(n) or n in current.grammars):
+        # sources whose grants no record says this grammar checked: the fingerprint is written below
+        unchecked = [n for n in names if n not in known]
+        for n in unchecked:
+            if current.plain.get(n) or n in current.grammars:
                 log.info("source %s: its stored grants were checked by another identity grammar "
                          "(or by an older ikemgr); checking every entry", n,
                          extra={"fields": {"event": "sync-grammar-changed", "source": n}})
         validated = validate(entries, grammar, now, known)
         plan = diff(current.rows, validated, now, names, current.plain)
-        recheck = len(known) < len(names)  # some source's grants were checked by another grammar
         counts = {name: len(batch) for name, batch in fetched.items()}
         status: dict[str, str] | None = None
         to_suspend: list[str] = []
@@ -151,7 +152,7 @@ def run_sync(cfg: Config, store: Store, fetch: Fetch, now: datetime, *, actor: s
         if status is not None:
             check_suspension_valve(len(to_suspend), len(status), cfg.sync.max_removal_share, force)
         flipped: list[Grant] = []
-        if plan.changed or status or recheck:
+        if plan.changed or status or unchecked:
             vlans = [(v.number, v.description) for v in cfg.vlans]
             flipped = store.apply(plan, actor, now, known_vlans=vlans, account_status=status,
                                   grammar=fingerprint)

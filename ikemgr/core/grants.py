@@ -129,10 +129,11 @@ class Validated:
 
     def grant(self, key: GrantKey) -> Grant:
         row = self.general.get(key)
-        if row is None and f"{key[0]}@{key[1]}" in self.plain.get(key[2], ()):
-            row = plain_row(f"{key[0]}@{key[1]}", key[2])
         if row is None:
-            raise KeyError(key)
+            text = f"{key[0]}@{key[1]}"
+            if text not in self.plain.get(key[2], ()):
+                raise KeyError(key)
+            row = plain_row(text, key[2])
         return Grant._make(row)
 
 
@@ -300,10 +301,12 @@ def validate(entries: Iterable[RawEntry | RawRow], grammar: IdentityGrammar, now
         general[key] = g
     # A pair listed both plain and with terms is one grant: the widest validity (the plain
     # entry has none, so it is open on both ends) with the note of the entry that has one.
-    for key in [k for k in general if f"{k[0]}@{k[1]}" in plain.get(k[2], ())]:
-        duplicates += 1
-        plain[key[2]].discard(f"{key[0]}@{key[1]}")
-        general[key] = Grant._make(general[key])._replace(valid_from=None, valid_until=None)
+    for key in list(general):
+        text, same_source = f"{key[0]}@{key[1]}", plain.get(key[2])
+        if same_source and text in same_source:
+            duplicates += 1
+            same_source.discard(text)
+            general[key] = Grant._make(general[key])._replace(valid_from=None, valid_until=None)
     gone = {k for k in expired - general.keys() if f"{k[0]}@{k[1]}" not in plain.get(k[2], ())}
     return Validated(general, tuple(rejected), duplicates, frozenset(gone), plain)
 
