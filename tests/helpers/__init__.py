@@ -8,6 +8,7 @@ under test. Fixtures live in the ``conftest.py`` of each folder; the builders th
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -37,13 +38,24 @@ def sh(*argv: str | os.PathLike[str], check: bool = True, timeout: float = 60,
 
 
 def free_port() -> int:
-    """A loopback port free for both UDP and TCP (RADIUS listens on one, LDAP and SQL on the other)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-        u.bind(("127.0.0.1", 0))
-        port = int(u.getsockname()[1])
-        t.bind(("127.0.0.1", port))
-        return port
+    """A loopback port free for both UDP and TCP (RADIUS listens on one, LDAP and SQL on the other).
+
+    The kernel hands out a free UDP port; the same number may still be taken for TCP (a
+    listener, or a connection of an earlier test), so another is tried then.
+    """
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            u.bind(("127.0.0.1", 0))
+            port = int(u.getsockname()[1])
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            return port
+    raise AssertionError("no loopback port free for both UDP and TCP in 50 tries")
 
 
 def until(pred: Callable[[], object], timeout: float, step: float = 0.02) -> float | None:
