@@ -151,3 +151,35 @@ def test_without_a_listener_or_while_it_is_down_the_poll_stays(monkeypatch: pyte
     down = _timed_watcher(Listener(down=10**6, clock=clock), None, polls, clock)
     _run_ticks(down, clock, 11)
     assert polls == [5.0, 10.0], polls
+
+
+def test_the_listener_is_asked_at_most_every_listen_every_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loop passes come once per event batch (thousands a second in a storm); the listener's
+    question (an SQLite query, a PostgreSQL poll) is asked at most every LISTEN_EVERY s, and a
+    change it heard is still reported at the next question."""
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(watch_mod.time, "monotonic", lambda: clock["t"])
+
+    class Heard:
+        def __init__(self) -> None:
+            self.calls: list[float] = []
+
+        def wait(self, timeout: float) -> bool:
+            self.calls.append(round(clock["t"] - 1000.0, 3))
+            return len(self.calls) == 3  # a write happened before the third question
+
+        def close(self) -> None:
+            return None
+
+    lst = Heard()
+    w = Watcher(engine=None, uri="unix:///nonexistent", changes=lst)  # type: ignore[arg-type]
+    changed_at = []
+    for i in range(500):  # one loop pass per millisecond for half a second
+        clock["t"] = 1000.0 + i / 1000
+        if w._store_changed():
+            changed_at.append(round(clock["t"] - 1000.0, 3))
+    step = watch_mod.LISTEN_EVERY
+    gaps = [b - a for a, b in zip(lst.calls, lst.calls[1:], strict=False)]
+    assert lst.calls[0] == 0.0 and len(lst.calls) == 5, lst.calls  # 5 questions, not 500
+    assert all(step - 1e-6 <= g <= step + 0.0015 for g in gaps), gaps  # the first pass past each step
+    assert changed_at == [lst.calls[2]]
