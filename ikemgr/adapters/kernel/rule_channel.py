@@ -26,9 +26,10 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
+from typing import TypeVar
 
 from ikemgr.adapters.kernel.netns import InNetns
 from ikemgr.adapters.kernel.nlmsg import (
@@ -51,6 +52,8 @@ from ikemgr.adapters.kernel.nlmsg import (
 )
 from ikemgr.core.model import ALL_ONES, Network, Rule
 from ikemgr.errors import ApplyFailed, BackendUnavailable
+
+T = TypeVar("T")
 
 NETLINK_ROUTE = 0
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
@@ -314,6 +317,16 @@ class RuleSocket:
             self._chan = RuleChannel()
         return self._chan
 
+    def _call(self, fn: Callable[[], T]) -> T:
+        """``fn`` with the thread in the namespace only when the socket is still to be opened.
+
+        A socket keeps the network namespace it was made in, whichever the thread that uses
+        it is in; entering the namespace around every send (two ``setns``, 4.4 µs here) was
+        a tenth of a lone connect's cost in ``watch --netns``."""
+        if self._chan is not None:
+            return fn()
+        return self.ex.call(fn)
+
     def _reset(self) -> None:
         chan, self._chan = self._chan, None  # a fresh socket next time
         if chan is not None:
@@ -331,7 +344,7 @@ class RuleSocket:
                 raise BackendUnavailable("netlink", f"rule dump: {why}") from None
             return [r for r, proto in rules if proto == self.protocol and lo <= r.priority < hi]
 
-        return self.ex.call(run)
+        return self._call(run)
 
     def change(self, add: list[Rule], delete: list[Rule], *, exclusive: bool = True,
                after: Sequence[Rule] = ()) -> None:
@@ -353,7 +366,7 @@ class RuleSocket:
                 self._reset()
                 raise ApplyFailed(f"rtnetlink: {e.strerror or e}") from None
 
-        self.ex.call(run)
+        self._call(run)
 
     def close(self) -> None:
         if self._chan is not None:

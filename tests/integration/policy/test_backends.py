@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -363,6 +364,42 @@ def test_a_refused_request_inside_a_send_is_reported_and_the_rest_applied(lab: L
         assert chan.dump(29100, 29200) == good
         chan.change([], good)
         assert chan.dump(29100, 29200) == []
+    finally:
+        chan.close()
+        ex.close()
+
+
+def test_an_open_rule_socket_stays_in_its_namespace_without_entering_it(lab: Lab) -> None:
+    """The socket keeps the namespace it was opened in: once open, changes and dumps go there
+    without the thread entering it (no setns per batch), never to the host's rule list; a
+    socket reset after an error is opened inside the namespace again."""
+    from ipaddress import ip_network
+
+    from ikemgr.adapters.kernel.netns import InNetns
+    from ikemgr.adapters.kernel.rule_channel import RuleSocket
+    from ikemgr.core.model import Rule
+
+    rule = Rule(29300, 123456, ip_network("10.1.0.40/32"), ip_network("10.20.0.0/16"))
+    ex = InNetns(lab.ns)
+    entered: list[str] = []
+    real_call = ex.call
+
+    def counted(fn, *args):  # type: ignore[no-untyped-def]
+        entered.append(getattr(fn, "__name__", "?"))
+        return real_call(fn, *args)
+
+    ex.call = counted  # type: ignore[method-assign]
+    chan = RuleSocket(ex, 99)
+    try:
+        assert chan.dump(29300, 29400) == [] and len(entered) == 1  # opened inside the namespace
+        chan.change([rule], [], exclusive=False)
+        assert chan.dump(29300, 29400) == [rule] and len(entered) == 1  # no setns since
+        host = subprocess.run(["ip", "-j", "rule", "show"], capture_output=True, text=True, check=True).stdout
+        assert "10.1.0.40" not in host
+        assert "10.1.0.40" in sh("ip", "-n", lab.ns, "rule", "show", "priority", "29300").stdout
+        chan._reset()  # what an OSError on the socket does
+        chan.change([], [rule])
+        assert len(entered) == 2 and chan.dump(29300, 29400) == []  # the new socket: inside again
     finally:
         chan.close()
         ex.close()
