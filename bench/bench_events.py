@@ -23,8 +23,10 @@ handles; rates below are transitions/s on both sides.
 transition's first event into the socket to the moment the kernel announced the change:
 ``bench/kernel_monitor.py`` is a separate process in the gateway namespace subscribed to
 the kernel's rule (RTNLGRP_IPV4_RULE) and nftables (NFNLGRP_NFTABLES) notifications, and
-stamps each when ``recv`` returns it. Throughput is transitions / (last kernel change −
-first send) per phase (all connects, then all disconnects). After each phase the kernel is
+stamps each when ``recv`` returns it; it runs at a real-time priority where it may (so the
+stamp is not the wait of an instrument for a CPU: printed as "kernel monitor: ...").
+Throughput is transitions / (last kernel change − first send) per phase (all connects,
+then all disconnects). After each phase the kernel is
 read (``ip -j rule``; ``nft -j list map``): every VIP present after the connects, none
 after the disconnects.
 
@@ -74,6 +76,7 @@ from ikemgr.log import setup_logging  # noqa: E402
 IKEMGR = Path(sys.executable).parent / "ikemgr"
 NS_PREFIX = os.environ.get("IKEMGR_BENCH_NS_PREFIX", "ikb-")
 LATENCIES: Path | None = None  # --latencies FILE
+MONITOR_SAID: list[str] = []  # the kernel monitor's scheduling, printed once
 #: bursts per watch process: the headline is the median one (a burst lasts ~0.3 s: one hiccup
 #: of a shared machine would otherwise be the figure)
 BURSTS = 3
@@ -279,6 +282,9 @@ def bench_watch(ns: str, tmp: Path, users: Path, backend: str, n_burst: int, n_p
     cfg.write_text(config(tmp, backend, srv.uri))
     logf = tmp / f"watch-{backend}.log"
     mon = KernelMonitor(ns)
+    if not MONITOR_SAID:
+        MONITOR_SAID.append(mon.sched)
+        print(f"  kernel monitor: {mon.sched}")
     prof = [sys.executable, "-m", "cProfile", "-o", f"{profile}.{backend}"] if profile else []
     argv = [*prof, str(ikemgr), "watch", "--config", str(cfg), "--netns", ns, "--log-format", "json",
             ] + ([] if conntrack else ["--no-conntrack-flush"])
