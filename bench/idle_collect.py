@@ -3,7 +3,7 @@
 ``engine.watch.IdleCollector`` runs Python's cyclic collector only at idle ticks. A full
 collection walks every tracked object that is not frozen: on a gateway whose users came
 after watch started (its start-up heap is frozen, they are not), that is the whole SA
-index and the rules built, at every idle tick. A young one walks only what was allocated
+index, at every idle tick. A young one walks only what was allocated
 since the one before; a full one runs every ``full_every`` s.
 
 In one process, as ``event_path_cpu.py`` runs watch's event path (the session's decode,
