@@ -27,7 +27,7 @@ class Plan:
     @property
     def changed_vips(self) -> frozenset[IPv4Address]:
         """VIPs whose path changes: their conntrack entries must go so SNAT follows."""
-        return frozenset(r.vip for r in self.add) | frozenset(r.vip for r in self.remove)
+        return frozenset([r.vip for r in self.add] + [r.vip for r in self.remove])
 
     def lines(self) -> list[str]:
         out = [f"- {r.vip} vlan {r.vlan} table {r.table_id} priority {r.priority}" for r in self.remove]

@@ -280,7 +280,8 @@ class Engine:
             return report
         if not plan.empty or stray:
             # O(batch), not O(users): the index changes in place once the kernel took the plan
-            self.backend.apply(plan, tables_after(plan, self.owned, self._use))
+            tables = tables_after(plan, self.owned, self._use) if self.backend.needs_tables else frozenset()
+            self.backend.apply(plan, tables)
             apply_counted(plan, self.owned, self._use)
             report.applied = True
             self.applied_batches += 1

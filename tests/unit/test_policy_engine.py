@@ -34,6 +34,7 @@ class MemoryBackend:
     """Records applied plans; ``kernel`` plays the kernel for read()."""
 
     name = "memory"
+    needs_tables = True
 
     def __init__(self) -> None:
         self.kernel: dict[IPv4Address, UserRule] = {}
@@ -87,6 +88,29 @@ def test_up_down_cycle_and_duplicate_events() -> None:
     e.events([up("7", "alice@123456", "10.1.0.10", state="DELETING")])
     assert b.kernel == {} and len(b.plans) == 2
     assert b.reads == 1  # one kernel read at start; events use the index
+
+
+def test_a_backend_that_needs_no_tables_is_given_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rules`` keeps nothing per VLAN: the engine does not count the tables in use for it
+    (O(plan) per batch, for nothing); a backend that needs them gets them (MemoryBackend
+    checks them against its kernel at every apply)."""
+    from ikemgr.engine import engine as engine_mod
+
+    e, b = engine(("alice", 123456))
+    e.full([])
+    e.events([up("7", "alice@123456", "10.1.0.10")])
+    assert b.kernel == {VIP: UserRule(VIP, 123456, 123456, 29000)}
+    given: list[AbstractSet[int]] = []
+    real_apply = b.apply
+    monkeypatch.setattr(b, "needs_tables", False, raising=False)
+    monkeypatch.setattr(b, "apply", lambda plan, tables: (given.append(tables), real_apply(plan, {123456})))
+
+    def counted(*a: object) -> frozenset[int]:
+        raise AssertionError("tables_after for a backend that needs no tables")
+
+    monkeypatch.setattr(engine_mod, "tables_after", counted)
+    e.events([up("8", "alice@123456", "10.1.0.11")])
+    assert given == [frozenset()] and set(b.kernel) == {VIP, IPv4Address("10.1.0.11")}
 
 
 def test_second_device_and_make_before_break() -> None:

@@ -33,6 +33,9 @@ class KernelView:
 
 class PolicyBackend(Protocol):
     name: str
+    #: whether ``apply`` reads its ``tables`` (the VLAN tables in use after the plan): the
+    #: engine computes them for a backend that does, and passes an empty set otherwise
+    needs_tables: bool
 
     def ensure(self) -> None: ...
     def read(self) -> KernelView: ...

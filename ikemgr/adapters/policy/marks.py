@@ -39,6 +39,7 @@ class MarksBackend:
     """nftables map VIP → mark plus one fwmark rule per VLAN in use."""
 
     name = "marks"
+    needs_tables = True  # one fwmark rule per VLAN that holds a user
 
     def __init__(self, cfg: Config, ex: InNetns) -> None:
         self.cfg = cfg

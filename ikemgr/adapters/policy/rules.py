@@ -39,6 +39,7 @@ class RulesBackend:
     """One ip rule per (VIP, campus prefix): the seed's design."""
 
     name = "rules"
+    needs_tables = False  # one rule per user and prefix: nothing per VLAN
 
     def __init__(self, cfg: Config, ex: InNetns) -> None:
         self.cfg = cfg
