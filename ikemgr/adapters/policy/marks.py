@@ -3,8 +3,9 @@
 An nftables map VIP → mark (= the VLAN's table id) sets ``meta mark`` in prerouting for
 traffic to the campus prefixes, and one ``fwmark T lookup T`` rule per VLAN that has
 users now. A ``fwmark 0 goto`` rule in front jumps unmarked packets over the VLAN rules
-to a ``nop`` landing rule, so they never walk them. A user change is one map element,
-applied atomically by libnftables.
+to a ``nop`` landing rule, so they never walk them. A user change is one map element;
+a batch's element changes are one nfnetlink transaction (``adapters.kernel.nft_channel``),
+the table, map and chain are set up and read through libnftables.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
 from ikemgr.adapters.kernel.netns import InNetns
+from ikemgr.adapters.kernel.nft_channel import NftError, SetElemChannel
 from ikemgr.adapters.kernel.rule_channel import RuleSocket
 from ikemgr.adapters.policy.base import KernelView, owned_band
 from ikemgr.config.schema import Config
@@ -53,6 +55,7 @@ class MarksBackend:
         self.prefixes = tuple(p for p in cfg.campus_prefixes if isinstance(p, IPv4Network))
         self.nl = RuleSocket(ex, cfg.routing.rule_protocol)
         self._nft: Any = None
+        self._elems: SetElemChannel | None = None
         self._by_table = {v.table_id: v.number for v in cfg.vlans}
         self._vlan_rules: set[int] = set()
         self._stray_rules: list[Rule] = []
@@ -89,6 +92,30 @@ class MarksBackend:
             return json.loads(out) if out.strip() else None
 
         return self.ex.call(run)
+
+    def _change_elements(self, delete: list[tuple[IPv4Address, int]],
+                         add: list[tuple[IPv4Address, int]]) -> None:
+        """Deletes then adds of map elements, one transaction. The socket is opened inside the
+        namespace once and keeps it (no ``setns`` per batch); a socket error closes it, and the
+        next batch opens another one there."""
+
+        def run() -> None:
+            try:
+                if self._elems is None:
+                    self._elems = SetElemChannel()
+                self._elems.change(NFT_TABLE, NFT_MAP, delete, add)
+            except NftError as e:
+                raise ApplyFailed(str(e)) from None
+            except OSError as e:
+                chan, self._elems = self._elems, None
+                if chan is not None:
+                    chan.close()
+                raise ApplyFailed(f"nfnetlink: {e.strerror or e}") from None
+
+        if self._elems is not None:
+            run()
+        else:
+            self.ex.call(run)
 
     def _table_exists(self) -> bool:
         tables = self._cmd("list tables ip") or {"nftables": []}
@@ -160,16 +187,10 @@ class MarksBackend:
         if new_rules:  # the VLAN's rule first, so marked packets never miss it
             self.nl.change([self.vlan_rule(t) for t in new_rules], [])
             self._vlan_rules |= set(new_rules)
-        lines: list[str] = []
         dels = [(r.vip, r.table_id) for r in plan.remove] + self._stray_elems
-        if dels:
-            lines.append(f"delete element ip {NFT_TABLE} {NFT_MAP} {{ "
-                         + ", ".join(f"{vip} : {m}" for vip, m in dels) + " }")
-        if plan.add:
-            lines.append(f"add element ip {NFT_TABLE} {NFT_MAP} {{ "
-                         + ", ".join(f"{r.vip} : {r.table_id}" for r in plan.add) + " }")
-        if lines:
-            self._cmd("\n".join(lines))
+        adds = [(r.vip, r.table_id) for r in plan.add]
+        if dels or adds:
+            self._change_elements(dels, adds)
         self._stray_elems = []
         old_rules = sorted(self._vlan_rules - need)
         if old_rules or self._stray_rules:
@@ -178,5 +199,8 @@ class MarksBackend:
             self._stray_rules = []
 
     def close(self) -> None:
+        if self._elems is not None:
+            chan, self._elems = self._elems, None
+            chan.close()
         self.nl.close()
         self.ex.close()

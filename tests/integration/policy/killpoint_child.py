@@ -10,6 +10,7 @@ cleanup, no finally, no atexit) right before or after it, as a crash would.
 Kill points:
   marks-after-vlan-rule   marks: the VLAN's fwmark rule is in, the nft transaction not sent
   marks-after-nft         marks: the nft transaction is committed, the unused VLAN rule not removed
+  marks-before-acks       marks: the kernel committed the nft transaction, ikemgr read none of its answers
   rules-between-chunks    rules: the first rtnetlink chunk is applied and ACKed, the next not sent
   rules-before-acks       rules: the kernel applied the batch, ikemgr read none of its ACKs
 """
@@ -25,7 +26,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from ikemgr.adapters.kernel import rule_channel
+from ikemgr.adapters.kernel import nft_channel, rule_channel
 from ikemgr.config.load import load
 from ikemgr.core.model import Sa, SaUpdate
 from ikemgr.engine.wiring import build_engine
@@ -50,14 +51,14 @@ def install(point: str, engine: Any) -> None:
                 die()
         backend.nl.change = after_rule
     elif point == "marks-after-nft":
-        cmd = backend._cmd
+        change_elements = backend._change_elements
 
-        def after_nft(text: str) -> Any:
-            out = cmd(text)
-            if "element" in text:
-                die()
-            return out
-        backend._cmd = after_nft
+        def after_nft(delete: list[Any], add: list[Any]) -> None:
+            change_elements(delete, add)
+            die()
+        backend._change_elements = after_nft
+    elif point == "marks-before-acks":
+        nft_channel.parse_acks = lambda data: die()  # type: ignore[assignment,misc]
     elif point == "rules-between-chunks":
         send = rule_channel.RuleChannel._send_chunk
         calls = [0]

@@ -405,6 +405,32 @@ def test_an_open_rule_socket_stays_in_its_namespace_without_entering_it(lab: Lab
         ex.close()
 
 
+def test_marks_element_changes_are_one_transaction_the_kernel_takes_whole_or_not_at_all(lab: Lab) -> None:
+    """marks: a batch's map changes go over nfnetlink as one transaction. The kernel holds
+    what was sent (the mark as nft reads it back); a refused delete (the element was removed
+    behind the engine) aborts the batch, so the add in it is not there either, the engine
+    reports ApplyFailed, and its next full reconcile puts the kernel right."""
+    from ikemgr.errors import ApplyFailed
+
+    e = make(lab, "marks", "alice@123456", "carol@123457", "bob@123456")
+    try:
+        e.full([])
+        e.events([up("1", "alice@123456", A), up("2", "carol@123457", B)])
+        assert lab.map_elements() == {str(A): 123456, str(B): 123457}
+        sh("ip", "netns", "exec", lab.ns, "nft", "delete", "element", "ip", "ikemgr_policy", "users",
+           f"{{ {A} }}")  # behind the engine's index
+        c = IPv4Address("10.1.0.12")
+        with pytest.raises(ApplyFailed, match="nft delete element: No such file or directory"):
+            e.events([down("1", "alice@123456", A), up("3", "bob@123456", c)])
+        assert lab.map_elements() == {str(B): 123457}  # bob's add went with the refused delete
+        e.invalidate()
+        e.full([Sa("2", "carol@123457", (B,), "ESTABLISHED"), Sa("3", "bob@123456", (c,), "ESTABLISHED")])
+        assert lab.map_elements() == {str(B): 123457, str(c): 123456}
+        assert lab.routed("marks") == {str(B): 123457, str(c): 123456}
+    finally:
+        close_engine(e)
+
+
 def test_a_failed_map_read_is_an_error_and_the_retry_repairs(lab: Lab) -> None:
     """marks: the nft map vanished behind the engine. Reading it fails; that is an error
     (BackendUnavailable naming the map), never "nothing owned", and the retry (what watch

@@ -3,7 +3,8 @@
 A child process (killpoint_child.py) runs the real engine and backend against the kernel
 of a fresh namespace and kills itself at one point of an apply: between the marks
 backend's fwmark rule and its nft transaction, between the nft transaction and the removal
-of a VLAN rule nobody uses any more, between two rtnetlink chunks of the rules backend
+of a VLAN rule nobody uses any more, after the kernel committed the nft transaction whose
+answers were never read, between two rtnetlink chunks of the rules backend
 (one user's two rules half applied), and after the kernel applied a batch whose ACKs were
 never read. The test first checks the kernel really is in that half state, then starts a
 new engine as ``watch`` starts (a full reconcile against the SA list of the moment: the
@@ -81,6 +82,19 @@ def test_marks_killed_between_the_nft_transaction_and_the_vlan_rule_removal(lab:
     assert lab.map_elements() == {A: 123456} and lab.fwmark_tables() == {"123456", "123457"}
     _restart(lab, config, allow, [alice])
     assert lab.routed("marks") == {A: 123456} and lab.fwmark_tables() == {"123456"}
+
+
+@pytest.mark.parametrize("alice_still_up", [True, False], ids=["sa-up", "sa-gone"])
+def test_marks_killed_after_the_kernel_committed_before_the_answers_were_read(lab: Lab,
+                                                                              alice_still_up: bool) -> None:
+    alice, carol = _sa("1", "alice@123456", A), _sa("2", "carol@123457", B)
+    config, allow = _crash(lab, "marks", "marks-before-acks", ["alice@123456", "carol@123457"], [],
+                           events=[alice, carol])
+    assert lab.routed("marks") == {A: 123456, B: 123457}  # the kernel did it; ikemgr never knew
+    _restart(lab, config, allow, [alice] if alice_still_up else [])
+    assert lab.routed("marks") == ({A: 123456} if alice_still_up else {})
+    assert lab.map_elements() == ({A: 123456} if alice_still_up else {})
+    assert lab.fwmark_tables() == ({"123456"} if alice_still_up else set())
 
 
 def _many(n: int) -> list[dict[str, Any]]:
