@@ -395,10 +395,15 @@ def test_watch_follows_pluto_from_ike_auth_to_dpd(topo: Topology, backend: str) 
         while not (t_gone and t_removed):
             now = time.monotonic()
             assert now - c.t_kill < 30, ("DPD never gave up, or the rule stayed", w.gw.log_tail(30), w.tail())
-            left = {s["uniqueid"] for s in w.alice_sas()}
             r = w.routed()
-            if len(left) > 1:  # no single down event can be the last one yet
-                assert r == {vip: 123456}, (left, r)
+            # charon's list after the kernel's: an SA DPD gave up on sends its down event while
+            # still ESTABLISHED and is destroyed right after, and the churn's SAs came ~10 ms
+            # apart, so a list taken before a ~30 ms kernel read can name two SAs whose down
+            # events both come, and are acted on, during that read: the likely cause of one
+            # failure in a CI run of af1f70a (not reproduced in 11 runs of both backends)
+            left = {s["uniqueid"] for s in w.alice_sas()}
+            if len(left) > 1:  # both still listed after the kernel was read: no last down event yet
+                assert r == {vip: 123456}, (left, r, w.tail())
             if not left and not t_gone:
                 t_gone = now
             if not r and not t_removed:
