@@ -27,12 +27,11 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 
 from ikemgr.adapters.kernel.nlmsg import (
-    NETLINK_CAP_ACK,
     NLM_F_ACK,
     NLM_F_CREATE,
     NLM_F_REQUEST,
-    SOL_NETLINK,
     attr,
+    open_socket,
     parse_acks,
     request,
 )
@@ -52,6 +51,8 @@ NLA_F_NESTED = 0x8000
 
 _NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big-endian on the wire)
 _MARK = struct.Struct("=I")  # nft's mark type: host byte order
+#: the body of NFNL_MSG_BATCH_BEGIN and _END: the subsystem the batch is for
+_BATCH_BODY = _NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
 
 #: elements per message: each is 36 bytes, and a nested attribute's length is 16 bits
 PER_MESSAGE = 1024
@@ -92,8 +93,7 @@ def batch(table: str, set_name: str, delete: Sequence[tuple[IPv4Address, int]],
     of each message from the first (for naming a refusal)."""
     head = _NFGENMSG.pack(socket.AF_INET, 0, 0)
     names = _names(table, set_name)
-    parts = [request(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq,
-                     _NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES)))]
+    parts = [request(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, _BATCH_BODY)]
     verbs = ["batch"]
     work = [("delete", MSG_DELSETELEM, NLM_F_REQUEST, [element(v, None) for v, _m in delete]),
             ("add", MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE, [element(v, m) for v, m in add])]
@@ -109,8 +109,7 @@ def batch(table: str, set_name: str, delete: Sequence[tuple[IPv4Address, int]],
         parts.append(request(kind, flags | (NLM_F_ACK if i == len(msgs) - 1 else 0), seq, body))
         verbs.append(verb)
     last = seq
-    parts.append(request(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1,
-                         _NFGENMSG.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))))
+    parts.append(request(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1, _BATCH_BODY))
     return b"".join(parts), first, last, verbs
 
 
@@ -120,19 +119,7 @@ class SetElemChannel:
     The socket belongs to the network namespace of the thread that opens it, for good."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        try:
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, 32, SNDBUF)  # SO_SNDBUFFORCE: root
-            except OSError:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
-            self.sock.bind((0, 0))
-            self.sock.settimeout(10.0)  # the kernel answers at once; silence means something broke
-        except OSError:
-            self.sock.close()
-            raise
+        self.sock = open_socket(NETLINK_NETFILTER, SNDBUF)
         self._seq = 0
 
     def change(self, table: str, set_name: str, delete: Sequence[tuple[IPv4Address, int]],

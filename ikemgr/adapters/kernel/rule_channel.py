@@ -26,14 +26,12 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
-from typing import TypeVar
 
-from ikemgr.adapters.kernel.netns import InNetns
+from ikemgr.adapters.kernel.netns import InNetns, NsChannel
 from ikemgr.adapters.kernel.nlmsg import (
-    NETLINK_CAP_ACK,
     NLATTR,
     NLM_F_ACK,
     NLM_F_CREATE,
@@ -43,17 +41,15 @@ from ikemgr.adapters.kernel.nlmsg import (
     NLMSG_DONE,
     NLMSG_ERROR,
     NLMSGHDR,
-    SOL_NETLINK,
     attr,
     error_code,
     messages,
+    open_socket,
     parse_acks,
     request,
 )
 from ikemgr.core.model import ALL_ONES, Network, Rule
 from ikemgr.errors import ApplyFailed, BackendUnavailable
-
-T = TypeVar("T")
 
 NETLINK_ROUTE = 0
 RTM_NEWRULE, RTM_DELRULE, RTM_GETRULE = 32, 33, 34
@@ -236,15 +232,7 @@ class RuleChannel:
     """
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        try:
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            self.sock.bind((0, 0))
-            self.sock.settimeout(10.0)  # the kernel answers at once; silence means something broke
-        except OSError:
-            self.sock.close()
-            raise
+        self.sock = open_socket(NETLINK_ROUTE)
         self._seq = 0
 
     def apply(self, delete: Sequence[Rule], add: Sequence[Rule], protocol: int,
@@ -301,50 +289,26 @@ class RuleChannel:
         self.sock.close()
 
 
-
-
-
 class RuleSocket:
-    """Rule changes through one rtnetlink socket, opened inside the namespace (``ex.call``)."""
+    """Rule changes through one rtnetlink socket, opened inside the namespace (``NsChannel``)."""
 
     def __init__(self, ex: InNetns, protocol: int) -> None:
         self.ex = ex
         self.protocol = protocol
-        self._chan: RuleChannel | None = None
-
-    def _channel(self) -> RuleChannel:
-        if self._chan is None:
-            self._chan = RuleChannel()
-        return self._chan
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """``fn`` with the thread in the namespace only when the socket is still to be opened.
-
-        A socket keeps the network namespace it was made in, whichever the thread that uses
-        it is in; entering the namespace around every send (two ``setns``, 4.4 µs here) was
-        a tenth of a lone connect's cost in ``watch --netns``."""
-        if self._chan is not None:
-            return fn()
-        return self.ex.call(fn)
+        self._chan: NsChannel[RuleChannel] = NsChannel(ex, RuleChannel)
 
     def _reset(self) -> None:
-        chan, self._chan = self._chan, None  # a fresh socket next time
-        if chan is not None:
-            chan.close()
+        self._chan.reset()  # a fresh socket next time
 
     def dump(self, lo: int, hi: int) -> list[Rule]:
         """The rules ikemgr owns: its protocol, a priority in [lo, hi). A failed dump raises."""
-
-        def run() -> list[Rule]:
-            try:
-                rules = self._channel().dump()
-            except (OSError, ValueError) as e:
-                self._reset()
-                why = getattr(e, "strerror", None) or e
-                raise BackendUnavailable("netlink", f"rule dump: {why}") from None
-            return [r for r, proto in rules if proto == self.protocol and lo <= r.priority < hi]
-
-        return self._call(run)
+        try:
+            rules = self._chan.call(RuleChannel.dump)
+        except (OSError, ValueError) as e:
+            self._reset()
+            why = getattr(e, "strerror", None) or e
+            raise BackendUnavailable("netlink", f"rule dump: {why}") from None
+        return [r for r, proto in rules if proto == self.protocol and lo <= r.priority < hi]
 
     def change(self, add: list[Rule], delete: list[Rule], *, exclusive: bool = True,
                after: Sequence[Rule] = ()) -> None:
@@ -356,19 +320,13 @@ class RuleSocket:
         """
         if not add and not delete and not after:
             return
-
-        def run() -> None:
-            try:
-                self._channel().apply(delete, add, self.protocol, exclusive, after)
-            except RuleError as e:
-                raise ApplyFailed(str(e)) from None
-            except OSError as e:
-                self._reset()
-                raise ApplyFailed(f"rtnetlink: {e.strerror or e}") from None
-
-        self._call(run)
+        try:
+            self._chan.call(lambda chan: chan.apply(delete, add, self.protocol, exclusive, after))
+        except RuleError as e:
+            raise ApplyFailed(str(e)) from None
+        except OSError as e:
+            self._reset()
+            raise ApplyFailed(f"rtnetlink: {e.strerror or e}") from None
 
     def close(self) -> None:
-        if self._chan is not None:
-            chan, self._chan = self._chan, None
-            self.ex.call(chan.close)
+        self._chan.close()

@@ -16,7 +16,7 @@ from collections.abc import Set as AbstractSet
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any
 
-from ikemgr.adapters.kernel.netns import InNetns
+from ikemgr.adapters.kernel.netns import InNetns, NsChannel
 from ikemgr.adapters.kernel.nft_channel import NftError, SetElemChannel
 from ikemgr.adapters.kernel.rule_channel import RuleSocket
 from ikemgr.adapters.policy.base import KernelView, owned_band
@@ -55,7 +55,7 @@ class MarksBackend:
         self.prefixes = tuple(p for p in cfg.campus_prefixes if isinstance(p, IPv4Network))
         self.nl = RuleSocket(ex, cfg.routing.rule_protocol)
         self._nft: Any = None
-        self._elems: SetElemChannel | None = None
+        self._elems: NsChannel[SetElemChannel] = NsChannel(ex, SetElemChannel)
         self._by_table = {v.table_id: v.number for v in cfg.vlans}
         self._vlan_rules: set[int] = set()
         self._stray_rules: list[Rule] = []
@@ -95,27 +95,16 @@ class MarksBackend:
 
     def _change_elements(self, delete: list[tuple[IPv4Address, int]],
                          add: list[tuple[IPv4Address, int]]) -> None:
-        """Deletes then adds of map elements, one transaction. The socket is opened inside the
-        namespace once and keeps it (no ``setns`` per batch); a socket error closes it, and the
-        next batch opens another one there."""
-
-        def run() -> None:
-            try:
-                if self._elems is None:
-                    self._elems = SetElemChannel()
-                self._elems.change(NFT_TABLE, NFT_MAP, delete, add)
-            except NftError as e:
-                raise ApplyFailed(str(e)) from None
-            except OSError as e:
-                chan, self._elems = self._elems, None
-                if chan is not None:
-                    chan.close()
-                raise ApplyFailed(f"nfnetlink: {e.strerror or e}") from None
-
-        if self._elems is not None:
-            run()
-        else:
-            self.ex.call(run)
+        """Deletes then adds of map elements, one transaction, on a socket opened inside the
+        namespace once (``NsChannel``); a socket error closes it, and the next batch opens
+        another one there."""
+        try:
+            self._elems.call(lambda chan: chan.change(NFT_TABLE, NFT_MAP, delete, add))
+        except NftError as e:
+            raise ApplyFailed(str(e)) from None
+        except OSError as e:
+            self._elems.reset()
+            raise ApplyFailed(f"nfnetlink: {e.strerror or e}") from None
 
     def _table_exists(self) -> bool:
         tables = self._cmd("list tables ip") or {"nftables": []}
@@ -199,8 +188,6 @@ class MarksBackend:
             self._stray_rules = []
 
     def close(self) -> None:
-        if self._elems is not None:
-            chan, self._elems = self._elems, None
-            chan.close()
+        self._elems.close()
         self.nl.close()
         self.ex.close()
